@@ -1,0 +1,154 @@
+"""The variables a gate can read, and how they are built from explicit inputs only (spec §8.1).
+
+:data:`VARIABLES` is the single description of the gate environment: the bundle loader checks
+expressions against it, and ``docs/bundles.md`` documents it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .cel import FieldSpec as F
+from .cel import to_cel
+from .constraints import SymbolConstraints
+from .intent import Intent
+from .models import ExecutionContext, StateView
+
+__all__ = ["VARIABLES", "build_activation", "variables_for"]
+
+D, S, B = F("decimal"), F("string"), F("bool")
+
+_QTY = F("object", fields={"min_qty": D, "max_qty": D, "step_size": D}, nullable=True)
+
+VARIABLES: dict[str, F] = {
+    "action": F("map", "the validated action, its §3.2 fields plus `type` (decimals exact)", item=F("any")),
+    "intent": F(
+        "object",
+        "the action resolved against the position snapshot (engine/intent.py)",
+        fields={
+            "kind": F("string", "ORDER or CANCEL"),
+            "action_type": F("string", "the §3.1 action type"),
+            "symbol": F("string", "symbol, null for a cancel across all symbols", nullable=True),
+            "side": F("string", "BUY or SELL (orders)", nullable=True),
+            "position_side": F("string", "BOTH (one-way) or LONG/SHORT (hedge)", nullable=True),
+            "order_type": F("string", "MARKET or LIMIT", nullable=True),
+            "quantity": F("decimal", "order quantity, always positive", nullable=True),
+            "price": F("decimal", "limit price (LIMIT orders only)", nullable=True),
+            "time_in_force": F("string", "GTC or IOC (LIMIT orders only)", nullable=True),
+            "reduce_only": F("bool", "the order can only reduce the position"),
+            "mark_price": F("decimal", "mark price from the context", nullable=True),
+            "reference_price": F("decimal", "limit price for LIMIT, mark price for MARKET", nullable=True),
+            "order_notional": F("decimal", "quantity x reference_price", nullable=True),
+            "position_before": F("decimal", "signed position before (+ long, - short)"),
+            "position_after": F("decimal", "signed position if the order fills completely"),
+            "notional_after": F("decimal", "|position_after| x reference_price", nullable=True),
+            "increases_exposure": F("bool", "|position| grows, or the position flips"),
+            "opens_position": F("bool", "flat before and not after (or a flip)"),
+            "leverage": F("decimal", "leverage of the position row (null if unknown)", nullable=True),
+            "margin_mode": F("string", "ISOLATED or CROSSED of the position row (null if unknown)", nullable=True),
+        },
+    ),
+    "context": F(
+        "object",
+        "spec §2.1 context fields",
+        fields={"exchange": S, "symbol": S, "timestamp": D, "account_id": S},
+    ),
+    "now": F("decimal", "context.timestamp: the only clock (ms since the epoch, UTC)"),
+    "account": F(
+        "object",
+        "account snapshot from the context",
+        fields={
+            "position_mode": F("string", "ONE_WAY or HEDGE"),
+            "available_margin": D,
+            "positions": F("list", "[{symbol, quantity, entry_price, leverage, margin_mode, position_side}]"),
+            "open_orders": F("list", "[{symbol, client_order_id, side, quantity, price, position_side}]"),
+        },
+    ),
+    "market": F("map", "symbol -> {mark_price}", item=F("object", fields={"mark_price": D})),
+    "health": F("object", "exchange health snapshot", fields={"api_latency_ms": D, "order_rejection_rate": D}),
+    "state": F(
+        "object",
+        "ledger view (spec §8.1: history as explicit input)",
+        fields={
+            "recent": F("list", "[{decision_id, action_id, action_type, symbol, result, reason_code, timestamp, attempted, opens}] within the lookback"),
+            "last_execution_ms": F("decimal", "time of the last attempted exchange call", nullable=True),
+            "last_failed_safe_ms": F("decimal", "time of the last FAILED_SAFE that arms the cooldown", nullable=True),
+        },
+    ),
+    "constraints": F(
+        "object",
+        "exchange constraints of the intent's symbol (null for a cancel across all symbols)",
+        nullable=True,
+        fields={
+            "symbol": S,
+            "status": S,
+            "lot_size": _QTY,
+            "market_lot_size": _QTY,
+            "price_filter": F("object", fields={"min_price": D, "max_price": D, "tick_size": D}, nullable=True),
+            "min_notional": F("decimal", nullable=True),
+            "percent_price": F("object", fields={"multiplier_up": D, "multiplier_down": D}, nullable=True),
+            "order_types": F("list"),
+            "time_in_force": F("list"),
+            "leverage_brackets": F("list", "[{bracket, initial_leverage, notional_floor, notional_cap}]", nullable=True),
+        },
+    ),
+    "lot": F(
+        "object",
+        "quantity filter that applies to this order: MARKET_LOT_SIZE for MARKET orders where the snapshot has it, else LOT_SIZE",
+        nullable=True,
+        fields={"min_qty": D, "max_qty": D, "step_size": D},
+    ),
+    "settings": F(
+        "object",
+        "bundle settings",
+        fields={"cooldown_ms": D, "lookback_ms": D, "execution_mode": S},
+    ),
+}
+
+
+def variables_for(param_specs: Mapping[str, F]) -> dict[str, F]:
+    """The gate environment of one bundle: :data:`VARIABLES` plus its typed ``params``."""
+    out = dict(VARIABLES)
+    out["params"] = F("object", "the bundle's typed parameters (per-symbol values resolved)", fields=dict(param_specs))
+    return out
+
+
+def build_activation(
+    *,
+    action: Any,
+    intent: Intent,
+    context: ExecutionContext,
+    params: Mapping[str, Any],
+    state: StateView,
+    constraints: SymbolConstraints | None,
+    settings: Mapping[str, Any],
+) -> dict[str, Any]:
+    """CEL activation from explicit inputs only; every number an exact Decimal."""
+    lot = None
+    if constraints is not None and intent.kind == "ORDER":
+        chosen = constraints.market_lot_size if intent.order_type == "MARKET" and constraints.market_lot_size else constraints.lot_size
+        lot = chosen.model_dump() if chosen is not None else None
+    data = {
+        "action": action.model_dump(),
+        "intent": intent.as_dict(),
+        "context": {
+            "exchange": context.exchange,
+            "symbol": context.symbol,
+            "timestamp": context.timestamp,
+            "account_id": context.account_id,
+        },
+        "now": context.timestamp,
+        "account": context.account.model_dump(),
+        "market": {k: v.model_dump() for k, v in context.market.items()},
+        "health": context.health.model_dump(),
+        "state": {
+            "recent": [r.model_dump() for r in state.recent],
+            "last_execution_ms": state.last_execution_ms,
+            "last_failed_safe_ms": state.last_failed_safe_ms,
+        },
+        "constraints": constraints.model_dump() if constraints is not None else None,
+        "lot": lot,
+        "params": dict(params),
+        "settings": dict(settings),
+    }
+    return {k: to_cel(v) for k, v in data.items()}

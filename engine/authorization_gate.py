@@ -1,0 +1,50 @@
+"""Spec §4 Rule 1 — Authorization Gate (absolute), and reading the input as a decision at all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .models import AUTHORIZED_ACTION
+from .numbers import DecimalParseError, loads
+
+__all__ = ["RawDecision", "authorization_gate", "read_decision"]
+
+
+@dataclass(frozen=True)
+class RawDecision:
+    """The input as far as it could be read. ``problem`` is a REJECTED reason code, or None."""
+
+    data: Any
+    decision_id: str | None
+    action_id: str | None
+    problem: str | None = None
+    detail: str = ""
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def read_decision(raw: str | bytes | dict[str, Any]) -> RawDecision:
+    """Parse the decision text exactly (decimals kept) and read its ids, never raising."""
+    if isinstance(raw, (str, bytes)):
+        try:
+            data = loads(raw)
+        except (ValueError, DecimalParseError, RecursionError) as exc:
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+            return RawDecision(text, None, None, "INPUT_NOT_JSON", f"not valid JSON: {exc}")
+    else:
+        data = raw
+    if not isinstance(data, dict):
+        return RawDecision(data, None, None, "INPUT_NOT_OBJECT", f"expected a JSON object, got {type(data).__name__}")
+    action = data.get("action")
+    ids = (_str_or_none(data.get("decision_id")), _str_or_none(action.get("action_id")) if isinstance(action, dict) else None)
+    if "decision_code" not in data:
+        return RawDecision(data, *ids, "DECISION_CODE_MISSING", "no decision_code: this is not a PolicyDecision")
+    return RawDecision(data, *ids)
+
+
+def authorization_gate(decision: RawDecision) -> bool:
+    """Rule 1: only ``decision_code == AUTHORIZED_ACTION`` goes on; checked before the action is read."""
+    return decision.data.get("decision_code") == AUTHORIZED_ACTION

@@ -1,0 +1,501 @@
+"""Policy bundles and gate libraries (YAML), loaded, validated and compiled at load time.
+
+Shape follows Kubernetes ValidatingAdmissionPolicy: ``apiVersion`` / ``kind`` / ``metadata`` and a
+``spec`` whose typed ``params`` live apart from the rules. Every problem is reported as
+``file:line:col: message`` with the offending text; nothing is compiled lazily, so a bundle that
+loads can be evaluated.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
+
+from .activation import variables_for
+from .cel import CelCompileError, CompiledExpression, FieldSpec, compile_expression
+from .numbers import DecimalParseError, parse_decimal, sha256_digest
+from .reason_codes import ENGINE_CODES
+
+__all__ = [
+    "API_VERSION",
+    "Bundle",
+    "BundleDocument",
+    "BundleError",
+    "Gate",
+    "GateLibraryDocument",
+    "Problem",
+    "load_bundle",
+]
+
+API_VERSION = "ep4.io/v1"
+RULE3_CATEGORIES = ("exposure", "temporal", "frequency", "health")
+RULE4_CATEGORY = "exchange-constraint"
+
+
+# --- document schema (also exported as JSON Schema by `ep4 schema bundle`) ---
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metadata(_Doc):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$", description="semantic version")
+    description: str = ""
+
+
+ParamType = Literal["decimal", "integer", "bool", "string", "per_symbol_decimal", "session_windows"]
+
+
+class ParamSpec(_Doc):
+    type: ParamType
+    value: Any
+    description: str = ""
+    unit: str = ""
+
+
+class GateSpec(_Doc):
+    id: str = Field(pattern=r"^[a-z][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+$", description="category.name")
+    category: Literal["exposure", "temporal", "frequency", "health", "exchange-constraint"]
+    expression: str = Field(min_length=1, description="CEL; true = pass")
+    reason_code: str = Field(pattern=r"^[A-Z][A-Z0-9_]{2,63}$")
+    message: str = Field(min_length=1)
+
+
+class PostFailure(_Doc):
+    cooldownMs: int = Field(ge=0, description="spec §6.3 enforced cooldown after FAILED_SAFE")
+    forceCancelOpenOrders: bool = Field(description="spec §6.3 optional forced ACTION_CANCEL_OPEN_ORDERS")
+
+
+class StateSettings(_Doc):
+    lookbackMs: int = Field(gt=0, description="how much execution history the state view carries")
+
+
+class ExchangeClientSettings(_Doc):
+    recvWindowMs: int = Field(default=5000, ge=1, le=60000)
+    connectTimeoutMs: int = Field(default=2000, ge=1, le=60000)
+    readTimeoutMs: int = Field(default=5000, ge=1, le=60000)
+    ackTimestampToleranceMs: int = Field(default=5000, ge=0, le=600000)
+
+
+class BundleSpec(_Doc):
+    exchange: Literal["BINANCE_PERP"]
+    executionMode: Literal["dry-run", "paper", "binance-testnet", "binance"]
+    params: dict[str, ParamSpec] = {}
+    postFailure: PostFailure
+    state: StateSettings
+    exchangeClient: ExchangeClientSettings = ExchangeClientSettings()
+    include: list[str] = Field(default=[], description="gate library files, relative to this bundle")
+    gates: list[GateSpec] = Field(default=[], description="gates defined inline")
+    riskGates: list[str] = Field(description="Rule 3 gate ids, in evaluation order")
+    constraintChecks: list[str] = Field(description="Rule 4 check ids, in evaluation order")
+
+
+class BundleDocument(_Doc):
+    apiVersion: Literal["ep4.io/v1"]
+    kind: Literal["PolicyBundle"]
+    metadata: Metadata
+    spec: BundleSpec
+
+
+class GateLibraryDocument(_Doc):
+    apiVersion: Literal["ep4.io/v1"]
+    kind: Literal["GateLibrary"]
+    metadata: Metadata
+    gates: list[GateSpec]
+
+
+# --- loaded form ---
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    column: int
+    message: str
+    text: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.message}" + (f"\n    {self.text}" if self.text else "")
+
+
+class BundleError(ValueError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class Gate:
+    id: str
+    category: str
+    rule: int
+    expression: CompiledExpression
+    reason_code: str
+    message: str
+    source: str  # file:line:col of the expression
+
+
+@dataclass(frozen=True)
+class Bundle:
+    name: str
+    version: str
+    execution_mode: str
+    params: dict[str, tuple[str, Any]]  # name -> (type, typed value)
+    cooldown_ms: int
+    force_cancel_open_orders: bool
+    lookback_ms: int
+    exchange_client: ExchangeClientSettings
+    risk_gates: tuple[Gate, ...]
+    constraint_checks: tuple[Gate, ...]
+    digest: str
+    path: str = ""
+    canonical: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def params_for(self, symbol: str | None) -> dict[str, Any]:
+        """Typed params as gates see them, per-symbol values resolved for ``symbol``."""
+        out: dict[str, Any] = {}
+        for name, (kind, value) in self.params.items():
+            if kind == "per_symbol_decimal":
+                if symbol is not None and symbol in value:
+                    out[name] = value[symbol]
+                elif "*" in value:
+                    out[name] = value["*"]
+                # else: absent -> any gate reading it fails safe with a clear message
+            elif kind == "session_windows":
+                out[name] = [{"start": s, "end": e} for s, e in value]
+            else:
+                out[name] = value
+        return out
+
+    def settings(self) -> dict[str, Any]:
+        return {"cooldown_ms": self.cooldown_ms, "lookback_ms": self.lookback_ms, "execution_mode": self.execution_mode}
+
+    def describe(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "digest": self.digest}
+
+
+# --- YAML reading with positions ---
+
+
+class _ExactConstructor(RoundTripConstructor):
+    """YAML floats become exact Decimals built from their source text."""
+
+
+def _construct_decimal(constructor: Any, node: Any) -> Any:
+    text = node.value.replace("_", "")
+    try:
+        return parse_decimal(text)
+    except DecimalParseError:
+        return _NonFinite(node.value)
+
+
+class _NonFinite(str):
+    """A YAML float that is not a finite decimal (.inf, .nan); refused by validation."""
+
+
+_ExactConstructor.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+
+
+class _Source:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+        try:
+            self.text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise BundleError([Problem(self.name, 1, 1, "file not found")]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BundleError([Problem(self.name, 1, 1, f"cannot read: {exc}")]) from None
+        self.lines = self.text.splitlines()
+        yaml = YAML(typ="rt")
+        yaml.Constructor = _ExactConstructor
+        try:
+            self.root = yaml.load(self.text)
+        except MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            raise BundleError([Problem(self.name, line, col, f"invalid YAML: {exc.problem or exc}", self.line_text(line))]) from None
+        except Exception as exc:  # ruamel raises a few unmarked errors (e.g. duplicate keys)
+            raise BundleError([Problem(self.name, 1, 1, f"invalid YAML: {exc}")]) from None
+
+    def line_text(self, line: int) -> str:
+        return self.lines[line - 1].strip() if 0 < line <= len(self.lines) else ""
+
+    def position(self, loc: tuple[Any, ...]) -> tuple[int, int]:
+        """1-based (line, col) of the node at ``loc`` (or of the closest parent that exists)."""
+        node, best = self.root, (1, 1)
+        for key in loc:
+            if isinstance(node, CommentedMap) and key in node:
+                best = _lc(node.lc.key(key))
+                node = node[key]
+            elif isinstance(node, CommentedSeq) and isinstance(key, int) and key < len(node):
+                best = _lc(node.lc.item(key))
+                node = node[key]
+            else:
+                break
+        return best
+
+    def value_origin(self, mapping: CommentedMap, key: str) -> tuple[int, int, bool]:
+        """Where the text of a scalar value starts: (line, col, is_block)."""
+        line0, col0 = mapping.lc.value(key)
+        value = mapping[key]
+        if isinstance(value, (LiteralScalarString, FoldedScalarString)):
+            first = line0 + 1
+            while first < len(self.lines) and not self.lines[first].strip():
+                first += 1
+            text = self.lines[first] if first < len(self.lines) else ""
+            return first + 1, len(text) - len(text.lstrip(" ")) + 1, True
+        char = self.lines[line0][col0] if line0 < len(self.lines) and col0 < len(self.lines[line0]) else ""
+        return line0 + 1, col0 + 1 + (1 if char in "\"'" else 0), False
+
+
+def _lc(pair: Any) -> tuple[int, int]:
+    return (pair[0] + 1, pair[1] + 1)
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, _NonFinite):
+        return float("nan")  # refused below as not a finite decimal
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def _validate(model: type[BaseModel], src: _Source) -> tuple[Any, list[Problem]]:
+    if not isinstance(src.root, CommentedMap):
+        return None, [Problem(src.name, 1, 1, "expected a YAML mapping at the top level")]
+    try:
+        return model.model_validate(_plain(src.root)), []
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line, col = src.position(loc)
+            path = ".".join(str(p) for p in loc) or "(document)"
+            problems.append(Problem(src.name, line, col, f"{path}: {err['msg']}", src.line_text(line)))
+        return None, problems
+
+
+# --- parameters ---
+
+_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _typed_param(name: str, spec: ParamSpec) -> tuple[Any, FieldSpec]:
+    kind, value = spec.type, spec.value
+    if kind == "decimal":
+        return parse_decimal(value), FieldSpec("decimal", spec.description)
+    if kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("expected an integer")
+        return value, FieldSpec("decimal", spec.description)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError("expected true or false")
+        return value, FieldSpec("bool", spec.description)
+    if kind == "string":
+        if not isinstance(value, str):
+            raise ValueError("expected a string")
+        return value, FieldSpec("string", spec.description)
+    if kind == "per_symbol_decimal":
+        if not isinstance(value, dict) or not value:
+            raise ValueError("expected a mapping of SYMBOL (or '*' for the default) to a decimal")
+        out: dict[str, Decimal] = {}
+        for sym, v in value.items():
+            if sym != "*" and not re.match(r"^[A-Z0-9]{2,32}$", sym):
+                raise ValueError(f"'{sym}' is not a symbol (or '*')")
+            out[sym] = parse_decimal(v)
+        return out, FieldSpec("decimal", spec.description)
+    if kind == "session_windows":
+        if not isinstance(value, list):
+            raise ValueError("expected a list of {start: 'HH:MM', end: 'HH:MM'} (UTC)")
+        windows = []
+        for w in value:
+            if not isinstance(w, dict) or set(w) != {"start", "end"}:
+                raise ValueError("each window needs exactly 'start' and 'end'")
+            mins = []
+            for k in ("start", "end"):
+                m = _TIME.match(str(w[k]))
+                if not m:
+                    raise ValueError(f"window {k} {w[k]!r} is not HH:MM (UTC)")
+                mins.append(int(m.group(1)) * 60 + int(m.group(2)))
+            if mins[0] == mins[1]:
+                raise ValueError("a window with start == end is empty")
+            windows.append(tuple(mins))
+        return windows, FieldSpec("list", spec.description)
+    raise ValueError(f"unknown parameter type {kind}")  # pragma: no cover - Literal guards it
+
+
+# --- loading ---
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load, validate and compile a bundle and its gate libraries; raise BundleError on any problem."""
+    bundle_path = Path(path)
+    src = _Source(bundle_path)
+    doc, problems = _validate(BundleDocument, src)
+    if doc is None:
+        raise BundleError(problems)
+    spec: BundleSpec = doc.spec
+
+    params: dict[str, tuple[str, Any]] = {}
+    param_specs: dict[str, FieldSpec] = {}
+    for name, p in spec.params.items():
+        try:
+            value, fs = _typed_param(name, p)
+        except (ValueError, DecimalParseError) as exc:
+            line, col = src.position(("spec", "params", name, "value"))
+            problems.append(Problem(src.name, line, col, f"spec.params.{name}.value: {exc}", src.line_text(line)))
+            continue
+        if not re.match(r"^[a-z][a-z0-9_]*$", name):
+            line, col = src.position(("spec", "params", name))
+            problems.append(Problem(src.name, line, col, f"parameter name '{name}' must be snake_case", src.line_text(line)))
+        params[name] = (p.type, value)
+        param_specs[name] = fs
+    variables = variables_for(param_specs)
+
+    # gather gate definitions: (spec, source, mapping node holding the expression)
+    defined: dict[str, tuple[GateSpec, _Source, CommentedMap, tuple[int, int]]] = {}
+
+    def add_gates(gates: list[GateSpec], source: _Source, base: tuple[Any, ...]) -> None:
+        seq = source.root
+        for part in base:
+            seq = seq[part]
+        for i, g in enumerate(gates):
+            node = seq[i]
+            pos = _lc(node.lc.key("id")) if "id" in node else _lc(seq.lc.item(i))
+            if g.id in defined:
+                other = defined[g.id]
+                problems.append(
+                    Problem(
+                        source.name, pos[0], pos[1],
+                        f"duplicate gate id '{g.id}' (first defined at {other[1].name}:{other[3][0]}:{other[3][1]})",
+                        source.line_text(pos[0]),
+                    )
+                )
+                continue
+            defined[g.id] = (g, source, node, pos)
+
+    for i, inc in enumerate(spec.include):
+        lib_path = (bundle_path.parent / inc).resolve()
+        try:
+            lib_src = _Source(lib_path)
+        except BundleError as exc:
+            line, col = src.position(("spec", "include", i))
+            problems.append(Problem(src.name, line, col, f"include '{inc}': {exc.problems[0].message}", src.line_text(line)))
+            continue
+        lib, lib_problems = _validate(GateLibraryDocument, lib_src)
+        problems.extend(lib_problems)
+        if lib is not None:
+            add_gates(lib.gates, lib_src, ("gates",))
+    if spec.gates:
+        add_gates(spec.gates, src, ("spec", "gates"))
+
+    compiled: dict[str, Gate] = {}
+    for gid, (g, gsrc, node, pos) in defined.items():
+        if g.reason_code in ENGINE_CODES:
+            line, col = _lc(node.lc.value("reason_code"))
+            problems.append(
+                Problem(gsrc.name, line, col, f"gate '{gid}': reason_code {g.reason_code} is reserved by the engine", gsrc.line_text(line))
+            )
+        if not gid.startswith(g.category.split("-")[0] + "."):
+            problems.append(
+                Problem(gsrc.name, pos[0], pos[1], f"gate id '{gid}' must start with its category '{g.category}.'", gsrc.line_text(pos[0]))
+            )
+        line0, col0, block = gsrc.value_origin(node, "expression")
+        try:
+            expr = compile_expression(g.expression, variables)
+        except CelCompileError as exc:
+            line = line0 + exc.line - 1
+            col = (col0 if (exc.line == 1 or block) else 1) + exc.column - 1
+            problems.append(Problem(gsrc.name, line, col, f"gate '{gid}': {exc.message}", gsrc.line_text(line)))
+            continue
+        rule = 4 if g.category == RULE4_CATEGORY else 3
+        compiled[gid] = Gate(gid, g.category, rule, expr, g.reason_code, g.message, f"{gsrc.name}:{line0}:{col0}")
+
+    def select(key: str, rule: int) -> tuple[Gate, ...]:
+        chosen, seen = [], set()
+        for i, gid in enumerate(getattr(spec, key)):
+            line, col = src.position(("spec", key, i))
+            if gid in seen:
+                problems.append(Problem(src.name, line, col, f"spec.{key}: gate '{gid}' listed twice", src.line_text(line)))
+                continue
+            seen.add(gid)
+            if gid not in defined:
+                problems.append(Problem(src.name, line, col, f"spec.{key}: no gate '{gid}' is defined or included", src.line_text(line)))
+                continue
+            if gid not in compiled:
+                continue  # its own problem is already reported
+            gate = compiled[gid]
+            if gate.rule != rule:
+                want = "one of " + ", ".join(RULE3_CATEGORIES) if rule == 3 else RULE4_CATEGORY
+                problems.append(
+                    Problem(src.name, line, col, f"spec.{key}: '{gid}' has category {gate.category}; Rule {rule} needs {want}", src.line_text(line))
+                )
+                continue
+            chosen.append(gate)
+        return tuple(chosen)
+
+    risk = select("riskGates", 3)
+    checks = select("constraintChecks", 4)
+    if problems:
+        raise BundleError(problems)
+
+    canonical = {
+        "apiVersion": doc.apiVersion,
+        "kind": doc.kind,
+        "metadata": doc.metadata.model_dump(),
+        "spec": {
+            "exchange": spec.exchange,
+            "executionMode": spec.executionMode,
+            "params": {k: {"type": t, "value": v} for k, (t, v) in sorted(params.items())},
+            "postFailure": spec.postFailure.model_dump(),
+            "state": spec.state.model_dump(),
+            "exchangeClient": spec.exchangeClient.model_dump(),
+            "riskGates": [_gate_canonical(g) for g in risk],
+            "constraintChecks": [_gate_canonical(g) for g in checks],
+        },
+    }
+    return Bundle(
+        name=doc.metadata.name,
+        version=doc.metadata.version,
+        execution_mode=spec.executionMode,
+        params=params,
+        cooldown_ms=spec.postFailure.cooldownMs,
+        force_cancel_open_orders=spec.postFailure.forceCancelOpenOrders,
+        lookback_ms=spec.state.lookbackMs,
+        exchange_client=spec.exchangeClient,
+        risk_gates=risk,
+        constraint_checks=checks,
+        digest=sha256_digest(canonical),
+        path=str(bundle_path),
+        canonical=canonical,
+    )
+
+
+def _gate_canonical(g: Gate) -> dict[str, str]:
+    return {
+        "id": g.id,
+        "category": g.category,
+        "expression": g.expression.text,
+        "reason_code": g.reason_code,
+        "message": g.message,
+    }

@@ -1,0 +1,18 @@
+"""Spec §4 Rule 4 — Exchange Constraint Alignment (step, tick, size, notional, margin mode,
+leverage bounds). No rounding heuristics: incompatible means FAILED_SAFE."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from .bundle import Gate
+from .models import GateOutcome
+from .risk_gates import GateFailure, evaluate_gates
+
+__all__ = ["constraint_alignment"]
+
+
+def constraint_alignment(
+    checks: Sequence[Gate], activation: Mapping[str, Any]
+) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
+    return evaluate_gates(checks, activation, "CONSTRAINT_EVALUATION_ERROR")

@@ -1,0 +1,178 @@
+"""What an action means on the exchange, resolved against the position snapshot (pure).
+
+The intent is the mechanical reading of an action (spec §3.2) against the context: which side,
+which quantity, reduce-only or not, the position before and after. Ambiguity is never guessed away
+(spec §6.1/§6.2 "ambiguous state"): it yields a FAILED_SAFE reason instead of an intent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any
+
+from .models import (
+    AdjustPositionAction,
+    CancelOrdersAction,
+    ClosePositionAction,
+    ExecutionContext,
+    OpenPositionAction,
+    Position,
+)
+from .numbers import EXACT
+
+__all__ = ["Intent", "IntentError", "resolve_intent"]
+
+
+class IntentError(Exception):
+    def __init__(self, reason_code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Intent:
+    kind: str  # ORDER | CANCEL
+    action_type: str
+    symbol: str | None
+    side: str | None = None  # BUY | SELL
+    position_side: str | None = None  # BOTH | LONG | SHORT
+    order_type: str | None = None  # MARKET | LIMIT
+    quantity: Decimal | None = None
+    price: Decimal | None = None
+    time_in_force: str | None = None
+    reduce_only: bool = False
+    mark_price: Decimal | None = None
+    reference_price: Decimal | None = None
+    order_notional: Decimal | None = None
+    position_before: Decimal = Decimal(0)
+    position_after: Decimal = Decimal(0)
+    notional_after: Decimal | None = None
+    increases_exposure: bool = False
+    opens_position: bool = False
+    leverage: Decimal | None = None
+    margin_mode: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _sign(x: Decimal) -> int:
+    return (x > 0) - (x < 0)
+
+
+def _rows(context: ExecutionContext, symbol: str) -> tuple[Position | None, Position | None, Position | None]:
+    """(one-way row, hedge LONG row, hedge SHORT row) for ``symbol``; duplicates are ambiguous."""
+    rows = [p for p in context.account.positions if p.symbol == symbol]
+    by_side: dict[str, Position] = {}
+    for p in rows:
+        if p.position_side in by_side:
+            raise IntentError("AMBIGUOUS_POSITION", f"the context lists {symbol} {p.position_side} twice")
+        by_side[p.position_side] = p
+    hedge = context.account.position_mode == "HEDGE"
+    if hedge and by_side.get("BOTH") is not None and by_side["BOTH"].quantity != 0:
+        raise IntentError("AMBIGUOUS_POSITION", f"hedge-mode account with a one-way ({symbol} BOTH) position row")
+    if not hedge and ({"LONG", "SHORT"} & by_side.keys()):
+        raise IntentError("AMBIGUOUS_POSITION", f"one-way account with a hedge ({symbol} LONG/SHORT) position row")
+    long_row, short_row = by_side.get("LONG"), by_side.get("SHORT")
+    if long_row is not None and long_row.quantity < 0 or short_row is not None and short_row.quantity > 0:
+        raise IntentError("AMBIGUOUS_POSITION", f"{symbol} hedge rows must be LONG >= 0 and SHORT <= 0")
+    return by_side.get("BOTH"), long_row, short_row
+
+
+def _held(context: ExecutionContext, symbol: str) -> tuple[Position | None, str]:
+    """The one position a CLOSE or ADJUST acts on, and its positionSide."""
+    both, long_row, short_row = _rows(context, symbol)
+    if context.account.position_mode == "ONE_WAY":
+        if both is None or both.quantity == 0:
+            raise IntentError("NO_POSITION", f"no {symbol} position in the context")
+        return both, "BOTH"
+    live = [(r, s) for r, s in ((long_row, "LONG"), (short_row, "SHORT")) if r is not None and r.quantity != 0]
+    if not live:
+        raise IntentError("NO_POSITION", f"no {symbol} position in the context")
+    if len(live) > 1:
+        raise IntentError("AMBIGUOUS_POSITION", f"hedge mode holds both a LONG and a SHORT {symbol} position")
+    return live[0]
+
+
+def resolve_intent(action: Any, context: ExecutionContext) -> Intent:
+    """Resolve a validated non-NOOP action (spec §3.2) into an :class:`Intent` or raise IntentError."""
+    if isinstance(action, CancelOrdersAction):
+        return Intent(kind="CANCEL", action_type=action.type, symbol=action.symbol)
+
+    symbol = action.symbol
+    market = context.market.get(symbol)
+    if market is None:
+        raise IntentError("MARK_PRICE_UNAVAILABLE", f"the context has no mark price for {symbol}")
+    mark = market.mark_price
+
+    fields: dict[str, Any] = {}
+    if isinstance(action, OpenPositionAction):
+        side = "BUY" if action.side == "LONG" else "SELL"
+        direction = 1 if side == "BUY" else -1
+        both, long_row, short_row = _rows(context, symbol)
+        if context.account.position_mode == "HEDGE":
+            row, pos_side = (long_row, "LONG") if action.side == "LONG" else (short_row, "SHORT")
+        else:
+            row, pos_side = both, "BOTH"
+        before = row.quantity if row is not None else Decimal(0)
+        after = EXACT.add(before, action.quantity * direction)
+        fields = dict(
+            side=side, position_side=pos_side, order_type=action.order_type, quantity=action.quantity,
+            price=action.limit_price, time_in_force=action.time_in_force if action.order_type == "LIMIT" else None,
+            reduce_only=False, position_before=before, position_after=after,
+        )
+    elif isinstance(action, ClosePositionAction):
+        row, pos_side = _held(context, symbol)
+        before = row.quantity
+        qty = action.quantity if action.quantity is not None else abs(before)
+        if qty > abs(before):
+            raise IntentError(
+                "CLOSE_EXCEEDS_POSITION", f"close quantity {qty} exceeds the {symbol} position {abs(before)}"
+            )
+        fields = dict(
+            side="SELL" if before > 0 else "BUY", position_side=pos_side, order_type="MARKET", quantity=qty,
+            reduce_only=True, position_before=before, position_after=EXACT.subtract(before, qty * _sign(before)),
+        )
+    elif isinstance(action, AdjustPositionAction):
+        row, pos_side = _held(context, symbol)
+        before, delta = row.quantity, action.delta_quantity
+        if delta < 0 and -delta > abs(before):
+            raise IntentError(
+                "ADJUST_WOULD_FLIP", f"decrease {-delta} exceeds the {symbol} position {abs(before)}"
+            )
+        grows = delta > 0
+        fields = dict(
+            side=("BUY" if before > 0 else "SELL") if grows else ("SELL" if before > 0 else "BUY"),
+            position_side=pos_side, order_type="MARKET", quantity=abs(delta), reduce_only=not grows,
+            position_before=before, position_after=EXACT.add(before, delta * _sign(before)),
+        )
+    else:  # pragma: no cover - the union is closed
+        raise TypeError(f"no intent for {type(action).__name__}")
+
+    before, after = fields["position_before"], fields["position_after"]
+    reference = fields.get("price") or mark
+    flips = _sign(before) != 0 and _sign(after) == -_sign(before)
+    row_for_settings = _settings_row(context, symbol, fields["position_side"])
+    return Intent(
+        kind="ORDER",
+        action_type=action.type,
+        symbol=symbol,
+        mark_price=mark,
+        reference_price=reference,
+        order_notional=EXACT.multiply(fields["quantity"], reference),
+        notional_after=EXACT.multiply(abs(after), reference),
+        increases_exposure=abs(after) > abs(before) or flips,
+        opens_position=(before == 0 and after != 0) or flips,
+        leverage=Decimal(row_for_settings.leverage) if row_for_settings and row_for_settings.leverage else None,
+        margin_mode=row_for_settings.margin_mode if row_for_settings else None,
+        **fields,
+    )
+
+
+def _settings_row(context: ExecutionContext, symbol: str, position_side: str) -> Position | None:
+    for p in context.account.positions:
+        if p.symbol == symbol and p.position_side == position_side:
+            return p
+    return None

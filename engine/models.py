@@ -1,0 +1,312 @@
+"""The contracts of spec §2 and §3 as frozen pydantic models.
+
+Every model forbids unknown fields. Quantities and prices are :data:`ExactDecimal`: exact ``Decimal``
+values parsed from JSON numbers or decimal strings; floats, booleans, NaN and infinities are refused.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from .numbers import DecimalParseError, decimal_text, parse_decimal
+
+__all__ = [
+    "AUTHORIZED_ACTION",
+    "Action",
+    "AdjustPositionAction",
+    "CancelOrdersAction",
+    "ClosePositionAction",
+    "ExactDecimal",
+    "ExecutionContext",
+    "ExecutionRecord",
+    "ExecutionResult",
+    "GateOutcome",
+    "NoopAction",
+    "OpenPositionAction",
+    "PolicyDecision",
+    "StateView",
+]
+
+AUTHORIZED_ACTION = "AUTHORIZED_ACTION"
+
+
+def _validate_decimal(value: Any) -> Decimal:
+    try:
+        return parse_decimal(value)
+    except DecimalParseError as exc:
+        raise PydanticCustomError("decimal", str(exc)) from None
+
+
+ExactDecimal = Annotated[
+    Decimal,
+    PlainValidator(_validate_decimal),
+    PlainSerializer(decimal_text, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"},
+                {"type": "number"},
+            ],
+            "description": "exact decimal: a JSON number or a decimal string",
+        }
+    ),
+]
+
+
+def _int_ms(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, Decimal) and value == value.to_integral_value():
+            return int(value)
+        raise PydanticCustomError("int_ms", "expected integer milliseconds since the Unix epoch")
+    return value
+
+
+Millis = Annotated[int, PlainValidator(_int_ms), WithJsonSchema({"type": "integer", "minimum": 0})]
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,32}$", description="exchange symbol, e.g. BTCUSDT")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+def _field_error(reason_code: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError("ep4", message, {"reason_code": reason_code})
+
+
+# --- §3.2 action schemas ---
+
+
+class OpenPositionAction(_Frozen):
+    """ACTION_OPEN_POSITION (spec §3.2): quantity > 0, limit_price iff LIMIT, reduce_only false."""
+
+    type: Literal["ACTION_OPEN_POSITION"]
+    action_id: Identifier
+    symbol: Symbol
+    side: Literal["LONG", "SHORT"]
+    quantity: ExactDecimal
+    order_type: Literal["MARKET", "LIMIT"]
+    limit_price: ExactDecimal | None = None
+    reduce_only: bool
+    time_in_force: Literal["GTC", "IOC"] | None = None
+
+    @field_validator("quantity")
+    @classmethod
+    def _positive_quantity(cls, v: Decimal) -> Decimal:
+        if v <= 0:
+            raise _field_error("INVALID_QUANTITY", "quantity must be > 0")
+        return v
+
+    @field_validator("limit_price")
+    @classmethod
+    def _positive_price(cls, v: Decimal | None) -> Decimal | None:
+        if v is not None and v <= 0:
+            raise _field_error("INVALID_LIMIT_PRICE", "limit_price must be > 0")
+        return v
+
+    @model_validator(mode="after")
+    def _combinations(self) -> "OpenPositionAction":
+        if self.reduce_only:
+            raise _field_error("REDUCE_ONLY_ON_OPEN", "reduce_only must be false on ACTION_OPEN_POSITION")
+        if self.order_type == "LIMIT" and self.limit_price is None:
+            raise _field_error("LIMIT_PRICE_REQUIRED", "limit_price is required when order_type is LIMIT")
+        if self.order_type == "MARKET" and self.limit_price is not None:
+            raise _field_error("LIMIT_PRICE_ON_MARKET", "limit_price must be absent when order_type is MARKET")
+        if self.order_type == "LIMIT" and self.time_in_force is None:
+            raise _field_error("INVALID_TIME_IN_FORCE", "time_in_force (GTC or IOC) is required for LIMIT orders")
+        return self
+
+
+class ClosePositionAction(_Frozen):
+    """ACTION_CLOSE_POSITION (spec §3.2): ``quantity`` must be given; ``null`` means a full close."""
+
+    type: Literal["ACTION_CLOSE_POSITION"]
+    action_id: Identifier
+    symbol: Symbol
+    quantity: ExactDecimal | None
+    order_type: Literal["MARKET"]
+    reduce_only: Literal[True]
+
+    @field_validator("quantity")
+    @classmethod
+    def _positive_quantity(cls, v: Decimal | None) -> Decimal | None:
+        if v is not None and v <= 0:
+            raise _field_error("INVALID_QUANTITY", "quantity must be > 0, or null for a full close")
+        return v
+
+
+class AdjustPositionAction(_Frozen):
+    """ACTION_ADJUST_POSITION (spec §3.2): positive delta increases, negative decreases; never 0."""
+
+    type: Literal["ACTION_ADJUST_POSITION"]
+    action_id: Identifier
+    symbol: Symbol
+    delta_quantity: ExactDecimal
+
+    @field_validator("delta_quantity")
+    @classmethod
+    def _non_zero(cls, v: Decimal) -> Decimal:
+        if v == 0:
+            raise _field_error("INVALID_DELTA_QUANTITY", "delta_quantity must not be 0")
+        return v
+
+
+class CancelOrdersAction(_Frozen):
+    """ACTION_CANCEL_OPEN_ORDERS (spec §3.2): ``symbol`` must be given; ``null`` means all symbols."""
+
+    type: Literal["ACTION_CANCEL_OPEN_ORDERS"]
+    action_id: Identifier
+    symbol: Symbol | None
+
+
+class NoopAction(_Frozen):
+    """ACTION_NOOP (spec §3.2): explicit do-nothing; always succeeds."""
+
+    type: Literal["ACTION_NOOP"]
+    action_id: Identifier
+
+
+Action = Annotated[
+    Union[OpenPositionAction, ClosePositionAction, AdjustPositionAction, CancelOrdersAction, NoopAction],
+    Field(discriminator="type"),
+]
+
+
+class PolicyDecision(_Frozen):
+    """The EP-3 output EP-4 receives (spec §2.1)."""
+
+    decision_id: Identifier
+    decision_code: str
+    action: Action
+
+
+# --- ExecutionContext (spec §2.1 plus the explicit account / market / health snapshot) ---
+
+
+class Position(_Frozen):
+    symbol: Symbol
+    quantity: ExactDecimal = Field(description="signed: + long, - short")
+    entry_price: ExactDecimal | None = None
+    leverage: int | None = Field(default=None, ge=1, le=125)
+    margin_mode: Literal["ISOLATED", "CROSSED"] | None = None
+    position_side: Literal["BOTH", "LONG", "SHORT"] = "BOTH"
+
+
+class OpenOrder(_Frozen):
+    symbol: Symbol
+    client_order_id: str
+    side: Literal["BUY", "SELL"]
+    quantity: ExactDecimal
+    price: ExactDecimal | None = None
+    position_side: Literal["BOTH", "LONG", "SHORT"] = "BOTH"
+
+
+class Account(_Frozen):
+    position_mode: Literal["ONE_WAY", "HEDGE"]
+    available_margin: ExactDecimal
+    positions: tuple[Position, ...] = Field(default=(), strict=False)
+    open_orders: tuple[OpenOrder, ...] = Field(default=(), strict=False)
+
+
+class MarketData(_Frozen):
+    mark_price: ExactDecimal
+
+    @field_validator("mark_price")
+    @classmethod
+    def _positive(cls, v: Decimal) -> Decimal:
+        if v <= 0:
+            raise PydanticCustomError("mark_price", "mark_price must be > 0")
+        return v
+
+
+class Health(_Frozen):
+    api_latency_ms: ExactDecimal
+    order_rejection_rate: ExactDecimal = Field(description="fraction of recent orders rejected, 0..1")
+
+
+class ExecutionContext(_Frozen):
+    """Spec §2.1 ExecutionContext: exchange, symbol, timestamp (the only clock, §8.1), account_id,
+    plus the account / market / health snapshot the gates read."""
+
+    exchange: Literal["BINANCE_PERP"]
+    symbol: Symbol
+    timestamp: Millis
+    account_id: Identifier
+    account: Account
+    market: dict[Symbol, MarketData]
+    health: Health
+
+
+# --- state view: the explicit execution history the temporal and frequency gates read (§8.1) ---
+
+
+class ExecutionRecord(_Frozen):
+    decision_id: str
+    action_id: str
+    action_type: str
+    symbol: str | None
+    result: Literal["SUCCESS", "NOOP", "REJECTED", "FAILED_SAFE"]
+    reason_code: str
+    timestamp: Millis
+    attempted: bool = Field(description="an exchange call was made (or, in dry-run, would have been)")
+    opens: bool = Field(default=False, description="the action increased exposure")
+
+
+class StateView(_Frozen):
+    """What the ledger tells the pure core. Built by the shell, recorded with every audit record."""
+
+    executed: tuple[tuple[str, str], ...] = Field(
+        default=(), strict=False, description="(decision_id, action_id) pairs already processed, for this decision"
+    )
+    recent: tuple[ExecutionRecord, ...] = Field(default=(), strict=False, description="records within the bundle's lookback")
+    last_execution_ms: Millis | None = None
+    last_failed_safe_ms: Millis | None = None
+
+
+# --- output (spec §2.2) ---
+
+
+class GateOutcome(_Frozen):
+    id: str
+    rule: int
+    category: str
+    passed: bool
+    error: str | None = None
+
+
+class ExecutionResult(BaseModel):
+    """Spec §2.2: one of SUCCESS / NOOP / REJECTED / FAILED_SAFE, always with trace_id, decision_id,
+    timestamp and reason_code."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    result: Literal["SUCCESS", "NOOP", "REJECTED", "FAILED_SAFE"]
+    trace_id: str
+    decision_id: str | None
+    action_id: str | None
+    timestamp: int | None
+    reason_code: str
+    rule: int | None = Field(description="the spec §4 rule that produced the outcome")
+    message: str
+    mode: str
+    bundle: dict[str, str]
+    constraints_digest: str
+    input_digest: str
+    gate_trace: tuple[GateOutcome, ...] = ()
+    order: dict[str, Any] | None = None
+    errors: tuple[dict[str, str], ...] = ()
+    exchange_response: Any = None

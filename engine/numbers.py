@@ -1,0 +1,102 @@
+"""Exact decimals and the one JSON setup of ep4.
+
+Quantities and prices are exact ``Decimal`` values from the moment the JSON text is parsed until the
+moment their text is sent to the exchange. Nothing here rounds; anything that would lose digits is
+an error instead.
+"""
+
+from __future__ import annotations
+
+import decimal
+import hashlib
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "EXACT",
+    "DecimalParseError",
+    "canonical_json",
+    "decimal_text",
+    "loads",
+    "parse_decimal",
+    "sha256_digest",
+]
+
+# Arithmetic on money-like values: wide precision, and any inexact result raises instead of rounding.
+EXACT = decimal.Context(
+    prec=60,
+    rounding=decimal.ROUND_HALF_EVEN,
+    traps=[decimal.Inexact, decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
+
+_DECIMAL_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+class DecimalParseError(ValueError):
+    """A value that is not an exact, finite decimal number."""
+
+
+def parse_decimal(value: Any) -> Decimal:
+    """Return ``value`` as an exact finite Decimal.
+
+    Accepted: ``Decimal`` (finite), ``int`` (not ``bool``) and decimal strings such as ``"0.010"``.
+    Refused: floats (already inexact), booleans, NaN, infinities, empty or padded strings.
+    """
+    if isinstance(value, bool):
+        raise DecimalParseError("a boolean is not a number")
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise DecimalParseError(f"{value} is not a finite number")
+        return value
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        raise DecimalParseError(
+            "binary floats are not exact; pass the number as JSON text or a decimal string"
+        )
+    if isinstance(value, str):
+        if not _DECIMAL_TEXT.match(value):
+            raise DecimalParseError(f"{value!r} is not a decimal number")
+        return Decimal(value)
+    raise DecimalParseError(f"expected a decimal number, got {type(value).__name__}")
+
+
+def decimal_text(value: Decimal) -> str:
+    """The exact positional text of ``value``: ``Decimal('1E-5')`` -> ``'0.00001'``, no rounding."""
+    if not value.is_finite():
+        raise DecimalParseError(f"{value} is not a finite number")
+    text = format(value, "f")
+    return "0" if text in ("-0", "+0") else text
+
+
+def _refuse_constant(name: str) -> Any:
+    raise DecimalParseError(f"{name} is not a number ep4 accepts")
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON keeping every number exact: non-integers become ``Decimal``, NaN/Infinity refused."""
+    return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return _DecimalJSON(decimal_text(value))
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+class _DecimalJSON(str):
+    """Marker so decimals are written as JSON strings (Binance style: decimals travel as text)."""
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON: sorted keys, no spaces, decimals as exact strings, UTF-8 kept."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+
+
+def sha256_digest(value: Any) -> str:
+    """``sha256:<hex>`` of the canonical JSON form of ``value``."""
+    return "sha256:" + hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()

@@ -1,0 +1,202 @@
+"""The pure core: spec §4 Rules 1-4 as one function of (decision, context, config, state).
+
+No I/O, no clock, no randomness (spec §8.1): the only time is ``context.timestamp`` and every
+identifier derives from the inputs, so identical inputs give byte-identical results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .activation import build_activation
+from .authorization_gate import RawDecision, authorization_gate, read_decision
+from .bundle import Bundle
+from .constraint_alignment import constraint_alignment
+from .constraints import ConstraintsSnapshot
+from .intent import Intent, IntentError, resolve_intent
+from .models import (
+    ExecutionContext,
+    ExecutionRecord,
+    ExecutionResult,
+    GateOutcome,
+    NoopAction,
+    PolicyDecision,
+    StateView,
+)
+from .numbers import sha256_digest
+from .order import OrderRequest, build_request
+from .risk_gates import risk_gates
+from .schema_validation import SchemaFailure, schema_validation
+
+__all__ = ["Config", "Evaluation", "evaluate", "execution_record", "result_json"]
+
+MODES = ("dry-run", "paper", "binance-testnet", "binance")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Spec §2.1 ExecutionConfig: risk ceilings + execution mode (the bundle) + constraints snapshot."""
+
+    bundle: Bundle
+    constraints: ConstraintsSnapshot
+    mode: str = "dry-run"
+    constraints_digest: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown execution mode {self.mode!r} (one of {', '.join(MODES)})")
+        if not self.constraints_digest:
+            object.__setattr__(self, "constraints_digest", self.constraints.digest)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Outcome of Rules 1-4. ``result`` is final, or None when ``request`` awaits Rule 5."""
+
+    result: ExecutionResult | None
+    decision: PolicyDecision | None
+    intent: Intent | None
+    request: OrderRequest | None
+    header: dict[str, Any]  # fields every result of this evaluation carries
+    gate_trace: tuple[GateOutcome, ...] = ()
+    input_digest: str = ""
+
+
+def _digests(raw: RawDecision, context: ExecutionContext, state: StateView, config: Config) -> tuple[str, str]:
+    payload = {
+        "decision": raw.data if not isinstance(raw.data, str) else {"unparsed_text": raw.data},
+        "context": context.model_dump(mode="json"),
+        "state": state.model_dump(mode="json"),
+    }
+    input_digest = sha256_digest(payload)
+    seed = "\n".join([input_digest, config.bundle.digest, config.constraints_digest, config.mode])
+    return input_digest, "ep4-" + hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32]
+
+
+def evaluate(
+    raw_decision: str | bytes | dict[str, Any],
+    context: ExecutionContext,
+    config: Config,
+    state: StateView = StateView(),
+) -> Evaluation:
+    """Spec §4 Rules 1-4 (and §6.2 duplicate detection). Never raises on bad decision input."""
+    raw = read_decision(raw_decision)
+    input_digest, trace_id = _digests(raw, context, state, config)
+    header: dict[str, Any] = {
+        "trace_id": trace_id,
+        "decision_id": raw.decision_id,
+        "action_id": raw.action_id,
+        "timestamp": context.timestamp,
+        "mode": config.mode,
+        "bundle": config.bundle.describe(),
+        "constraints_digest": config.constraints_digest,
+        "input_digest": input_digest,
+    }
+
+    def done(result: str, code: str, rule: int | None, message: str, **extra: Any) -> Evaluation:
+        res = ExecutionResult(result=result, reason_code=code, rule=rule, message=message, **header, **extra)
+        return Evaluation(res, None, None, None, header, input_digest=input_digest)
+
+    if raw.problem is not None:
+        return done("REJECTED", raw.problem, 2, raw.detail)
+
+    # Rule 1 — before anything about the action is looked at.
+    if not authorization_gate(raw):
+        code = raw.data.get("decision_code")
+        return done("NOOP", "NOT_AUTHORIZED", 1, f"decision_code {code!r} is not AUTHORIZED_ACTION; nothing done")
+
+    # Rule 2
+    checked = schema_validation(raw.data, context)
+    if isinstance(checked, SchemaFailure):
+        return done("REJECTED", checked.reason_code, 2, checked.message, errors=checked.errors)
+    decision = checked
+    action = decision.action
+
+    # §6.2 duplicate execution: a decision seen before is never executed again (§6.3).
+    if (decision.decision_id, action.action_id) in set(state.executed):
+        ev = done("NOOP", "DUPLICATE_EXECUTION", None, "this (decision_id, action_id) was already processed; nothing done")
+        return Evaluation(ev.result, decision, None, None, header, input_digest=input_digest)
+
+    if isinstance(action, NoopAction):
+        ev = done("SUCCESS", "ACTION_NOOP", None, "ACTION_NOOP: nothing to do")
+        return Evaluation(ev.result, decision, None, None, header, input_digest=input_digest)
+
+    # Rule 3 (position resolution first: an ambiguous state is never guessed, §6.2)
+    try:
+        intent = resolve_intent(action, context)
+    except IntentError as exc:
+        ev = done("FAILED_SAFE", exc.reason_code, 3, exc.message)
+        return Evaluation(ev.result, decision, None, None, header, input_digest=input_digest)
+
+    bundle = config.bundle
+    symbol_constraints = config.constraints.symbols.get(intent.symbol) if intent.symbol else None
+    activation = build_activation(
+        action=action,
+        intent=intent,
+        context=context,
+        params=bundle.params_for(intent.symbol or context.symbol),
+        state=state,
+        constraints=symbol_constraints,
+        settings=bundle.settings(),
+    )
+    trace3, failure = risk_gates(bundle.risk_gates, activation)
+    if failure is not None:
+        ev = done("FAILED_SAFE", failure.reason_code, 3, failure.message, gate_trace=trace3)
+        return Evaluation(ev.result, decision, intent, None, header, trace3, input_digest)
+
+    # Rule 4
+    if intent.symbol is not None and symbol_constraints is None:
+        ev = done(
+            "FAILED_SAFE", "SYMBOL_NOT_IN_CONSTRAINTS", 4,
+            f"the constraints snapshot has no {intent.symbol}; alignment cannot be checked", gate_trace=trace3,
+        )
+        return Evaluation(ev.result, decision, intent, None, header, trace3, input_digest)
+    trace4, failure = constraint_alignment(bundle.constraint_checks, activation)
+    trace = trace3 + trace4
+    if failure is not None:
+        ev = done("FAILED_SAFE", failure.reason_code, 4, failure.message, gate_trace=trace)
+        return Evaluation(ev.result, decision, intent, None, header, trace, input_digest)
+
+    request = build_request(
+        intent,
+        decision_id=decision.decision_id,
+        action_id=action.action_id,
+        timestamp=context.timestamp,
+        recv_window_ms=bundle.exchange_client.recvWindowMs,
+        hedge_mode=context.account.position_mode == "HEDGE",
+    )
+    if config.mode == "dry-run":
+        ev = done(
+            "NOOP", "DRY_RUN", 5, "dry-run: Rules 1-4 passed; this order was not sent",
+            gate_trace=trace, order=request.as_dict(),
+        )
+        return Evaluation(ev.result, decision, intent, request, header, trace, input_digest)
+    return Evaluation(None, decision, intent, request, header, trace, input_digest)
+
+
+def execution_record(ev: Evaluation, result: ExecutionResult, *, attempted: bool) -> ExecutionRecord | None:
+    """What the ledger keeps of an outcome; None for inputs that never became a valid decision."""
+    if ev.decision is None or result.reason_code == "DUPLICATE_EXECUTION":
+        return None
+    action = ev.decision.action
+    return ExecutionRecord(
+        decision_id=ev.decision.decision_id,
+        action_id=action.action_id,
+        action_type=action.type,
+        symbol=getattr(action, "symbol", None),
+        result=result.result,
+        reason_code=result.reason_code,
+        timestamp=result.timestamp or 0,
+        attempted=attempted,
+        opens=bool(ev.intent and ev.intent.increases_exposure),
+    )
+
+
+def result_json(result: ExecutionResult) -> str:
+    """The result as one line of JSON, byte-identical for identical inputs."""
+    return json.dumps(result.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
+
+

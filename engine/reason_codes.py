@@ -1,0 +1,85 @@
+"""The one reason-code vocabulary of ep4 (docs/reason-codes.md is generated from it).
+
+Gate reason codes are declared by the gates themselves (bundle YAML); the codes here are the
+engine's own. A gate may not reuse an engine code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ENGINE_CODES", "ReasonCode", "schema_code_for_field"]
+
+
+@dataclass(frozen=True)
+class ReasonCode:
+    code: str
+    result: str
+    rule: int | None
+    when: str
+
+
+_CODES = [
+    # input that is not a decision at all
+    ReasonCode("INPUT_NOT_JSON", "REJECTED", 2, "the decision text is not valid JSON (or holds NaN/Infinity)"),
+    ReasonCode("INPUT_NOT_OBJECT", "REJECTED", 2, "the decision is JSON but not an object"),
+    ReasonCode("DECISION_CODE_MISSING", "REJECTED", 2, "the object has no decision_code, so it is not a PolicyDecision"),
+    # Rule 1
+    ReasonCode("NOT_AUTHORIZED", "NOOP", 1, "decision_code is not AUTHORIZED_ACTION (checked before the action is read)"),
+    # Rule 2: one code per field of the §3.2 schemas, plus forbidden combinations
+    ReasonCode("INVALID_DECISION_ID", "REJECTED", 2, "decision_id missing, empty, too long or not a string"),
+    ReasonCode("INVALID_DECISION_CODE", "REJECTED", 2, "decision_code is not a string"),
+    ReasonCode("INVALID_ACTION", "REJECTED", 2, "action missing or not an object"),
+    ReasonCode("INVALID_ACTION_TYPE", "REJECTED", 2, "action.type missing or not one of the five §3.1 types"),
+    ReasonCode("INVALID_ACTION_ID", "REJECTED", 2, "action_id missing, empty, too long or not a string"),
+    ReasonCode("INVALID_SYMBOL", "REJECTED", 2, "symbol missing or not an exchange symbol (A-Z, 0-9)"),
+    ReasonCode("INVALID_SIDE", "REJECTED", 2, "side missing or not LONG/SHORT"),
+    ReasonCode("INVALID_QUANTITY", "REJECTED", 2, "quantity missing, not an exact decimal, or <= 0"),
+    ReasonCode("INVALID_ORDER_TYPE", "REJECTED", 2, "order_type missing or not allowed (OPEN: MARKET/LIMIT, CLOSE: MARKET)"),
+    ReasonCode("INVALID_LIMIT_PRICE", "REJECTED", 2, "limit_price not an exact decimal or <= 0"),
+    ReasonCode("INVALID_REDUCE_ONLY", "REJECTED", 2, "reduce_only missing or not a boolean (CLOSE: must be true)"),
+    ReasonCode("INVALID_TIME_IN_FORCE", "REJECTED", 2, "time_in_force not GTC/IOC, or missing on a LIMIT open"),
+    ReasonCode("INVALID_DELTA_QUANTITY", "REJECTED", 2, "delta_quantity missing, not an exact decimal, or 0"),
+    ReasonCode("UNKNOWN_FIELD", "REJECTED", 2, "a field that the §3.2 schema does not define"),
+    ReasonCode("LIMIT_PRICE_REQUIRED", "REJECTED", 2, "OPEN with order_type LIMIT and no limit_price"),
+    ReasonCode("LIMIT_PRICE_ON_MARKET", "REJECTED", 2, "OPEN with order_type MARKET and a limit_price"),
+    ReasonCode("REDUCE_ONLY_ON_OPEN", "REJECTED", 2, "OPEN with reduce_only true"),
+    ReasonCode("SYMBOL_MISMATCH", "REJECTED", 2, "action.symbol differs from context.symbol"),
+    # §6.2 duplicate execution
+    ReasonCode("DUPLICATE_EXECUTION", "NOOP", None, "(decision_id, action_id) was already processed (ledger state)"),
+    ReasonCode("ACTION_NOOP", "SUCCESS", None, "ACTION_NOOP: nothing to do, nothing touched"),
+    # Rule 3: resolving the action against the position snapshot (§6.2 ambiguous state), then gates
+    ReasonCode("NO_POSITION", "FAILED_SAFE", 3, "CLOSE or ADJUST but the context holds no position for the symbol"),
+    ReasonCode("AMBIGUOUS_POSITION", "FAILED_SAFE", 3, "several position rows could be meant (hedge LONG and SHORT both open, or duplicate rows)"),
+    ReasonCode("CLOSE_EXCEEDS_POSITION", "FAILED_SAFE", 3, "CLOSE quantity larger than the position"),
+    ReasonCode("ADJUST_WOULD_FLIP", "FAILED_SAFE", 3, "negative delta larger than the position: a decrease may never flip it"),
+    ReasonCode("MARK_PRICE_UNAVAILABLE", "FAILED_SAFE", 3, "the context market snapshot has no mark price for the symbol"),
+    ReasonCode("GATE_EVALUATION_ERROR", "FAILED_SAFE", 3, "a gate could not be evaluated (missing field, type error, inexact arithmetic): never a pass"),
+    # Rule 4
+    ReasonCode("SYMBOL_NOT_IN_CONSTRAINTS", "FAILED_SAFE", 4, "the constraints snapshot has no entry for the symbol"),
+    ReasonCode("CONSTRAINT_EVALUATION_ERROR", "FAILED_SAFE", 4, "an exchange-constraint check could not be evaluated: never a pass"),
+    # dry-run
+    ReasonCode("DRY_RUN", "NOOP", 5, "dry-run mode: Rules 1-4 passed, the order shown was not sent"),
+]
+
+ENGINE_CODES: dict[str, ReasonCode] = {c.code: c for c in _CODES}
+
+_FIELD_CODES = {
+    "decision_id": "INVALID_DECISION_ID",
+    "decision_code": "INVALID_DECISION_CODE",
+    "action": "INVALID_ACTION",
+    "type": "INVALID_ACTION_TYPE",
+    "action_id": "INVALID_ACTION_ID",
+    "symbol": "INVALID_SYMBOL",
+    "side": "INVALID_SIDE",
+    "quantity": "INVALID_QUANTITY",
+    "order_type": "INVALID_ORDER_TYPE",
+    "limit_price": "INVALID_LIMIT_PRICE",
+    "reduce_only": "INVALID_REDUCE_ONLY",
+    "time_in_force": "INVALID_TIME_IN_FORCE",
+    "delta_quantity": "INVALID_DELTA_QUANTITY",
+}
+
+
+def schema_code_for_field(field: str | None) -> str:
+    return _FIELD_CODES.get(field or "", "INVALID_ACTION")

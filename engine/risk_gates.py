@@ -1,0 +1,51 @@
+"""Spec §4 Rule 3 — Risk Gate Evaluation (pre-execution), and the gate runner Rule 4 shares.
+
+All gates of a rule are evaluated, in the bundle's fixed order, so the trace is complete; the
+first failing gate gives the reason code. A gate that cannot be evaluated fails (spec §6.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from .bundle import Gate
+from .cel import CelEvaluationError
+from .models import GateOutcome
+
+__all__ = ["GateFailure", "evaluate_gates", "risk_gates"]
+
+
+@dataclass(frozen=True)
+class GateFailure:
+    gate: Gate
+    reason_code: str
+    message: str
+
+
+def evaluate_gates(
+    gates: Sequence[Gate], activation: Mapping[str, Any], error_code: str
+) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
+    trace: list[GateOutcome] = []
+    failure: GateFailure | None = None
+    for gate in gates:
+        error = None
+        try:
+            value = gate.expression.evaluate(activation)
+            passed = value is True
+            if not isinstance(value, bool):
+                error = f"gate returned {type(value).__name__}, not a boolean"
+        except CelEvaluationError as exc:
+            passed, error = False, str(exc)
+        trace.append(GateOutcome(id=gate.id, rule=gate.rule, category=gate.category, passed=passed, error=error))
+        if not passed and failure is None:
+            if error is None:
+                failure = GateFailure(gate, gate.reason_code, f"{gate.id}: {gate.message}")
+            else:
+                failure = GateFailure(gate, error_code, f"{gate.id} could not be evaluated: {error}")
+    return tuple(trace), failure
+
+
+def risk_gates(gates: Sequence[Gate], activation: Mapping[str, Any]) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
+    """Rule 3: any failure (or evaluation error) means FAILED_SAFE."""
+    return evaluate_gates(gates, activation, "GATE_EVALUATION_ERROR")
