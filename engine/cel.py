@@ -242,6 +242,7 @@ class CompiledExpression:
     text: str
     _program: Any
     roots: frozenset[str]
+    paths: tuple[str, ...] = ()  # dotted variable paths the expression reads (for `ep4 explain`)
 
     def evaluate(self, activation: Mapping[str, Any]) -> Any:
         """Evaluate against CEL values (see :func:`to_cel`); raise CelEvaluationError on any error."""
@@ -300,9 +301,29 @@ def compile_expression(
                 1,
                 1,
             )
+    paths = _read_paths(tree, bound)
     _rewrite_numeric_literals(tree)
     program = _ENV.program(tree, functions=_FUNCTIONS)
-    return CompiledExpression(text=text, _program=program, roots=frozenset(roots))
+    return CompiledExpression(text=text, _program=program, roots=frozenset(roots), paths=paths)
+
+
+def _read_paths(tree: lark.Tree, bound: set[str]) -> tuple[str, ...]:
+    """Longest ``a.b.c`` chains rooted at a free variable, in order of first appearance."""
+    found: list[str] = []
+    inner: set[int] = set()
+    for node in tree.iter_subtrees_topdown():
+        if id(node) in inner:
+            continue
+        if node.data in ("member_dot", "primary"):
+            path = _member_path(node)
+            if path is None or str(path[0]) in bound:
+                continue
+            for sub in node.iter_subtrees():
+                inner.add(id(sub))
+            dotted = ".".join(str(t) for t in path)
+            if dotted not in found:
+                found.append(dotted)
+    return tuple(found)
 
 
 def _pos(token: Any) -> tuple[int, int]:

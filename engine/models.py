@@ -269,6 +269,8 @@ class ExecutionRecord(_Frozen):
 class StateView(_Frozen):
     """What the ledger tells the pure core. Built by the shell, recorded with every audit record."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
     executed: tuple[tuple[str, str], ...] = Field(
         default=(), strict=False, description="(decision_id, action_id) pairs already processed, for this decision"
     )

@@ -28,7 +28,6 @@ _CODES = [
     ReasonCode("NOT_AUTHORIZED", "NOOP", 1, "decision_code is not AUTHORIZED_ACTION (checked before the action is read)"),
     # Rule 2: one code per field of the §3.2 schemas, plus forbidden combinations
     ReasonCode("INVALID_DECISION_ID", "REJECTED", 2, "decision_id missing, empty, too long or not a string"),
-    ReasonCode("INVALID_DECISION_CODE", "REJECTED", 2, "decision_code is not a string"),
     ReasonCode("INVALID_ACTION", "REJECTED", 2, "action missing or not an object"),
     ReasonCode("INVALID_ACTION_TYPE", "REJECTED", 2, "action.type missing or not one of the five §3.1 types"),
     ReasonCode("INVALID_ACTION_ID", "REJECTED", 2, "action_id missing, empty, too long or not a string"),
@@ -66,7 +65,6 @@ ENGINE_CODES: dict[str, ReasonCode] = {c.code: c for c in _CODES}
 
 _FIELD_CODES = {
     "decision_id": "INVALID_DECISION_ID",
-    "decision_code": "INVALID_DECISION_CODE",
     "action": "INVALID_ACTION",
     "type": "INVALID_ACTION_TYPE",
     "action_id": "INVALID_ACTION_ID",

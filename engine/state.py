@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .models import ExecutionRecord, StateView
 
-__all__ = ["MemoryState", "arms_cooldown"]
+__all__ = ["MemoryState", "arms_cooldown", "merge_views"]
 
 
 def arms_cooldown(record: ExecutionRecord) -> bool:
@@ -38,3 +38,17 @@ class MemoryState:
             last_execution_ms=max(attempted) if attempted else None,
             last_failed_safe_ms=max(failed) if failed else None,
         )
+
+
+def merge_views(a: StateView, b: StateView) -> StateView:
+    """One view from two sources (e.g. the ledger and this run's in-memory dry-run records)."""
+
+    def latest(x: int | None, y: int | None) -> int | None:
+        return max(v for v in (x, y) if v is not None) if (x is not None or y is not None) else None
+
+    return StateView(
+        executed=tuple(sorted(set(a.executed) | set(b.executed))),
+        recent=tuple(sorted(a.recent + b.recent, key=lambda r: r.timestamp)),
+        last_execution_ms=latest(a.last_execution_ms, b.last_execution_ms),
+        last_failed_safe_ms=latest(a.last_failed_safe_ms, b.last_failed_safe_ms),
+    )

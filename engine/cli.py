@@ -1,0 +1,287 @@
+"""The ``ep4`` command line (imperative shell). Usage errors exit 2 with one clear message."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+
+from .authorization_gate import read_decision
+from .bundle import BundleDocument, BundleError, GateLibraryDocument, load_bundle
+from .config_files import InputError, load_config_bundle, load_constraints, load_context, read_decisions
+from .constraints import ConstraintsSnapshot
+from .explain import explain
+from .ledger import Ledger, LedgerError
+from .models import ExecutionContext, ExecutionResult, PolicyDecision, StateView
+from .pipeline import MODES, Config, evaluate, execution_record, result_json
+from .reason_codes import ENGINE_CODES
+from .state import MemoryState, merge_views
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    pass
+
+
+def _err(msg: str) -> None:
+    print(f"ep4: error: {msg}", file=sys.stderr)
+
+
+# --- ep4 check ---
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.bundles:
+        try:
+            b = load_bundle(path)
+        except BundleError as exc:
+            failed += 1
+            for p in exc.problems:
+                print(str(p), file=sys.stderr)
+            continue
+        print(
+            f"ok  {path}: {b.name} {b.version}, {len(b.risk_gates)} risk gates, "
+            f"{len(b.constraint_checks)} constraint checks, {b.digest}"
+        )
+    if failed:
+        print(f"{failed} of {len(args.bundles)} bundle(s) have problems", file=sys.stderr)
+    return 1 if failed else 0
+
+
+# --- shared set-up of execute / explain ---
+
+
+def _setup(args: argparse.Namespace) -> tuple[Config, ExecutionContext, list[Any], Ledger | None]:
+    bundle = load_config_bundle(args.bundle)
+    constraints: ConstraintsSnapshot = load_constraints(args.constraints, args.leverage_brackets)
+    mode = args.exchange
+    if args.context is None:
+        raise UsageError("--context FILE is required (reading the context from the exchange comes with the executor)")
+    context = load_context(args.context)
+    decisions = read_decisions(args.decisions)
+    ledger = Ledger.open_existing(args.state_dir) if args.state_dir else None
+    return Config(bundle, constraints, mode), context, decisions, ledger
+
+
+def _view(memory: MemoryState, ledger: Ledger | None, raw: Any, context: ExecutionContext, config: Config) -> StateView:
+    ids = read_decision(raw)
+    view = memory.view(ids.decision_id, ids.action_id, context.timestamp, config.bundle.lookback_ms)
+    if ledger is not None:
+        view = merge_views(ledger.view(ids.decision_id, ids.action_id, context.timestamp, config.bundle.lookback_ms), view)
+    return view
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    if args.exchange != "dry-run":
+        raise UsageError(
+            f"--exchange {args.exchange} is not available in this version; use --exchange dry-run"
+        )
+    config, context, decisions, ledger = _setup(args)
+    memory = MemoryState()  # dry-run: this run's would-be executions, never written to the ledger
+    out = sys.stdout
+    for raw in decisions:
+        ev = evaluate(raw, context, config, _view(memory, ledger, raw, context, config))
+        assert ev.result is not None  # dry-run always ends in Rules 1-4
+        out.write(result_json(ev.result) + "\n")
+        record = execution_record(ev, ev.result, attempted=ev.result.reason_code == "DRY_RUN")
+        if record is not None:
+            memory.add(record)
+    out.flush()
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    config, context, decisions, ledger = _setup(args)
+    memory = MemoryState()
+    for i, raw in enumerate(decisions):
+        view = _view(memory, ledger, raw, context, config)
+        if i:
+            print()
+        print(explain(raw, context, config, view))
+        ev = evaluate(raw, context, config, view)
+        if ev.result is not None:
+            rec = execution_record(ev, ev.result, attempted=ev.result.reason_code == "DRY_RUN")
+            if rec is not None:
+                memory.add(rec)
+    return 0
+
+
+# --- ep4 schema / reason-codes ---
+
+_SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
+    "decision": lambda: PolicyDecision.model_json_schema(),
+    "context": lambda: ExecutionContext.model_json_schema(),
+    "result": lambda: ExecutionResult.model_json_schema(),
+    "bundle": lambda: BundleDocument.model_json_schema(),
+    "gate-library": lambda: GateLibraryDocument.model_json_schema(),
+    "constraints": lambda: ConstraintsSnapshot.model_json_schema(),
+    "state": lambda: StateView.model_json_schema(),
+}
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    schema = _SCHEMAS[args.what]()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    print(json.dumps(schema, indent=2, sort_keys=True))
+    return 0
+
+
+def reason_codes_markdown() -> str:
+    """docs/reason-codes.md, generated: engine codes, then the default bundle's gate codes."""
+    from .paths import default_bundle_path
+
+    lines = [
+        "# Reason codes",
+        "",
+        "Generated by `ep4 reason-codes --markdown` from `engine/reason_codes.py` and the default bundle;",
+        "`tests/test_docs.py` fails when this file is stale. Codes are stable: a code is never reused for",
+        "another meaning. Gate codes belong to the gate that declares them (bundle YAML); a custom gate",
+        "may add codes but may not reuse an engine code.",
+        "",
+        "## Engine codes",
+        "",
+        "| code | result | rule | when it fires |",
+        "|---|---|---|---|",
+    ]
+    for c in ENGINE_CODES.values():
+        rule = f"Rule {c.rule}" if c.rule else "§6.2" if c.code == "DUPLICATE_EXECUTION" else "§3.1"
+        lines.append(f"| `{c.code}` | {c.result} | {rule} | {c.when} |")
+    bundle = load_bundle(default_bundle_path())
+    lines += [
+        "",
+        f"## Gate codes of the default bundle (`{bundle.name}` {bundle.version})",
+        "",
+        "Every gate failure is FAILED_SAFE. Rule 3 = risk gates (spec §5), Rule 4 = exchange-constraint alignment.",
+        "",
+        "| code | result | rule | gate | when it fires |",
+        "|---|---|---|---|---|",
+    ]
+    for g in bundle.risk_gates + bundle.constraint_checks:
+        lines.append(f"| `{g.reason_code}` | FAILED_SAFE | Rule {g.rule} | `{g.id}` | {g.message} |")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_reason_codes(args: argparse.Namespace) -> int:
+    if args.markdown:
+        sys.stdout.write(reason_codes_markdown())
+    else:
+        for c in ENGINE_CODES.values():
+            print(f"{c.code:32} {c.result:12} {c.when}")
+    return 0
+
+
+# --- ep4 bench ---
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .paths import examples_dir
+
+    ex = examples_dir()
+    config = Config(load_config_bundle(args.bundle), load_constraints(None, None), "dry-run")
+    context = load_context(args.context or ex / "context.json")
+    decision = (Path(args.decision) if args.decision else ex / "decision-open-limit.json").read_text(encoding="utf-8")
+    first = evaluate(decision, context, config)
+    for _ in range(min(50, args.runs)):  # warm-up
+        evaluate(decision, context, config)
+    samples = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter_ns()
+        evaluate(decision, context, config)
+        samples.append(time.perf_counter_ns() - t0)
+    samples.sort()
+    ms = [s / 1e6 for s in samples]
+    print(f"dry-run decision, default bundle ({len(config.bundle.risk_gates)} risk gates + "
+          f"{len(config.bundle.constraint_checks)} constraint checks), outcome {first.result.result} {first.result.reason_code}")
+    print(f"runs {args.runs}: median {statistics.median(ms):.3f} ms, p10 {ms[len(ms) // 10]:.3f} ms, "
+          f"p90 {ms[len(ms) * 9 // 10]:.3f} ms, min {ms[0]:.3f} ms")
+    return 0
+
+
+# --- ep4 run-examples (make run) ---
+
+
+def cmd_run_examples(args: argparse.Namespace) -> int:
+    from .examples import run_session
+
+    return run_session(args)
+
+
+# --- parser ---
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("decisions", metavar="DECISIONS", help="JSON file, JSONL file, or - for stdin")
+    p.add_argument("--context", metavar="FILE", help="ExecutionContext JSON")
+    p.add_argument("--bundle", metavar="FILE", help="policy bundle YAML (default: policies/binance-perp-default.yaml)")
+    p.add_argument("--constraints", metavar="FILE", help="raw GET /fapi/v1/exchangeInfo response (default: the shipped sample)")
+    p.add_argument("--leverage-brackets", metavar="FILE", help="raw GET /fapi/v1/leverageBracket response")
+    p.add_argument("--state-dir", metavar="DIR", help="ledger directory whose state the gates read")
+    p.add_argument("--exchange", choices=MODES, default="dry-run", help="execution mode (default: dry-run)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ep4", description="EP-4 Execution Policy Layer")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("check", help="lint policy bundles (exit 1 on any problem)")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("execute", help="run decisions through Rules 1-4 (and, later, 5-6); one JSON result per line")
+    _add_eval_args(p)
+    p.set_defaults(func=cmd_execute)
+
+    p = sub.add_parser("explain", help="the same evaluation, printed for a person")
+    _add_eval_args(p)
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("schema", help="print a JSON Schema")
+    p.add_argument("what", choices=sorted(_SCHEMAS))
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("reason-codes", help="list the reason-code vocabulary")
+    p.add_argument("--markdown", action="store_true", help="print docs/reason-codes.md")
+    p.set_defaults(func=cmd_reason_codes)
+
+    p = sub.add_parser("bench", help="time one dry-run decision through Rules 1-4")
+    p.add_argument("--runs", type=int, default=1000)
+    p.add_argument("--bundle", metavar="FILE")
+    p.add_argument("--context", metavar="FILE")
+    p.add_argument("--decision", metavar="FILE")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("run-examples", help="the scripted example session (what `make run` shows)")
+    p.add_argument("--state-dir", metavar="DIR", help="where the session keeps its state (default: a fresh temp dir)")
+    p.set_defaults(func=cmd_run_examples)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (UsageError, InputError, LedgerError) as exc:
+        _err(str(exc))
+        return 2
+    except BundleError as exc:
+        for p in exc.problems:
+            print(str(p), file=sys.stderr)
+        _err("the bundle has problems; run `ep4 check BUNDLE` for the full list")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

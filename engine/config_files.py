@@ -1,0 +1,98 @@
+"""Reading the CLI's input files into validated models, with precise, user-facing errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .bundle import Bundle, load_bundle
+from .constraints import ConstraintsSnapshot, build_constraints
+from .models import ExecutionContext
+from .numbers import DecimalParseError, loads
+from .paths import default_bundle_path, default_exchange_info_path, default_leverage_brackets_path
+
+__all__ = ["InputError", "load_config_bundle", "load_constraints", "load_context", "read_decisions", "read_json"]
+
+
+class InputError(ValueError):
+    """A user input that cannot be used; the message says what, where and what to do."""
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{what} file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what} file {path}: {exc}") from None
+    try:
+        return loads(text)
+    except (ValueError, DecimalParseError) as exc:
+        raise InputError(f"{what} file {path} is not valid JSON: {exc}") from None
+
+
+def _pydantic_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"{loc}: {err['msg']}")
+    more = len(exc.errors()) - 5
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def load_context(path: str | Path) -> ExecutionContext:
+    data = read_json(path, "context")
+    try:
+        return ExecutionContext.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"context {path} is not a valid ExecutionContext: {_pydantic_message(exc)}") from None
+
+
+def load_config_bundle(path: str | Path | None) -> Bundle:
+    return load_bundle(path or default_bundle_path())
+
+
+def load_constraints(exchange_info: str | Path | None, brackets: str | Path | None) -> ConstraintsSnapshot:
+    from .constraints import ConstraintsError
+
+    info_path = exchange_info or default_exchange_info_path()
+    bracket_path = brackets or (default_leverage_brackets_path() if exchange_info is None else None)
+    info = read_json(info_path, "exchangeInfo (--constraints)")
+    raw_brackets = read_json(bracket_path, "leverageBracket (--leverage-brackets)") if bracket_path else None
+    try:
+        return build_constraints(info, raw_brackets)
+    except ConstraintsError as exc:
+        raise InputError(f"{info_path}: {exc}") from None
+
+
+def read_decisions(source: str) -> list[str | Any]:
+    """Decisions from a .json file (one object or an array), a .jsonl file (one per line) or ``-``
+    (stdin: a JSON document, or JSON Lines). Lines are kept as text so a broken line becomes a
+    REJECTED result of its own instead of stopping the run."""
+    if source == "-":
+        text = sys.stdin.read()
+        jsonl = None
+    else:
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(f"decisions file not found: {source}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read decisions file {source}: {exc}") from None
+        jsonl = path.suffix.lower() == ".jsonl"
+    if not text.strip():
+        raise InputError(f"no decisions in {source if source != '-' else 'standard input'}")
+    if jsonl is not True:
+        try:
+            doc = loads(text)
+        except (ValueError, DecimalParseError):
+            doc = None
+            if jsonl is False:
+                return [text]  # one broken document: one INPUT_NOT_JSON result
+        if doc is not None:
+            return list(doc) if isinstance(doc, list) else [doc]
+    return [line for line in text.splitlines() if line.strip()]

@@ -1,0 +1,163 @@
+"""The execution ledger: SQLite in WAL mode under the state directory (imperative shell).
+
+A write-ahead row (decision, action, clientOrderId, digests) is committed *before* the exchange
+call; the outcome is written after. Any row for a (decision_id, action_id) — finished, or left
+in flight by a process that died — makes the decision a duplicate (spec §6.2, §6.3: never executed
+again). The :class:`StateView` the gates read is derived from these rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Iterable
+
+from .models import ExecutionRecord, StateView
+from .state import arms_cooldown
+
+__all__ = ["IN_DOUBT", "Ledger", "LedgerError"]
+
+# An attempt whose outcome was never recorded (the process died between write-ahead and ack).
+IN_DOUBT = "OUTCOME_UNKNOWN"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    seq                INTEGER PRIMARY KEY AUTOINCREMENT,
+    decision_id        TEXT NOT NULL,
+    action_id          TEXT NOT NULL,
+    action_type        TEXT NOT NULL,
+    symbol             TEXT,
+    client_order_id    TEXT,
+    timestamp          INTEGER NOT NULL,
+    status             TEXT NOT NULL CHECK (status IN ('IN_FLIGHT', 'DONE')),
+    result             TEXT,
+    reason_code        TEXT,
+    attempted          INTEGER NOT NULL,
+    opens              INTEGER NOT NULL,
+    trace_id           TEXT NOT NULL,
+    input_digest       TEXT NOT NULL,
+    bundle_digest      TEXT NOT NULL,
+    constraints_digest TEXT NOT NULL,
+    UNIQUE (decision_id, action_id)
+);
+CREATE INDEX IF NOT EXISTS executions_ts ON executions (timestamp);
+"""
+
+
+class LedgerError(RuntimeError):
+    """The ledger cannot be opened or written; nothing was sent."""
+
+
+class Ledger:
+    def __init__(self, state_dir: str | Path) -> None:
+        self.dir = Path(state_dir)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.path = self.dir / "ledger.sqlite"
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerError(f"cannot open the ledger in {state_dir}: {exc}") from None
+
+    @classmethod
+    def open_existing(cls, state_dir: str | Path) -> "Ledger | None":
+        return cls(state_dir) if (Path(state_dir) / "ledger.sqlite").exists() else None
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- reads ---
+
+    def _records(self, rows: Iterable[tuple]) -> list[ExecutionRecord]:
+        out = []
+        for (decision_id, action_id, action_type, symbol, ts, status, result, reason, attempted, opens) in rows:
+            if status == "IN_FLIGHT":
+                result, reason = "FAILED_SAFE", IN_DOUBT
+            out.append(
+                ExecutionRecord(
+                    decision_id=decision_id, action_id=action_id, action_type=action_type, symbol=symbol,
+                    result=result, reason_code=reason, timestamp=ts, attempted=bool(attempted), opens=bool(opens),
+                )
+            )
+        return out
+
+    _COLS = "decision_id, action_id, action_type, symbol, timestamp, status, result, reason_code, attempted, opens"
+
+    def view(self, decision_id: str | None, action_id: str | None, now_ms: int, lookback_ms: int) -> StateView:
+        db = self._db
+        executed = ()
+        if decision_id is not None and action_id is not None:
+            hit = db.execute(
+                "SELECT 1 FROM executions WHERE decision_id = ? AND action_id = ?", (decision_id, action_id)
+            ).fetchone()
+            executed = ((decision_id, action_id),) if hit else ()
+        recent = self._records(
+            db.execute(
+                f"SELECT {self._COLS} FROM executions WHERE timestamp BETWEEN ? AND ? ORDER BY timestamp, seq",
+                (now_ms - lookback_ms, now_ms),
+            )
+        )
+        last_exec = db.execute(
+            "SELECT MAX(timestamp) FROM executions WHERE attempted = 1 AND timestamp <= ?", (now_ms,)
+        ).fetchone()[0]
+        failed = self._records(
+            db.execute(
+                f"SELECT {self._COLS} FROM executions WHERE (status = 'IN_FLIGHT' OR result = 'FAILED_SAFE') "
+                "AND timestamp <= ? ORDER BY timestamp DESC",
+                (now_ms,),
+            )
+        )
+        last_failed = next((r.timestamp for r in failed if arms_cooldown(r)), None)
+        return StateView(executed=executed, recent=tuple(recent), last_execution_ms=last_exec, last_failed_safe_ms=last_failed)
+
+    def records(self) -> list[ExecutionRecord]:
+        return self._records(self._db.execute(f"SELECT {self._COLS} FROM executions ORDER BY seq"))
+
+    # --- writes ---
+
+    def write_ahead(
+        self, record: ExecutionRecord, *, client_order_id: str | None, trace_id: str, input_digest: str,
+        bundle_digest: str, constraints_digest: str,
+    ) -> bool:
+        """Durably note an attempt before the exchange call. False if the decision is already known."""
+        try:
+            self._db.execute(
+                "INSERT INTO executions (decision_id, action_id, action_type, symbol, client_order_id, timestamp, "
+                "status, result, reason_code, attempted, opens, trace_id, input_digest, bundle_digest, constraints_digest) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'IN_FLIGHT', NULL, NULL, 1, ?, ?, ?, ?, ?)",
+                (record.decision_id, record.action_id, record.action_type, record.symbol, client_order_id,
+                 record.timestamp, int(record.opens), trace_id, input_digest, bundle_digest, constraints_digest),
+            )
+        except sqlite3.IntegrityError:
+            return False
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger write-ahead failed: {exc}") from None
+        return True
+
+    def complete(self, record: ExecutionRecord) -> None:
+        """Write the outcome of an attempt noted by :meth:`write_ahead`."""
+        try:
+            self._db.execute(
+                "UPDATE executions SET status = 'DONE', result = ?, reason_code = ? WHERE decision_id = ? AND action_id = ?",
+                (record.result, record.reason_code, record.decision_id, record.action_id),
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger update failed: {exc}") from None
+
+    def add(self, record: ExecutionRecord, *, trace_id: str, input_digest: str, bundle_digest: str, constraints_digest: str) -> None:
+        """Record an outcome that made no exchange call (gate failure, NOOP action, ...)."""
+        try:
+            self._db.execute(
+                "INSERT OR IGNORE INTO executions (decision_id, action_id, action_type, symbol, client_order_id, timestamp, "
+                "status, result, reason_code, attempted, opens, trace_id, input_digest, bundle_digest, constraints_digest) "
+                "VALUES (?, ?, ?, ?, NULL, ?, 'DONE', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.decision_id, record.action_id, record.action_type, record.symbol, record.timestamp,
+                 record.result, record.reason_code, int(record.attempted), int(record.opens), trace_id, input_digest,
+                 bundle_digest, constraints_digest),
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger write failed: {exc}") from None
+
+
