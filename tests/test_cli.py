@@ -1,0 +1,105 @@
+"""The ep4 command line as a user meets it: outputs, exit codes, error messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EX = ROOT / "examples"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_execute_jsonl_gives_one_result_per_line(capsys) -> None:
+    code, out, err = run(capsys, "execute", str(EX / "decisions.jsonl"), "--context", str(EX / "context.json"), "--exchange", "dry-run")
+    assert code == 0 and err == ""
+    results = [json.loads(line) for line in out.splitlines()]
+    assert [r["reason_code"] for r in results] == [
+        "DRY_RUN", "DUPLICATE_EXECUTION", "NOT_AUTHORIZED", "ACTION_NOOP", "INVALID_QUANTITY",
+        "MIN_INTERVAL_NOT_ELAPSED", "INPUT_NOT_JSON", "DRY_RUN",
+    ]
+    assert results[0]["order"]["params"]["quantity"] == "0.010"
+
+
+def test_execute_single_json_and_stdin(capsys, monkeypatch) -> None:
+    code, out, _ = run(capsys, "execute", str(EX / "decision-open-limit.json"), "--context", str(EX / "context.json"))
+    assert code == 0 and json.loads(out)["reason_code"] == "DRY_RUN"
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO((EX / "decision-open-limit.json").read_text()))
+    code, out2, _ = run(capsys, "execute", "-", "--context", str(EX / "context.json"))
+    assert code == 0 and out2 == out
+
+
+def test_usage_errors_exit_2_with_a_clear_message(capsys, tmp_path: Path) -> None:
+    code, out, err = run(capsys, "execute", str(EX / "decisions.jsonl"), "--context", str(tmp_path / "none.json"))
+    assert code == 2 and out == "" and "context file not found" in err
+    bad = tmp_path / "ctx.json"
+    bad.write_text(json.dumps({"exchange": "BINANCE_PERP", "symbol": "BTCUSDT", "timestamp": "soon"}))
+    code, out, err = run(capsys, "execute", str(EX / "decisions.jsonl"), "--context", str(bad))
+    assert code == 2 and "timestamp" in err and "Traceback" not in err
+    code, _, err = run(capsys, "execute", str(EX / "decisions.jsonl"))
+    assert code == 2 and "--context" in err
+    code, _, err = run(capsys, "execute", str(EX / "decisions.jsonl"), "--context", str(EX / "context.json"), "--constraints", str(EX / "context.json"))
+    assert code == 2 and "exchangeInfo" in err
+
+
+def test_check_ok_and_broken(capsys, tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "check", str(ROOT / "policies" / "binance-perp-default.yaml"))
+    assert code == 0 and "13 risk gates" in out and "sha256:" in out
+    broken = tmp_path / "b.yaml"
+    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/")
+    broken.write_text(text.replace("cooldownMs: 300000", "cooldownMs: soon"))
+    code, _, err = run(capsys, "check", str(broken))
+    line = text.splitlines().index("    cooldownMs: 300000") + 1
+    assert code == 1 and f"{broken}:{line}:5: spec.postFailure.cooldownMs" in err
+
+
+def test_explain_shows_gates_values_and_outcome(capsys) -> None:
+    code, out, _ = run(capsys, "explain", str(EX / "decision-open-limit.json"), "--context", str(EX / "context.json"))
+    assert code == 0
+    assert "pass  exposure.max-abs-position" in out
+    assert "saw: intent.kind = \"ORDER\", intent.increases_exposure = true, intent.position_after = 0.030, params.max_position_qty = 0.5" in out
+    assert "outcome: NOOP DRY_RUN" in out
+
+
+def test_schema_outputs_json_schema(capsys) -> None:
+    for what in ("decision", "context", "bundle", "result"):
+        code, out, _ = run(capsys, "schema", what)
+        assert code == 0 and json.loads(out)["$schema"].startswith("https://json-schema.org/")
+    assert "ACTION_OPEN_POSITION" in run(capsys, "schema", "decision")[1]
+
+
+def test_console_script_process_level(tmp_path: Path) -> None:
+    """The real entry point: unknown subcommand is a usage error, no traceback."""
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "frobnicate"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_determinism_across_processes() -> None:
+    """Spec §8.1: the same inputs give byte-identical output, process after process."""
+    cmd = [sys.executable, "-m", "engine.cli", "execute", str(EX / "decisions.jsonl"), "--context", str(EX / "context.json")]
+    env = {**os.environ, "PYTHONHASHSEED": "random"}
+    a = subprocess.run(cmd, capture_output=True, cwd=ROOT, env={**env, "PYTHONHASHSEED": "1"})
+    b = subprocess.run(cmd, capture_output=True, cwd=ROOT, env={**env, "PYTHONHASHSEED": "2"})
+    assert a.returncode == b.returncode == 0
+    assert a.stdout == b.stdout and len(a.stdout.splitlines()) == 8
+
+
+def test_run_examples_prints_the_session_table(capsys) -> None:
+    code, out, _ = run(capsys, "run-examples")
+    assert code == 0
+    for word in ("SUCCESS", "NOOP", "REJECTED", "FAILED_SAFE", "DUPLICATE_EXECUTION", "COOLDOWN_ACTIVE"):
+        assert word in out

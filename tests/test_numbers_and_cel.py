@@ -1,0 +1,92 @@
+"""Exact decimals end to end, and the CEL layer's load-time checks."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from engine.cel import CelCompileError, CelEvaluationError, FieldSpec, compile_expression, to_cel
+from engine.numbers import DecimalParseError, decimal_text, loads, parse_decimal
+
+V = {
+    "q": FieldSpec("decimal"),
+    "step": FieldSpec("decimal"),
+    "o": FieldSpec("object", fields={"n": FieldSpec("decimal"), "flag": FieldSpec("bool"), "lst": FieldSpec("list")}),
+}
+
+
+def ev(expr: str, **values):
+    return compile_expression(expr, V).evaluate({k: to_cel(v) for k, v in values.items()})
+
+
+@pytest.mark.parametrize("value", [True, 0.1, float("nan"), "NaN", "inf", "", " 1", "1,5", None, [1]])
+def test_parse_decimal_refuses(value) -> None:
+    with pytest.raises(DecimalParseError):
+        parse_decimal(value)
+
+
+@pytest.mark.parametrize("value,text", [("0.010", "0.010"), (5, "5"), ("1e-5", "0.00001"), (Decimal("1E+3"), "1000"), ("-0", "0")])
+def test_decimal_text_is_exact_positional(value, text) -> None:
+    assert decimal_text(parse_decimal(value)) == text
+
+
+def test_loads_keeps_json_numbers_exact_and_refuses_nan() -> None:
+    assert loads('{"q": 0.30000000000000004}')["q"] == Decimal("0.30000000000000004")
+    with pytest.raises(DecimalParseError):
+        loads('{"q": NaN}')
+    with pytest.raises(DecimalParseError):
+        loads('{"q": -Infinity}')
+
+
+def test_alignment_is_exact() -> None:
+    assert ev("aligned(q, 0, step)", q=Decimal("0.3"), step=Decimal("0.1")) is True
+    assert ev("aligned(q, 0, step)", q=Decimal("0.30000000000000004"), step=Decimal("0.1")) is False
+    assert ev("aligned(q, 0, 0)", q=Decimal("0.123")) is True  # Binance: step 0 disables the rule
+
+
+def test_numeric_literals_are_exact_decimals() -> None:
+    assert ev("q == 0.3", q=Decimal("0.3")) is True  # a binary double 0.3 would differ
+    assert ev("0.1 + 0.2 == 0.3") is True
+    assert ev("0 < q && 2 * q == 0.6", q=Decimal("0.3")) is True
+
+
+def test_inexact_arithmetic_is_an_error_not_a_rounding() -> None:
+    with pytest.raises(CelEvaluationError, match="Inexact"):
+        ev("q / 3 > 0", q=Decimal(1))
+
+
+def test_missing_member_is_an_error() -> None:
+    with pytest.raises(CelEvaluationError):
+        ev("o.n > 1", o={"flag": True, "lst": []})
+
+
+def test_null_comparisons_on_lists_and_maps() -> None:
+    assert ev("o.lst != null && o != null", o={"n": 1, "flag": True, "lst": [1]}) is True
+
+
+@pytest.mark.parametrize(
+    "expr,line,col,fragment",
+    [
+        ("q >", 1, 3, "syntax error"),
+        ("qq > 1", 1, 1, "unknown variable 'qq'"),
+        ("q > 1 &&\n  o.nn > 1", 2, 5, "unknown field 'nn'"),
+        ("q + 1", 1, 1, "must evaluate to a boolean"),
+        ("o.n", 1, 1, "must evaluate to a boolean"),
+        ("launch(q)", 1, 1, "unknown function 'launch'"),
+    ],
+)
+def test_compile_errors_point_at_the_text(expr, line, col, fragment) -> None:
+    with pytest.raises(CelCompileError) as info:
+        compile_expression(expr, V)
+    assert (info.value.line, info.value.column) == (line, col)
+    assert fragment in info.value.message
+
+
+def test_boolean_forms_are_accepted() -> None:
+    for expr in ("o.flag", "!o.flag", "o.lst.exists(x, x > q)", "has(o.n)", "q > 1 ? o.flag : false", "aligned(q, 0, step)"):
+        compile_expression(expr, V)
+
+
+def test_macro_variables_are_not_unknown() -> None:
+    assert ev("o.lst.all(x, x > 0)", o={"n": 1, "flag": True, "lst": [1, 2]}) is True

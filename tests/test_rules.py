@@ -1,0 +1,179 @@
+"""Unit tests of each rule and of the pieces the pipeline is built from."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+
+import pytest
+
+from conftest import base_context, bundle_at, default_constraints, merge
+from engine.authorization_gate import authorization_gate, read_decision
+from engine.intent import IntentError, resolve_intent
+from engine.models import ExecutionContext, ExecutionRecord, PolicyDecision, StateView
+from engine.order import build_request, client_order_id
+from engine.pipeline import Config, evaluate, execution_record
+from engine.schema_validation import SchemaFailure, schema_validation
+from engine.state import MemoryState, merge_views
+
+T = 1764028800000
+OPEN = {"type": "ACTION_OPEN_POSITION", "action_id": "a-1", "symbol": "BTCUSDT", "side": "LONG", "quantity": "0.010",
+        "order_type": "LIMIT", "limit_price": "64000.1", "reduce_only": False, "time_in_force": "GTC"}
+
+
+def ctx(**patch) -> ExecutionContext:
+    return ExecutionContext.model_validate(merge(base_context(), patch))
+
+
+def decision(**action) -> dict:
+    return {"decision_id": "d-1", "decision_code": "AUTHORIZED_ACTION", "action": {**OPEN, **action}}
+
+
+def config(mode: str = "dry-run") -> Config:
+    return Config(bundle_at(None), default_constraints(), mode)
+
+
+# Rule 1
+
+
+def test_rule1_reads_ids_but_not_the_action() -> None:
+    raw = read_decision(json.dumps({"decision_id": "d-9", "decision_code": "NO", "action": {"action_id": "x", "type": 1}}))
+    assert (raw.decision_id, raw.action_id, raw.problem) == ("d-9", "x", None)
+    assert authorization_gate(raw) is False
+
+
+def test_not_json_keeps_nothing_and_never_raises() -> None:
+    for text in ("", "{", "\x00", "[" * 100000, b"\xff\xfe"):
+        res = evaluate(text, ctx(), config()).result
+        assert res.result == "REJECTED" and res.reason_code in ("INPUT_NOT_JSON", "INPUT_NOT_OBJECT")
+
+
+# Rule 2
+
+
+def test_schema_lists_every_problem_and_names_the_first_field() -> None:
+    out = schema_validation(decision(quantity="0", side="UP", extra=1), ctx())
+    assert isinstance(out, SchemaFailure)
+    assert {e["field"] for e in out.errors} == {"action.quantity", "action.side", "action.extra"}
+    assert out.reason_code in {"INVALID_QUANTITY", "INVALID_SIDE", "UNKNOWN_FIELD"}
+
+
+def test_schema_accepts_numbers_and_decimal_strings_exactly() -> None:
+    for q in (Decimal("0.010"), 1, "0.010"):
+        out = schema_validation(decision(quantity=q), ctx())
+        assert isinstance(out, PolicyDecision)
+        assert out.action.quantity == Decimal(q)
+
+
+def test_schema_refuses_python_floats_from_hosts() -> None:
+    out = schema_validation(decision(quantity=0.01), ctx())
+    assert isinstance(out, SchemaFailure) and out.reason_code == "INVALID_QUANTITY"
+
+
+# intent (Rule 3 position resolution)
+
+
+def _intent(action: dict, **patch):
+    return resolve_intent(PolicyDecision.model_validate(decision(**action)).action, ctx(**patch))
+
+
+def test_open_long_adds_to_the_net_position() -> None:
+    i = _intent({})
+    assert (i.side, i.quantity, i.position_before, i.position_after) == ("BUY", Decimal("0.010"), Decimal("0.020"), Decimal("0.030"))
+    assert i.increases_exposure and not i.opens_position and i.order_notional == Decimal("640.0010")
+
+
+def test_open_short_against_a_long_in_one_way_mode_reduces_then_flips() -> None:
+    i = _intent({"side": "SHORT", "quantity": "0.030", "order_type": "MARKET", "limit_price": None, "time_in_force": None})
+    assert i.position_after == Decimal("-0.010") and i.increases_exposure and i.opens_position
+
+
+def test_adjust_down_is_reduce_only_and_cannot_flip() -> None:
+    adj = {"type": "ACTION_ADJUST_POSITION", "delta_quantity": "-0.005"}
+    base = {"type": "ACTION_ADJUST_POSITION", "action_id": "a-1", "symbol": "BTCUSDT"}
+    i = resolve_intent(PolicyDecision.model_validate({"decision_id": "d", "decision_code": "AUTHORIZED_ACTION", "action": {**base, **adj}}).action, ctx())
+    assert (i.side, i.reduce_only, i.position_after) == ("SELL", True, Decimal("0.015"))
+    flip = {**base, "delta_quantity": "-0.0201"}
+    with pytest.raises(IntentError) as info:
+        resolve_intent(PolicyDecision.model_validate({"decision_id": "d", "decision_code": "AUTHORIZED_ACTION", "action": flip}).action, ctx())
+    assert info.value.reason_code == "ADJUST_WOULD_FLIP"
+
+
+def test_short_adjust_up_sells() -> None:
+    patch = {"account": {"positions": [{"symbol": "BTCUSDT", "quantity": "-0.020", "leverage": 5, "margin_mode": "ISOLATED"}]}}
+    a = {"type": "ACTION_ADJUST_POSITION", "action_id": "a-1", "symbol": "BTCUSDT", "delta_quantity": "0.005"}
+    i = resolve_intent(PolicyDecision.model_validate({"decision_id": "d", "decision_code": "AUTHORIZED_ACTION", "action": a}).action, ctx(**patch))
+    assert (i.side, i.reduce_only, i.position_after) == ("SELL", False, Decimal("-0.025"))
+
+
+# Rule 3 gates: an evaluation error is never a pass
+
+
+def test_gate_evaluation_error_fails_safe_with_the_gate_named() -> None:
+    res = evaluate(json.dumps(decision()), ctx(health={"api_latency_ms": 5}), config(), StateView()).result
+    assert res.result == "NOOP"  # sanity: the baseline passes
+    broken = ctx(account={"positions": [{"symbol": "BTCUSDT", "quantity": "0.020", "margin_mode": "ISOLATED"}]})
+    res = evaluate(json.dumps(decision()), broken, config()).result
+    assert res.result == "FAILED_SAFE" and res.rule == 3
+    assert [g.id for g in res.gate_trace if not g.passed][0] == "exposure.max-leverage"
+
+
+def test_full_gate_trace_even_after_the_first_failure() -> None:
+    res = evaluate(json.dumps(decision(quantity="0.49")), ctx(), config()).result
+    assert res.reason_code == "MAX_POSITION_EXCEEDED"
+    assert len(res.gate_trace) == len(bundle_at(None).risk_gates)
+    assert sum(not g.passed for g in res.gate_trace) >= 2  # notional and margin fail too
+
+
+# order building (Rule 5 request)
+
+
+def test_client_order_id_is_deterministic_and_binance_valid() -> None:
+    cid = client_order_id("d-1", "a-1")
+    assert cid == client_order_id("d-1", "a-1") != client_order_id("d-1", "a-2")
+    assert re.fullmatch(r"[\.A-Z\:/a-z0-9_-]{1,36}", cid)
+
+
+def test_request_carries_exact_decimal_text() -> None:
+    i = _intent({"quantity": "0.00001000", "limit_price": "64000.10"})
+    req = build_request(i, decision_id="d", action_id="a", timestamp=T, recv_window_ms=5000, hedge_mode=False)
+    params = dict(req.params)
+    assert (params["quantity"], params["price"]) == ("0.00001000", "64000.10")
+    assert "E" not in params["quantity"]
+
+
+# state and duplicates
+
+
+def _rec(**kw) -> ExecutionRecord:
+    base = dict(decision_id="d", action_id="a", action_type="ACTION_OPEN_POSITION", symbol="BTCUSDT", result="FAILED_SAFE",
+                reason_code="MAX_POSITION_EXCEEDED", timestamp=T, attempted=False, opens=True)
+    return ExecutionRecord(**{**base, **kw})
+
+
+def test_cooldown_refusals_do_not_extend_the_cooldown() -> None:
+    m = MemoryState()
+    m.add(_rec(timestamp=T))
+    m.add(_rec(decision_id="d2", timestamp=T + 60000, reason_code="COOLDOWN_ACTIVE"))
+    assert m.view(None, None, T + 120000, 86400000).last_failed_safe_ms == T
+
+
+def test_merge_views_takes_the_union_and_latest_times() -> None:
+    a = StateView(executed=(("d", "a"),), last_execution_ms=5)
+    b = StateView(recent=(_rec(),), last_failed_safe_ms=7, last_execution_ms=9)
+    m = merge_views(a, b)
+    assert m.executed == (("d", "a"),) and m.last_execution_ms == 9 and m.last_failed_safe_ms == 7 and len(m.recent) == 1
+
+
+def test_duplicate_is_noop_and_not_recorded_again() -> None:
+    ev = evaluate(json.dumps(decision()), ctx(), config(), StateView(executed=(("d-1", "a-1"),)))
+    assert ev.result.reason_code == "DUPLICATE_EXECUTION"
+    assert execution_record(ev, ev.result, attempted=False) is None
+
+
+def test_identical_inputs_identical_results_and_trace_ids() -> None:
+    a = evaluate(json.dumps(decision()), ctx(), config()).result
+    b = evaluate(json.dumps(decision()), ctx(), config()).result
+    c = evaluate(json.dumps(decision()), ctx(timestamp=T + 1), config()).result
+    assert a == b and a.trace_id == b.trace_id != c.trace_id
