@@ -157,7 +157,13 @@ HELPER_FUNCTIONS: dict[str, _Helper] = {
 }
 
 _FUNCTIONS: dict[str, Callable[..., Any]] = {name: h.function for name, h in HELPER_FUNCTIONS.items()}
-_FUNCTIONS[_LITERAL_FUNCTION] = lambda text: Decimal(str(text))
+
+
+def _literal_decimal(text: Any) -> Decimal:
+    return Decimal(str(text))
+
+
+_FUNCTIONS[_LITERAL_FUNCTION] = _literal_decimal
 _BUILTIN_FUNCTIONS = {"has", "contains", "startsWith", "endsWith", "matches", "string", "type", "bool"}
 _KNOWN_FUNCTIONS = set(HELPER_FUNCTIONS) | _BUILTIN_FUNCTIONS
 
@@ -498,4 +504,5 @@ def _rewrite_numeric_literals(tree: lark.Tree) -> None:
         if text.lower().lstrip("-").startswith("0x"):
             text = str(int(text, 16))
         arg = _ENV.compile('"' + text + '"')
-        node.children = [lark.Tree("ident_arg", [lark.Token("IDENT", _LITERAL_FUNCTION), lark.Tree("exprlist", [arg])])]
+        tree_class = type(node)  # keep the runner's own tree class
+        node.children = [tree_class("ident_arg", [lark.Token("IDENT", _LITERAL_FUNCTION), tree_class("exprlist", [arg])])]
