@@ -41,6 +41,11 @@ CREATE TABLE IF NOT EXISTS executions (
     UNIQUE (decision_id, action_id)
 );
 CREATE INDEX IF NOT EXISTS executions_ts ON executions (timestamp);
+CREATE TABLE IF NOT EXISTS audit_anchor (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    seq  INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
 """
 
 
@@ -115,7 +120,22 @@ class Ledger:
     def records(self) -> list[ExecutionRecord]:
         return self._records(self._db.execute(f"SELECT {self._COLS} FROM executions ORDER BY seq"))
 
+    def audit_anchor(self) -> tuple[int, str] | None:
+        row = self._db.execute("SELECT seq, hash FROM audit_anchor WHERE id = 1").fetchone()
+        return (row[0], row[1]) if row else None
+
     # --- writes ---
+
+    def set_audit_anchor(self, seq: int, record_hash: str) -> None:
+        """Remember the last audit record written, so a truncated log is detected."""
+        try:
+            self._db.execute(
+                "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash WHERE excluded.seq > audit_anchor.seq",
+                (seq, record_hash),
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger anchor update failed: {exc}") from None
 
     def write_ahead(
         self, record: ExecutionRecord, *, client_order_id: str | None, trace_id: str, input_digest: str,

@@ -59,6 +59,25 @@ _CODES = [
     ReasonCode("CONSTRAINT_EVALUATION_ERROR", "FAILED_SAFE", 4, "an exchange-constraint check could not be evaluated: never a pass"),
     # dry-run
     ReasonCode("DRY_RUN", "NOOP", 5, "dry-run mode: Rules 1-4 passed, the order shown was not sent"),
+    # Rules 5-6: the one exchange call and the verification of its acknowledgement
+    ReasonCode("ORDER_ACCEPTED", "SUCCESS", 6, "the order was acknowledged as NEW (resting) and matches the intent"),
+    ReasonCode("ORDER_FILLED", "SUCCESS", 6, "the order was acknowledged as FILLED and matches the intent"),
+    ReasonCode("ORDER_PARTIALLY_FILLED", "SUCCESS", 6, "acknowledged as PARTIALLY_FILLED (the rest rests; partial fills are the exchange's, spec §4 Rule 5)"),
+    ReasonCode("ORDER_EXPIRED_IOC", "SUCCESS", 6, "an IOC order was acknowledged as EXPIRED after filling what it could (possibly nothing)"),
+    ReasonCode("OPEN_ORDERS_CANCELLED", "SUCCESS", 6, "DELETE /fapi/v1/allOpenOrders acknowledged (code 200)"),
+    ReasonCode("EXCHANGE_REJECTED", "FAILED_SAFE", 6, "the exchange refused the request (HTTP 4xx with a Binance error code)"),
+    ReasonCode("EXCHANGE_RATE_LIMITED", "FAILED_SAFE", 6, "HTTP 429: a rate limit was hit; nothing is retried"),
+    ReasonCode("EXCHANGE_IP_BANNED", "FAILED_SAFE", 6, "HTTP 418: the IP is banned after rate-limit violations"),
+    ReasonCode("EXCHANGE_STATUS_UNKNOWN", "FAILED_SAFE", 6, "HTTP 5xx / 408 / -1006 / -1007: the order may or may not have been executed"),
+    ReasonCode("EXCHANGE_TIMEOUT", "FAILED_SAFE", 6, "no response within the read timeout: the order may or may not have been executed"),
+    ReasonCode("EXCHANGE_NO_ACK", "FAILED_SAFE", 6, "the connection closed after the request was sent, without a response"),
+    ReasonCode("EXCHANGE_UNREACHABLE", "FAILED_SAFE", 6, "the connection could not be made; the request was not sent"),
+    ReasonCode("ACK_MALFORMED", "FAILED_SAFE", 6, "HTTP 200 but the body is not the JSON object Binance sends"),
+    ReasonCode("ACK_MISMATCH", "FAILED_SAFE", 6, "the ack differs from the intent (clientOrderId, symbol, side, type, quantity, price, reduce-only, positionSide)"),
+    ReasonCode("ACK_UNKNOWN_STATUS", "FAILED_SAFE", 6, "the ack carries an order status ep4 does not know"),
+    ReasonCode("ACK_TIMESTAMP_INCONSISTENT", "FAILED_SAFE", 6, "the ack's updateTime is further from context.timestamp than the bundle's tolerance"),
+    ReasonCode("ORDER_NOT_ACCEPTED", "FAILED_SAFE", 6, "acknowledged, but as REJECTED / CANCELED / EXPIRED (non-IOC) / EXPIRED_IN_MATCH"),
+    ReasonCode("STATE_UNAVAILABLE", "FAILED_SAFE", 5, "the ledger could not record the attempt, so the exchange was not called"),
 ]
 
 ENGINE_CODES: dict[str, ReasonCode] = {c.code: c for c in _CODES}

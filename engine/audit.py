@@ -1,0 +1,150 @@
+"""The mandatory audit log (spec §8.2): append-only JSONL, hash-chained, fsynced (imperative shell).
+
+Every record carries the §8.2 fields (trace_id, policy_decision_id, action_id, execution_result,
+timestamp, reason_code, exchange_response) plus what replay needs: the exact decision text, the
+context and state view the pure core saw, the bundle / constraints / input digests, the gate trace
+and the full result. Each record names the previous record's hash; the ledger keeps the hash of the
+last record, so a truncated tail is detected too.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+from .numbers import canonical_json, loads
+
+__all__ = ["AuditError", "AuditLog", "GENESIS", "VerifyReport", "read_records", "record_hash", "verify_log"]
+
+GENESIS = "sha256:" + "0" * 64
+
+
+class AuditError(RuntimeError):
+    """The audit log cannot be written; the caller must not report an outcome as recorded."""
+
+
+class Anchor(Protocol):
+    def audit_anchor(self) -> tuple[int, str] | None: ...
+
+    def set_audit_anchor(self, seq: int, record_hash: str) -> None: ...
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return "sha256:" + hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+
+
+def _last_record(f: Any) -> dict[str, Any] | None:
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    if size == 0:
+        return None
+    block, data = 4096, b""
+    pos = size
+    while pos > 0:
+        step = min(block, pos)
+        pos -= step
+        f.seek(pos)
+        data = f.read(step) + data
+        if data.rstrip(b"\n").count(b"\n") >= 1 or pos == 0:
+            break
+    lines = data.rstrip(b"\n").split(b"\n")
+    try:
+        return json.loads(lines[-1])
+    except ValueError:
+        raise AuditError("the audit log ends in a damaged record; run `ep4 audit verify` before writing more") from None
+
+
+class AuditLog:
+    def __init__(self, path: str | Path, anchor: Anchor | None = None) -> None:
+        self.path = Path(path)
+        self.anchor = anchor
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AuditError(f"cannot create {self.path.parent}: {exc}") from None
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Chain, write, flush and fsync one record; return it with ``seq``, ``prev_hash``, ``hash``."""
+        try:
+            with open(self.path, "a+b") as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                last = _last_record(f)
+                full = {"seq": (last["seq"] + 1) if last else 1, "prev_hash": last["hash"] if last else GENESIS, **record}
+                full["hash"] = record_hash(full)
+                f.seek(0, os.SEEK_END)
+                f.write((canonical_json(full) + "\n").encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise AuditError(f"cannot write the audit log {self.path}: {exc}") from None
+        if self.anchor is not None:
+            self.anchor.set_audit_anchor(full["seq"], full["hash"])
+        return full
+
+
+def read_records(path: str | Path) -> Iterator[tuple[int, str]]:
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            yield lineno, raw.decode("utf-8", "replace")
+
+
+@dataclass
+class VerifyReport:
+    records: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_log(path: str | Path, anchor: tuple[int, str] | None = None) -> VerifyReport:
+    """Check every record's hash, the chain, the sequence, and the tail against ``anchor``."""
+    report = VerifyReport()
+    prev_hash, expected_seq = GENESIS, 1
+    last: dict[str, Any] | None = None
+    by_seq: dict[int, dict[str, Any]] = {}
+    try:
+        lines = list(read_records(path))
+    except OSError as exc:
+        report.problems.append(f"cannot read {path}: {exc}")
+        return report
+    for lineno, text in lines:
+        where = f"line {lineno}"
+        if not text.endswith("\n"):
+            report.problems.append(f"{where}: truncated record (no end of line)")
+        try:
+            rec = loads(text)
+            assert isinstance(rec, dict)
+        except (ValueError, AssertionError):
+            report.problems.append(f"{where}: not a JSON record (truncated or damaged)")
+            continue
+        seq = rec.get("seq")
+        if rec.get("hash") != record_hash(rec):
+            report.problems.append(f"{where} (seq {seq}): edited: the record's hash does not match its content")
+        if seq != expected_seq:
+            kind = "reordered" if isinstance(seq, int) and seq < expected_seq else "dropped"
+            report.problems.append(f"{where}: {kind}: expected seq {expected_seq}, found {seq}")
+        if rec.get("prev_hash") != prev_hash:
+            report.problems.append(f"{where} (seq {seq}): chain broken: prev_hash does not name the record before it")
+        prev_hash = rec.get("hash", "")
+        expected_seq = (seq + 1) if isinstance(seq, int) else expected_seq + 1
+        last = rec
+        if isinstance(seq, int):
+            by_seq.setdefault(seq, rec)
+        report.records += 1
+    if anchor is not None:
+        seq, h = anchor
+        if last is None or last.get("seq", 0) < seq:
+            report.problems.append(f"truncated: the ledger recorded seq {seq} as written, the log ends at seq {last.get('seq') if last else 0}")
+        else:
+            match = by_seq.get(seq)
+            if match is not None and match.get("hash") != h:
+                report.problems.append(f"seq {seq}: differs from the hash the ledger recorded when it was written")
+    return report

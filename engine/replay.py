@@ -1,0 +1,102 @@
+"""``ep4 replay``: re-run the pure core on every recorded input; any byte of difference fails.
+
+For each audit record, Rules 1-4 are evaluated again from the recorded decision text, context and
+state view; where an exchange call was made, Rule 6 is applied again to the recorded reply. The
+canonical JSON of the recomputed result must equal the recorded one byte for byte (spec §8.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .audit import read_records
+from .bundle import Bundle
+from .constraints import ConstraintsSnapshot
+from .executor import forced_cancel_request, forced_cancel_result
+from .models import ExecutionContext, ExecutionResult, StateView
+from .numbers import canonical_json, loads
+from .pipeline import Config, evaluate
+from .verification import ExchangeReplyData, verify_ack
+
+__all__ = ["ReplayReport", "replay_log"]
+
+# Outcomes the shell makes without an exchange reply, after Rules 1-4 said "send".
+_SHELL_OUTCOMES = {"DUPLICATE_EXECUTION", "STATE_UNAVAILABLE"}
+
+
+@dataclass
+class ReplayReport:
+    records: int = 0
+    identical: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.records > 0
+
+
+def _recompute(rec: dict[str, Any], config: Config, failed_by_trace: dict[str, ExecutionResult]) -> ExecutionResult | str:
+    context = ExecutionContext.model_validate(rec["input"]["context"])
+    state = StateView.model_validate(rec["state_view"])
+    ev = evaluate(rec["input"]["decision_text"], context, config, state)
+    reply = ExchangeReplyData.model_validate(rec["reply"]) if rec.get("reply") is not None else None
+    if rec["kind"] == "forced_cancel":
+        failed = failed_by_trace.get(ev.header["trace_id"])
+        if failed is None or reply is None:
+            return "forced cancel without the FAILED_SAFE record it follows"
+        header, request = forced_cancel_request(ev, failed, config, context)
+        return forced_cancel_result(header, request, reply, failed)
+    if ev.result is not None:
+        return ev.result
+    if reply is None:
+        recorded = rec["result"]
+        if recorded["reason_code"] in _SHELL_OUTCOMES:
+            # made by the shell from the same header; its message may quote an OS error
+            return ExecutionResult.model_validate({**recorded, **{k: v for k, v in ev.header.items()}})
+        return "Rules 1-4 say the order is sent, but the record holds no exchange reply"
+    assert ev.request is not None
+    return verify_ack(
+        ev.header, ev.request, reply, context_timestamp=context.timestamp,
+        tolerance_ms=config.bundle.exchange_client.ackTimestampToleranceMs, gate_trace=ev.gate_trace,
+    )
+
+
+def replay_log(path: str | Path, bundle: Bundle, constraints: ConstraintsSnapshot) -> ReplayReport:
+    report = ReplayReport()
+    failed_by_trace: dict[str, ExecutionResult] = {}
+    for lineno, text in read_records(path):
+        try:
+            rec = loads(text)
+        except ValueError:
+            report.problems.append(f"line {lineno}: not a JSON record")
+            continue
+        report.records += 1
+        where = f"line {lineno} (seq {rec.get('seq')}, trace {rec.get('trace_id')})"
+        if rec.get("bundle", {}).get("digest") != bundle.digest:
+            report.problems.append(f"{where}: recorded with bundle {rec.get('bundle')}, replaying with {bundle.digest}")
+            continue
+        if rec.get("constraints_digest") != constraints.digest:
+            report.problems.append(f"{where}: recorded with constraints {rec.get('constraints_digest')}, replaying with {constraints.digest}")
+            continue
+        try:
+            got = _recompute(rec, Config(bundle, constraints, rec["mode"]), failed_by_trace)
+        except (KeyError, TypeError, ValueError) as exc:
+            report.problems.append(f"{where}: record cannot be replayed: {exc}")
+            continue
+        if isinstance(got, str):
+            report.problems.append(f"{where}: {got}")
+            continue
+        if rec["kind"] == "execution" and got.result == "FAILED_SAFE":
+            failed_by_trace[got.trace_id] = got
+        expected, actual = canonical_json(rec["result"]), canonical_json(got.model_dump(mode="json"))
+        if expected != actual:
+            at = next((i for i, (a, b) in enumerate(zip(expected, actual)) if a != b), min(len(expected), len(actual)))
+            report.problems.append(
+                f"{where}: result differs at byte {at}: recorded …{expected[max(0, at - 40):at + 40]}… "
+                f"replayed …{actual[max(0, at - 40):at + 40]}…"
+            )
+            continue
+        report.identical += 1
+    return report

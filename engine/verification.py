@@ -1,0 +1,141 @@
+"""Spec §4 Rule 6 — Post-Execution Verification (pure).
+
+The acknowledgement must match the intent, carry a known status and a timestamp consistent with
+``context.timestamp``; anything else — rejection, timeout, no ack, 5xx, unknown status, mismatch —
+is FAILED_SAFE with a precise reason code, and the opaque exchange response is kept (spec §6.2).
+Binance's 5xx rule: execution status is UNKNOWN, never assumed failed or done (facts file §4).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .models import ExecutionResult
+from .numbers import DecimalParseError, loads, parse_decimal
+from .order import OrderRequest
+
+__all__ = ["ExchangeReplyData", "verify_ack"]
+
+KNOWN_STATUSES = {"NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH"}
+_SUCCESS = {"NEW": "ORDER_ACCEPTED", "PARTIALLY_FILLED": "ORDER_PARTIALLY_FILLED", "FILLED": "ORDER_FILLED"}
+_UNKNOWN_CODES = {-1006, -1007}  # UNEXPECTED_RESP, TIMEOUT: "execution status unknown"
+
+
+class ExchangeReplyData(BaseModel):
+    """What came back from the one exchange call, as data (recorded in the audit log for replay)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outcome: Literal["response", "timeout", "connect_error", "no_response"]
+    http_status: int | None = None
+    body: str | None = None
+    error: str | None = None
+
+    def opaque(self) -> dict[str, Any]:
+        """The exchange response kept in results and audit records, exactly as received."""
+        return {"outcome": self.outcome, "http_status": self.http_status, "body": self.body, "error": self.error}
+
+
+def _json(body: str | None) -> Any:
+    if body is None:
+        return None
+    try:
+        return loads(body)
+    except (ValueError, DecimalParseError):
+        return None
+
+
+def _dec(value: Any) -> Decimal | None:
+    try:
+        return parse_decimal(value)
+    except DecimalParseError:
+        return None
+
+
+def _mismatches(params: dict[str, str], ack: dict[str, Any], hedge: bool) -> list[str]:
+    out = []
+    for ours, theirs in (("newClientOrderId", "clientOrderId"), ("symbol", "symbol"), ("side", "side"), ("type", "type")):
+        if ack.get(theirs) != params[ours]:
+            out.append(f"{theirs} {ack.get(theirs)!r} != {params[ours]!r}")
+    if _dec(ack.get("origQty")) != Decimal(params["quantity"]):
+        out.append(f"origQty {ack.get('origQty')!r} != {params['quantity']!r}")
+    if "price" in params and _dec(ack.get("price")) != Decimal(params["price"]):
+        out.append(f"price {ack.get('price')!r} != {params['price']!r}")
+    want_reduce = params.get("reduceOnly") == "true"
+    if not hedge and ack.get("reduceOnly") is not want_reduce:
+        out.append(f"reduceOnly {ack.get('reduceOnly')!r} != {want_reduce}")
+    if ack.get("positionSide", "BOTH") != params.get("positionSide", "BOTH"):
+        out.append(f"positionSide {ack.get('positionSide')!r} != {params.get('positionSide', 'BOTH')!r}")
+    return out
+
+
+def verify_ack(
+    header: dict[str, Any],
+    request: OrderRequest,
+    reply: ExchangeReplyData,
+    *,
+    context_timestamp: int,
+    tolerance_ms: int,
+    gate_trace: tuple = (),
+) -> ExecutionResult:
+    """Rule 6: turn the reply to ``request`` into the final result."""
+
+    def result(kind: str, code: str, message: str) -> ExecutionResult:
+        return ExecutionResult(
+            result=kind, reason_code=code, rule=6, message=message, gate_trace=gate_trace,
+            order=request.as_dict(), exchange_response=reply.opaque(), **header,
+        )
+
+    def failed(code: str, message: str) -> ExecutionResult:
+        return result("FAILED_SAFE", code, message)
+
+    if reply.outcome == "connect_error":
+        return failed("EXCHANGE_UNREACHABLE", f"no connection to the exchange; nothing was sent ({reply.error})")
+    if reply.outcome == "timeout":
+        return failed("EXCHANGE_TIMEOUT", f"no response in time; the outcome is unknown ({reply.error})")
+    if reply.outcome == "no_response":
+        return failed("EXCHANGE_NO_ACK", f"the connection closed without a response; the outcome is unknown ({reply.error})")
+
+    status, body = reply.http_status or 0, _json(reply.body)
+    code = body.get("code") if isinstance(body, dict) else None
+    msg = body.get("msg") if isinstance(body, dict) else None
+    if status == 429:
+        return failed("EXCHANGE_RATE_LIMITED", f"HTTP 429 rate limit ({code}: {msg})")
+    if status == 418:
+        return failed("EXCHANGE_IP_BANNED", f"HTTP 418 IP banned ({code}: {msg})")
+    if status >= 500 or status == 408 or code in _UNKNOWN_CODES:
+        return failed("EXCHANGE_STATUS_UNKNOWN", f"HTTP {status}: execution status unknown ({msg or 'no message'})")
+    if status != 200:
+        return failed("EXCHANGE_REJECTED", f"HTTP {status}: Binance error {code}: {msg}")
+    if not isinstance(body, dict):
+        return failed("ACK_MALFORMED", "HTTP 200 but the body is not a JSON object")
+
+    params = dict(request.params)
+    if request.path == "/fapi/v1/allOpenOrders":
+        if code == 200:
+            return result("SUCCESS", "OPEN_ORDERS_CANCELLED", f"open {params['symbol']} orders cancelled")
+        return failed("ACK_MALFORMED", f"cancel-all acknowledgement without code 200: {body!r}"[:300])
+
+    hedge = "positionSide" in params
+    wrong = _mismatches(params, body, hedge)
+    if wrong:
+        return failed("ACK_MISMATCH", "the ack does not match the order sent: " + "; ".join(wrong))
+    order_status = body.get("status")
+    if order_status not in KNOWN_STATUSES:
+        return failed("ACK_UNKNOWN_STATUS", f"unknown order status {order_status!r}")
+    update = body.get("updateTime")
+    if isinstance(update, bool) or not isinstance(update, int):
+        return failed("ACK_MALFORMED", "the ack has no integer updateTime")
+    if abs(update - context_timestamp) > tolerance_ms:
+        return failed(
+            "ACK_TIMESTAMP_INCONSISTENT",
+            f"ack updateTime {update} is {update - context_timestamp} ms from context.timestamp (tolerance {tolerance_ms} ms)",
+        )
+    if order_status in _SUCCESS:
+        return result("SUCCESS", _SUCCESS[order_status], f"order {order_status}: executedQty {body.get('executedQty')}")
+    if order_status == "EXPIRED" and params.get("timeInForce") == "IOC":
+        return result("SUCCESS", "ORDER_EXPIRED_IOC", f"IOC order expired with executedQty {body.get('executedQty')}")
+    return failed("ORDER_NOT_ACCEPTED", f"the exchange acknowledged the order as {order_status}")

@@ -1,0 +1,102 @@
+"""Rule 6 (pure): every way an acknowledgement can be wrong is FAILED_SAFE with its own code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import base_context, bundle_at, default_constraints
+from engine.models import ExecutionContext
+from engine.pipeline import Config, evaluate
+from engine.verification import ExchangeReplyData, verify_ack
+
+T = 1764028800000
+OPEN = {"decision_id": "d-1", "decision_code": "AUTHORIZED_ACTION",
+        "action": {"type": "ACTION_OPEN_POSITION", "action_id": "a-1", "symbol": "BTCUSDT", "side": "LONG",
+                   "quantity": "0.010", "order_type": "LIMIT", "limit_price": "64000.1", "reduce_only": False,
+                   "time_in_force": "GTC"}}
+
+
+def pending():
+    ev = evaluate(json.dumps(OPEN), ExecutionContext.model_validate(base_context()), Config(bundle_at(None), default_constraints(), "paper"))
+    assert ev.result is None and ev.request is not None
+    return ev
+
+
+def ack(**over):
+    ev = pending()
+    p = dict(ev.request.params)
+    body = {"clientOrderId": p["newClientOrderId"], "symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "origQty": "0.010",
+            "price": "64000.1", "reduceOnly": False, "positionSide": "BOTH", "status": "NEW", "executedQty": "0",
+            "updateTime": T, "orderId": 7, "timeInForce": "GTC"}
+    body.update(over)
+    return body
+
+
+def verify(reply: ExchangeReplyData):
+    ev = pending()
+    return verify_ack(ev.header, ev.request, reply, context_timestamp=T, tolerance_ms=5000)
+
+
+def ok(body, status=200):
+    return ExchangeReplyData(outcome="response", http_status=status, body=json.dumps(body))
+
+
+@pytest.mark.parametrize("status,code", [("NEW", "ORDER_ACCEPTED"), ("FILLED", "ORDER_FILLED"), ("PARTIALLY_FILLED", "ORDER_PARTIALLY_FILLED")])
+def test_matching_ack_is_success(status, code) -> None:
+    res = verify(ok(ack(status=status)))
+    assert (res.result, res.reason_code, res.rule) == ("SUCCESS", code, 6)
+    assert json.loads(res.exchange_response["body"])["status"] == status
+
+
+@pytest.mark.parametrize(
+    "reply,code",
+    [
+        (ExchangeReplyData(outcome="timeout", error="ReadTimeout: timed out"), "EXCHANGE_TIMEOUT"),
+        (ExchangeReplyData(outcome="no_response", error="RemoteProtocolError"), "EXCHANGE_NO_ACK"),
+        (ExchangeReplyData(outcome="connect_error", error="ConnectError"), "EXCHANGE_UNREACHABLE"),
+        (ExchangeReplyData(outcome="response", http_status=503, body='{"msg":"Unknown error, please check your request or try again later."}'), "EXCHANGE_STATUS_UNKNOWN"),
+        (ExchangeReplyData(outcome="response", http_status=502, body="<html>bad gateway</html>"), "EXCHANGE_STATUS_UNKNOWN"),
+        (ExchangeReplyData(outcome="response", http_status=408, body='{"code":-1007,"msg":"Timeout waiting for response from backend server."}'), "EXCHANGE_STATUS_UNKNOWN"),
+        (ExchangeReplyData(outcome="response", http_status=429, body='{"code":-1003,"msg":"Too many requests"}'), "EXCHANGE_RATE_LIMITED"),
+        (ExchangeReplyData(outcome="response", http_status=418, body='{"code":-1003,"msg":"Way too many requests; IP banned"}'), "EXCHANGE_IP_BANNED"),
+        (ExchangeReplyData(outcome="response", http_status=400, body='{"code":-2019,"msg":"Margin is insufficient."}'), "EXCHANGE_REJECTED"),
+        (ExchangeReplyData(outcome="response", http_status=200, body="OK"), "ACK_MALFORMED"),
+    ],
+)
+def test_transport_and_http_failures(reply, code) -> None:
+    res = verify(reply)
+    assert (res.result, res.reason_code) == ("FAILED_SAFE", code)
+    assert res.exchange_response == reply.opaque()
+
+
+@pytest.mark.parametrize(
+    "over,fragment",
+    [
+        ({"clientOrderId": "someone-else"}, "clientOrderId"),
+        ({"symbol": "ETHUSDT"}, "symbol"),
+        ({"side": "SELL"}, "side"),
+        ({"type": "MARKET"}, "type"),
+        ({"origQty": "0.011"}, "origQty"),
+        ({"price": "64000.2"}, "price"),
+        ({"reduceOnly": True}, "reduceOnly"),
+        ({"positionSide": "LONG"}, "positionSide"),
+    ],
+)
+def test_mismatch(over, fragment) -> None:
+    res = verify(ok(ack(**over)))
+    assert res.reason_code == "ACK_MISMATCH" and fragment in res.message
+
+
+def test_quantity_compared_as_decimal_not_text() -> None:
+    assert verify(ok(ack(origQty="0.01"))).reason_code == "ORDER_ACCEPTED"
+
+
+def test_unknown_status_timestamp_and_not_accepted() -> None:
+    assert verify(ok(ack(status="PENDING_NEW"))).reason_code == "ACK_UNKNOWN_STATUS"
+    assert verify(ok(ack(updateTime=T + 5001))).reason_code == "ACK_TIMESTAMP_INCONSISTENT"
+    assert verify(ok(ack(updateTime=T - 5000))).reason_code == "ORDER_ACCEPTED"
+    assert verify(ok(ack(updateTime="soon"))).reason_code == "ACK_MALFORMED"
+    assert verify(ok(ack(status="REJECTED"))).reason_code == "ORDER_NOT_ACCEPTED"
+    assert verify(ok(ack(status="EXPIRED"))).reason_code == "ORDER_NOT_ACCEPTED"  # GTC expiring is not normal
