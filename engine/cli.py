@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -16,6 +17,7 @@ from .bundle import BundleDocument, BundleError, GateLibraryDocument, load_bundl
 from .config_files import InputError, load_config_bundle, load_constraints, load_context, read_decisions
 from .constraints import ConstraintsSnapshot
 from .explain import explain
+from .audit import AuditError
 from .ledger import Ledger, LedgerError
 from .models import ExecutionContext, ExecutionResult, PolicyDecision, StateView
 from .pipeline import MODES, Config, evaluate, execution_record, result_json
@@ -61,13 +63,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _setup(args: argparse.Namespace) -> tuple[Config, ExecutionContext, list[Any], Ledger | None]:
     bundle = load_config_bundle(args.bundle)
     constraints: ConstraintsSnapshot = load_constraints(args.constraints, args.leverage_brackets)
-    mode = args.exchange
     if args.context is None:
-        raise UsageError("--context FILE is required (reading the context from the exchange comes with the executor)")
+        raise UsageError("--context FILE is required for dry-run and explain")
     context = load_context(args.context)
     decisions = read_decisions(args.decisions)
     ledger = Ledger.open_existing(args.state_dir) if args.state_dir else None
-    return Config(bundle, constraints, mode), context, decisions, ledger
+    return Config(bundle, constraints, "dry-run"), context, decisions, ledger
 
 
 def _view(memory: MemoryState, ledger: Ledger | None, raw: Any, context: ExecutionContext, config: Config) -> StateView:
@@ -78,22 +79,64 @@ def _view(memory: MemoryState, ledger: Ledger | None, raw: Any, context: Executi
     return view
 
 
-def cmd_execute(args: argparse.Namespace) -> int:
-    if args.exchange != "dry-run":
-        raise UsageError(
-            f"--exchange {args.exchange} is not available in this version; use --exchange dry-run"
-        )
+def _dry_run(args: argparse.Namespace) -> int:
     config, context, decisions, ledger = _setup(args)
     memory = MemoryState()  # dry-run: this run's would-be executions, never written to the ledger
-    out = sys.stdout
     for raw in decisions:
         ev = evaluate(raw, context, config, _view(memory, ledger, raw, context, config))
         assert ev.result is not None  # dry-run always ends in Rules 1-4
-        out.write(result_json(ev.result) + "\n")
+        sys.stdout.write(result_json(ev.result) + "\n")
         record = execution_record(ev, ev.result, attempted=ev.result.reason_code == "DRY_RUN")
         if record is not None:
             memory.add(record)
-    out.flush()
+    sys.stdout.flush()
+    return 0
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    return Path(args.state_dir or os.environ.get("EP4_STATE_DIR") or "ep4-state")
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    """Rules 1-6 for each decision: one JSON result per line, each recorded in the audit log first."""
+    if args.exchange == "dry-run":
+        return _dry_run(args)
+    from .audit import AuditLog
+    from .executor import Executor, decision_text
+    from .venue import open_venue
+
+    bundle = load_config_bundle(args.bundle)
+    decisions = read_decisions(args.decisions)
+    given_context = load_context(args.context) if args.context else None
+    state_dir = _state_dir(args)
+    ledger = Ledger(state_dir)
+    audit = AuditLog(Path(args.audit) if args.audit else state_dir / "audit.jsonl", ledger)
+    venue = open_venue(args.exchange, bundle=bundle, state_dir=state_dir, base_url=args.base_url, follow_context=given_context is not None)
+    try:
+        if args.constraints or args.exchange == "paper":
+            constraints = load_constraints(args.constraints, args.leverage_brackets)
+        else:  # live: the exchange's own current filters and brackets
+            constraints = venue.read_constraints(bundle.exchange_client.recvWindowMs)
+        executor = Executor(Config(bundle, constraints, args.exchange), ledger, audit, venue.client)
+        for raw in decisions:
+            text = decision_text(raw)
+            if given_context is not None:
+                context = given_context
+                venue.sync_market(context)
+            else:
+                data = read_decision(text).data
+                action = data.get("action") if isinstance(data, dict) else None
+                symbol = (action.get("symbol") if isinstance(action, dict) else None) or args.symbol
+                context = venue.read_context(
+                    symbol=symbol if isinstance(symbol, str) else args.symbol, account_id=args.account_id,
+                    recv_window_ms=bundle.exchange_client.recvWindowMs, ledger=ledger, lookback_ms=3600000,
+                )
+            result = executor.execute(text, context)
+            sys.stdout.write(result_json(result) + "\n")
+            sys.stdout.flush()
+    finally:
+        venue.close()
+        ledger.close()
     return 0
 
 
@@ -208,6 +251,77 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- ep4 audit verify / ep4 replay / ep4 paper serve ---
+
+
+def _anchor_for(log: Path, state_dir: str | None) -> tuple[tuple[int, str] | None, str]:
+    directory = Path(state_dir) if state_dir else log.parent
+    ledger = Ledger.open_existing(directory)
+    if ledger is None:
+        return None, f"no ledger in {directory}: a truncated tail cannot be detected"
+    try:
+        return ledger.audit_anchor(), f"tail checked against {ledger.path}"
+    finally:
+        ledger.close()
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from .audit import verify_log
+
+    log = Path(args.log)
+    if not log.exists():
+        raise UsageError(f"audit log not found: {log}")
+    anchor, how = _anchor_for(log, args.state_dir)
+    report = verify_log(log, anchor)
+    if report.ok:
+        print(f"ok  {log}: {report.records} records, hash chain intact; {how}")
+        return 0
+    for p in report.problems:
+        print(f"{log}: {p}", file=sys.stderr)
+    print(f"FAILED  {log}: {len(report.problems)} problem(s) in {report.records} records", file=sys.stderr)
+    return 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import replay_log
+
+    log = Path(args.log)
+    if not log.exists():
+        raise UsageError(f"audit log not found: {log}")
+    report = replay_log(log, load_config_bundle(args.bundle), load_constraints(args.constraints, args.leverage_brackets))
+    if report.ok:
+        print(f"ok  {log}: {report.identical} of {report.records} records recomputed byte for byte")
+        return 0
+    for p in report.problems:
+        print(f"{log}: {p}", file=sys.stderr)
+    print(f"FAILED  {log}: {len(report.problems)} of {report.records} records differ or cannot be replayed", file=sys.stderr)
+    return 1
+
+
+def cmd_paper_serve(args: argparse.Namespace) -> int:
+    from exchange import serve
+    from exchange.paper.embedded import PAPER_API_KEY, PAPER_STATE_FILE, open_paper
+
+    from .config_files import read_json
+    from .paths import default_exchange_info_path, default_leverage_brackets_path, paper_sample
+
+    state_dir = Path(args.state_dir) if args.state_dir else None
+    paper = open_paper(
+        state_dir,
+        exchange_info=paper_sample(default_exchange_info_path()),
+        leverage_brackets=paper_sample(default_leverage_brackets_path()),
+        mark_prices=dict(m.split("=", 1) for m in args.mark),
+        clock=lambda: int(time.time() * 1000),
+    )
+    print(f"paper exchange on http://127.0.0.1:{args.port} (API key {PAPER_API_KEY}); Ctrl-C to stop", flush=True)
+    try:
+        serve(paper, "127.0.0.1", args.port)
+    finally:
+        if state_dir is not None:
+            paper.save(state_dir / PAPER_STATE_FILE)
+    return 0
+
+
 # --- ep4 run-examples (make run) ---
 
 
@@ -222,12 +336,19 @@ def cmd_run_examples(args: argparse.Namespace) -> int:
 
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("decisions", metavar="DECISIONS", help="JSON file, JSONL file, or - for stdin")
-    p.add_argument("--context", metavar="FILE", help="ExecutionContext JSON")
+    p.add_argument("--context", metavar="FILE", help="ExecutionContext JSON (execute without it reads the context from the exchange)")
     p.add_argument("--bundle", metavar="FILE", help="policy bundle YAML (default: policies/binance-perp-default.yaml)")
     p.add_argument("--constraints", metavar="FILE", help="raw GET /fapi/v1/exchangeInfo response (default: the shipped sample)")
     p.add_argument("--leverage-brackets", metavar="FILE", help="raw GET /fapi/v1/leverageBracket response")
-    p.add_argument("--state-dir", metavar="DIR", help="ledger directory whose state the gates read")
-    p.add_argument("--exchange", choices=MODES, default="dry-run", help="execution mode (default: dry-run)")
+    p.add_argument("--state-dir", metavar="DIR", help="ledger directory (dry-run and explain only read it)")
+
+
+def _add_execute_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exchange", choices=MODES, default="paper", help="execution mode (default: paper, the embedded paper exchange)")
+    p.add_argument("--base-url", metavar="URL", help="any Binance-compatible base URL (or EP4_BASE_URL)")
+    p.add_argument("--audit", metavar="PATH", help="audit log (default: STATE_DIR/audit.jsonl)")
+    p.add_argument("--symbol", default="BTCUSDT", help="symbol whose context is read when a decision names none")
+    p.add_argument("--account-id", default="default", help="account_id of contexts read from the exchange")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,8 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundles", nargs="+", metavar="BUNDLE")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("execute", help="run decisions through Rules 1-4 (and, later, 5-6); one JSON result per line")
+    p = sub.add_parser("execute", help="run decisions through Rules 1-6; one JSON result per line")
     _add_eval_args(p)
+    _add_execute_args(p)
     p.set_defaults(func=cmd_execute)
 
     p = sub.add_parser("explain", help="the same evaluation, printed for a person")
@@ -265,6 +387,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decision", metavar="FILE")
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("audit", help="audit log tools")
+    audit_sub = p.add_subparsers(dest="audit_command", metavar="COMMAND")
+    audit_sub.required = True
+    q = audit_sub.add_parser("verify", help="check the hash chain; exit 1 naming any edited, dropped, reordered or truncated record")
+    q.add_argument("log", metavar="LOG")
+    q.add_argument("--state-dir", metavar="DIR", help="ledger holding the log's anchor (default: the log's directory)")
+    q.set_defaults(func=cmd_audit_verify)
+
+    p = sub.add_parser("replay", help="re-run the pure core on every audit record; exit 1 on any byte of difference")
+    p.add_argument("log", metavar="LOG")
+    p.add_argument("--bundle", metavar="FILE")
+    p.add_argument("--constraints", metavar="FILE")
+    p.add_argument("--leverage-brackets", metavar="FILE")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("paper", help="the Binance-compatible paper exchange")
+    paper_sub = p.add_subparsers(dest="paper_command", metavar="COMMAND")
+    paper_sub.required = True
+    q = paper_sub.add_parser("serve", help="serve it on 127.0.0.1 (state kept in --state-dir)")
+    q.add_argument("--port", type=int, default=8089)
+    q.add_argument("--state-dir", metavar="DIR")
+    q.add_argument("--mark", action="append", default=[], metavar="SYMBOL=PRICE", help="initial mark price of a new account")
+    q.set_defaults(func=cmd_paper_serve)
+
     p = sub.add_parser("run-examples", help="the scripted example session (what `make run` shows)")
     p.add_argument("--state-dir", metavar="DIR", help="where the session keeps its state (default: a fresh temp dir)")
     p.set_defaults(func=cmd_run_examples)
@@ -276,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UsageError, InputError, LedgerError) as exc:
+    except (UsageError, InputError, LedgerError, AuditError) as exc:
         _err(str(exc))
         return 2
     except BundleError as exc:

@@ -117,6 +117,22 @@ class Ledger:
         last_failed = next((r.timestamp for r in failed if arms_cooldown(r)), None)
         return StateView(executed=executed, recent=tuple(recent), last_execution_ms=last_exec, last_failed_safe_ms=last_failed)
 
+    def rejection_rate(self, now_ms: int, window_ms: int) -> str:
+        """Share of exchange calls in the window that the exchange refused, as exact decimal text."""
+        row = self._db.execute(
+            "SELECT COUNT(*), SUM(reason_code IN ('EXCHANGE_REJECTED', 'ORDER_NOT_ACCEPTED')) FROM executions "
+            "WHERE attempted = 1 AND status = 'DONE' AND timestamp BETWEEN ? AND ?",
+            (now_ms - window_ms, now_ms),
+        ).fetchone()
+        total, rejected = row[0], row[1] or 0
+        if not total:
+            return "0"
+        from decimal import Decimal, localcontext
+
+        with localcontext() as ctx:
+            ctx.prec = 6  # a health statistic, not money: six significant digits are plenty
+            return format(Decimal(rejected) / Decimal(total), "f")
+
     def records(self) -> list[ExecutionRecord]:
         return self._records(self._db.execute(f"SELECT {self._COLS} FROM executions ORDER BY seq"))
 

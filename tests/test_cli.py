@@ -34,25 +34,27 @@ def test_execute_jsonl_gives_one_result_per_line(capsys) -> None:
 
 
 def test_execute_single_json_and_stdin(capsys, monkeypatch) -> None:
-    code, out, _ = run(capsys, "execute", str(EX / "decision-open-limit.json"), "--context", str(EX / "context.json"))
+    code, out, _ = run(capsys, "execute", str(EX / "decision-open-limit.json"), "--context", str(EX / "context.json"), "--exchange", "dry-run")
     assert code == 0 and json.loads(out)["reason_code"] == "DRY_RUN"
     import io
 
     monkeypatch.setattr(sys, "stdin", io.StringIO((EX / "decision-open-limit.json").read_text()))
-    code, out2, _ = run(capsys, "execute", "-", "--context", str(EX / "context.json"))
+    code, out2, _ = run(capsys, "execute", "-", "--context", str(EX / "context.json"), "--exchange", "dry-run")
     assert code == 0 and out2 == out
 
 
 def test_usage_errors_exit_2_with_a_clear_message(capsys, tmp_path: Path) -> None:
-    code, out, err = run(capsys, "execute", str(EX / "decisions.jsonl"), "--context", str(tmp_path / "none.json"))
+    code, out, err = run(capsys, "execute", str(EX / "decisions.jsonl"), "--context", str(tmp_path / "none.json"), "--exchange", "dry-run")
     assert code == 2 and out == "" and "context file not found" in err
     bad = tmp_path / "ctx.json"
     bad.write_text(json.dumps({"exchange": "BINANCE_PERP", "symbol": "BTCUSDT", "timestamp": "soon"}))
-    code, out, err = run(capsys, "execute", str(EX / "decisions.jsonl"), "--context", str(bad))
+    code, out, err = run(capsys, "execute", str(EX / "decisions.jsonl"), "--context", str(bad), "--exchange", "dry-run")
     assert code == 2 and "timestamp" in err and "Traceback" not in err
-    code, _, err = run(capsys, "execute", str(EX / "decisions.jsonl"))
+    code, _, err = run(capsys, "execute", str(EX / "decisions.jsonl"), "--exchange", "dry-run")
     assert code == 2 and "--context" in err
-    code, _, err = run(capsys, "execute", str(EX / "decisions.jsonl"), "--context", str(EX / "context.json"), "--constraints", str(EX / "context.json"))
+    code, _, err = run(capsys, "execute", str(EX / "decisions.jsonl"), "--exchange", "binance", "--state-dir", str(tmp_path / "s"))
+    assert code == 2 and "EP4_API_KEY" in err
+    code, _, err = run(capsys, "execute", str(EX / "decisions.jsonl"), "--context", str(EX / "context.json"), "--constraints", str(EX / "context.json"), "--exchange", "dry-run")
     assert code == 2 and "exchangeInfo" in err
 
 
@@ -90,7 +92,7 @@ def test_console_script_process_level(tmp_path: Path) -> None:
 
 def test_determinism_across_processes() -> None:
     """Spec §8.1: the same inputs give byte-identical output, process after process."""
-    cmd = [sys.executable, "-m", "engine.cli", "execute", str(EX / "decisions.jsonl"), "--context", str(EX / "context.json")]
+    cmd = [sys.executable, "-m", "engine.cli", "execute", str(EX / "decisions.jsonl"), "--context", str(EX / "context.json"), "--exchange", "dry-run"]
     env = {**os.environ, "PYTHONHASHSEED": "random"}
     a = subprocess.run(cmd, capture_output=True, cwd=ROOT, env={**env, "PYTHONHASHSEED": "1"})
     b = subprocess.run(cmd, capture_output=True, cwd=ROOT, env={**env, "PYTHONHASHSEED": "2"})
@@ -98,8 +100,9 @@ def test_determinism_across_processes() -> None:
     assert a.stdout == b.stdout and len(a.stdout.splitlines()) == 8
 
 
-def test_run_examples_prints_the_session_table(capsys) -> None:
-    code, out, _ = run(capsys, "run-examples")
+def test_run_examples_prints_the_session_table_and_verifies(capsys, tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "run-examples", "--state-dir", str(tmp_path / "s"))
     assert code == 0
-    for word in ("SUCCESS", "NOOP", "REJECTED", "FAILED_SAFE", "DUPLICATE_EXECUTION", "COOLDOWN_ACTIVE"):
+    for word in ("SUCCESS", "NOOP", "REJECTED", "FAILED_SAFE", "DUPLICATE_EXECUTION", "COOLDOWN_ACTIVE", "forced cancel", "ORDER_FILLED"):
         assert word in out
+    assert "chain verified" in out and "23 of 23 records recomputed byte for byte" in out

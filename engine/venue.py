@@ -1,0 +1,118 @@
+"""Opening the exchange side for the CLI (imperative shell): the embedded paper exchange, or an
+httpx client to any Binance-compatible base URL, and contexts read from it."""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exchange import (
+    BASE_URLS,
+    BinanceClient,
+    Credentials,
+    CredentialsError,
+    ExchangeReadError,
+    PaperExchange,
+    PaperTransport,
+    fetch_constraints_raw,
+    fetch_context,
+    fetch_server_time,
+)
+from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL, PAPER_STATE_FILE, open_paper
+
+from .bundle import Bundle
+from .config_files import InputError, read_json
+from .constraints import ConstraintsError, ConstraintsSnapshot, build_constraints
+from .ledger import Ledger
+from .models import ExecutionContext
+from .paths import default_exchange_info_path, default_leverage_brackets_path, paper_sample
+
+__all__ = ["Venue", "open_venue"]
+
+
+@dataclass
+class Venue:
+    mode: str
+    client: BinanceClient
+    paper: PaperExchange | None = None
+    state_dir: Path | None = None
+    _stack: ExitStack = field(default_factory=ExitStack)
+
+    def sync_market(self, context: ExecutionContext) -> None:
+        """Embedded paper only: the host's context is the market, so the paper marks follow it."""
+        if self.paper is None:
+            return
+        for symbol, market in context.market.items():
+            try:
+                self.paper.set_mark_price(symbol, market.mark_price)
+            except Exception:  # a symbol the paper exchange does not list: its orders are refused there
+                continue
+
+    def read_context(self, *, symbol: str, account_id: str, recv_window_ms: int, ledger: Ledger, lookback_ms: int) -> ExecutionContext:
+        """Build the context from the exchange: its clock, its account, its mark price, and the
+        measured latency of these reads plus the ledger's recent rejection rate."""
+        started = time.monotonic()
+        try:
+            now = int(time.time() * 1000) if self.paper is not None else fetch_server_time(self.client)
+            raw = fetch_context(
+                self.client, symbol=symbol, account_id=account_id, timestamp_ms=now, recv_window_ms=recv_window_ms,
+                health={"api_latency_ms": "0", "order_rejection_rate": "0"},
+            )
+        except ExchangeReadError as exc:
+            raise InputError(f"cannot read the context from the exchange: {exc}") from None
+        latency = int((time.monotonic() - started) * 1000)
+        raw["health"] = {"api_latency_ms": str(latency), "order_rejection_rate": ledger.rejection_rate(now, lookback_ms)}
+        try:
+            return ExecutionContext.model_validate(raw)
+        except ValueError as exc:
+            raise InputError(f"the exchange's account data does not make a valid context: {exc}") from None
+
+    def read_constraints(self, recv_window_ms: int) -> ConstraintsSnapshot:
+        now = int(time.time() * 1000) if self.paper is not None else fetch_server_time(self.client)
+        try:
+            info, brackets = fetch_constraints_raw(self.client, timestamp_ms=now, recv_window_ms=recv_window_ms)
+            return build_constraints(info, brackets)
+        except (ExchangeReadError, ConstraintsError) as exc:
+            raise InputError(f"cannot read exchange constraints: {exc}") from None
+
+    def close(self) -> None:
+        if self.paper is not None and self.state_dir is not None:
+            self.paper.save(self.state_dir / PAPER_STATE_FILE)
+        self._stack.close()
+
+
+def open_venue(mode: str, *, bundle: Bundle, state_dir: Path, base_url: str | None, follow_context: bool) -> Venue:
+    """``paper`` without a base URL is the embedded paper exchange (state in STATE_DIR); any mode
+    with a base URL talks HTTP to it. Live modes need keys from the environment."""
+    timeouts = dict(
+        connect_timeout_ms=bundle.exchange_client.connectTimeoutMs, read_timeout_ms=bundle.exchange_client.readTimeoutMs
+    )
+    base_url = base_url or os.environ.get("EP4_BASE_URL") or None
+    if mode == "paper":
+        credentials = Credentials.hmac(PAPER_API_KEY, PAPER_API_SECRET)
+        if base_url:
+            return Venue(mode, BinanceClient(base_url, credentials, **timeouts))
+        paper = open_paper(
+            state_dir,
+            exchange_info=paper_sample(default_exchange_info_path()),
+            leverage_brackets=paper_sample(default_leverage_brackets_path()),
+            mark_prices={},
+            # with a host context, the paper clock is the context's timestamp; otherwise the wall clock
+            clock=None if follow_context else (lambda: int(time.time() * 1000)),
+        )
+        client = BinanceClient(PAPER_BASE_URL, credentials, transport=PaperTransport(paper), **timeouts)
+        return Venue(mode, client, paper=paper, state_dir=state_dir)
+    try:
+        credentials = Credentials.from_env(os.environ)
+    except CredentialsError as exc:
+        raise InputError(str(exc)) from None
+    if credentials is None:
+        raise InputError(
+            f"--exchange {mode} needs API keys: set EP4_API_KEY with EP4_API_SECRET (HMAC) "
+            "or with EP4_ED25519_KEY_FILE (Ed25519 private key PEM)"
+        )
+    return Venue(mode, BinanceClient(base_url or BASE_URLS[mode], credentials, **timeouts))

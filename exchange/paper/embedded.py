@@ -1,0 +1,65 @@
+"""The embedded paper exchange ep4 uses by default (``--exchange paper``): created on first use with
+the shipped Binance samples, persisted in the state directory between CLI runs.
+
+Its API key and secret are fixed, public, paper-only values: they let the signed request path run
+exactly as against Binance without asking a newcomer for keys. They open nothing real.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from exchange.paper.auth import ApiCredential
+from exchange.paper.core import PaperExchange
+
+__all__ = ["PAPER_API_KEY", "PAPER_API_SECRET", "PAPER_BASE_URL", "PAPER_STATE_FILE", "open_paper"]
+
+PAPER_API_KEY = "ep4-paper-key"
+PAPER_API_SECRET = "ep4-paper-secret-not-a-real-key"
+PAPER_BASE_URL = "http://paper.ep4.invalid"  # never resolved: the in-process transport answers
+PAPER_STATE_FILE = "paper-exchange.json"
+
+DEFAULT_BALANCE = Decimal("10000")
+DEFAULT_LEVERAGE = 5
+DEFAULT_MARGIN_TYPE = "ISOLATED"
+
+
+def open_paper(
+    state_dir: str | os.PathLike[str] | None,
+    *,
+    exchange_info: Mapping[str, Any],
+    leverage_brackets: list[dict[str, Any]] | None,
+    mark_prices: Mapping[str, Decimal | str],
+    clock: Callable[[], int] | None = None,
+    extra_credentials: tuple[ApiCredential, ...] = (),
+) -> PaperExchange:
+    """Load the paper account from ``state_dir`` or create it (10000 USDT, 5x, isolated, one-way)."""
+    credentials = (ApiCredential(PAPER_API_KEY, hmac_secret=PAPER_API_SECRET), *extra_credentials)
+    path = Path(state_dir) / PAPER_STATE_FILE if state_dir is not None else None
+    if path is not None and path.exists():
+        return PaperExchange.load(path, credentials=credentials, clock=clock)
+    symbols = [s["symbol"] for s in exchange_info["symbols"]]
+    return PaperExchange(
+        exchange_info=exchange_info,
+        mark_prices={s: mark_prices.get(s, _first_price(exchange_info, s)) for s in symbols},
+        credentials=credentials,
+        initial_balance=DEFAULT_BALANCE,
+        leverage={s: DEFAULT_LEVERAGE for s in symbols},
+        margin_type={s: DEFAULT_MARGIN_TYPE for s in symbols},
+        leverage_brackets=leverage_brackets,
+        clock=clock,
+    )
+
+
+def _first_price(exchange_info: Mapping[str, Any], symbol: str) -> str:
+    """A mark price for symbols the caller did not price: PRICE_FILTER minPrice x 10 (paper only)."""
+    for s in exchange_info["symbols"]:
+        if s["symbol"] == symbol:
+            for f in s.get("filters", []):
+                if f.get("filterType") == "PRICE_FILTER":
+                    return str(Decimal(str(f["minPrice"])) * 10)
+    return "1"

@@ -1,0 +1,56 @@
+"""``PaperTransport``: a sync httpx transport that calls a ``PaperExchange`` in-process.
+
+httpx's own ASGITransport is async-only; the executor uses a sync ``httpx.Client``, so this
+transport calls ``PaperExchange.handle`` directly and turns fault disruptions into the exceptions a
+real socket would raise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+from exchange.paper.core import PaperExchange
+
+__all__ = ["PaperTransport"]
+
+_NO_RESPONSE = "paper exchange: no response within the read timeout"
+
+
+class PaperTransport(httpx.BaseTransport):
+    """In-process transport: ``httpx.Client(transport=PaperTransport(exchange), base_url=...)``.
+
+    - ``read_timeout`` fault: raises ``httpx.ReadTimeout`` at once (after executing, if it executes).
+    - ``connection_drop`` fault: raises ``httpx.RemoteProtocolError`` after executing.
+    - ``latency`` (any delay): sleeps; if the delay exceeds the request's read timeout, sleeps for the
+      timeout and raises ``httpx.ReadTimeout`` — the request was executed all the same.
+    """
+
+    def __init__(self, exchange: PaperExchange, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._exchange = exchange
+        self._sleep = sleep
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        answer = self._exchange.handle(
+            request.method,
+            request.url.path,
+            request.url.query.decode("ascii"),
+            request.read(),
+            dict(request.headers),
+        )
+        if answer.disruption == "read_timeout":
+            raise httpx.ReadTimeout(_NO_RESPONSE, request=request)
+        if answer.delay_ms:
+            delay = answer.delay_ms / 1000
+            read_timeout = request.extensions.get("timeout", {}).get("read")
+            if read_timeout is not None and delay > read_timeout:
+                self._sleep(read_timeout)
+                raise httpx.ReadTimeout(_NO_RESPONSE, request=request)
+            self._sleep(delay)
+        if answer.disruption == "drop":
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
+        return httpx.Response(answer.status, headers=answer.headers, content=answer.body, request=request)
