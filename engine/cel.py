@@ -136,6 +136,21 @@ def _in_windows(ts_ms: Any, windows: Any) -> celtypes.BoolType:
     return celtypes.BoolType(False)
 
 
+def _recent_count(records: Any, since_ms: Any, match: Any) -> Decimal:
+    """Number of ``records`` (state.recent) with ``timestamp > since_ms`` whose fields equal every
+    entry of ``match``: a counter computed in Python rather than by a CEL filter over the list."""
+    _need_decimal("recent_count", since_ms)
+    wanted = list(match.items())
+    n = 0
+    for r in records:
+        if r[_TIMESTAMP] > since_ms and all(r.get(k) == v for k, v in wanted):
+            n += 1
+    return Decimal(n)
+
+
+_TIMESTAMP = celtypes.StringType("timestamp")
+
+
 @dataclass(frozen=True)
 class _Helper:
     function: Callable[..., Any]
@@ -154,6 +169,7 @@ HELPER_FUNCTIONS: dict[str, _Helper] = {
     "size": _Helper(_size, False, "size(list|map|string) -> decimal", "number of elements, as a decimal"),
     "minute_of_day": _Helper(_minute_of_day, False, "minute_of_day(ts_ms) -> decimal", "UTC minute of day 0..1439"),
     "in_windows": _Helper(_in_windows, True, "in_windows(ts_ms, windows) -> bool", "UTC time inside one of [{start, end}] minute-of-day windows"),
+    "recent_count": _Helper(_recent_count, False, "recent_count(state.recent, since_ms, {field: value, ...}) -> decimal", "records newer than since_ms whose fields equal every given value (fast counter for frequency gates)"),
 }
 
 _FUNCTIONS: dict[str, Callable[..., Any]] = {name: h.function for name, h in HELPER_FUNCTIONS.items()}

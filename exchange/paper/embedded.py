@@ -36,8 +36,9 @@ def open_paper(
     mark_prices: Mapping[str, Decimal | str],
     clock: Callable[[], int] | None = None,
     extra_credentials: tuple[ApiCredential, ...] = (),
+    dual_side_position: bool = False,
 ) -> PaperExchange:
-    """Load the paper account from ``state_dir`` or create it (10000 USDT, 5x, isolated, one-way)."""
+    """Load the paper account from ``state_dir`` or create it (10000 USDT, 5x, isolated; one-way unless asked)."""
     credentials = (ApiCredential(PAPER_API_KEY, hmac_secret=PAPER_API_SECRET), *extra_credentials)
     path = Path(state_dir) / PAPER_STATE_FILE if state_dir is not None else None
     if path is not None and path.exists():
@@ -51,6 +52,7 @@ def open_paper(
         leverage={s: DEFAULT_LEVERAGE for s in symbols},
         margin_type={s: DEFAULT_MARGIN_TYPE for s in symbols},
         leverage_brackets=leverage_brackets,
+        dual_side_position=dual_side_position,
         clock=clock,
     )
 
