@@ -300,7 +300,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_paper_serve(args: argparse.Namespace) -> int:
     from exchange import serve
-    from exchange.paper.embedded import PAPER_API_KEY, PAPER_STATE_FILE, open_paper
+    from exchange.paper.embedded import PAPER_API_KEY, open_paper, save_paper
 
     from .config_files import read_json
     from .paths import default_exchange_info_path, default_leverage_brackets_path, paper_sample
@@ -313,12 +313,9 @@ def cmd_paper_serve(args: argparse.Namespace) -> int:
         mark_prices=dict(m.split("=", 1) for m in args.mark),
         clock=lambda: int(time.time() * 1000),
     )
-    print(f"paper exchange on http://127.0.0.1:{args.port} (API key {PAPER_API_KEY}); Ctrl-C to stop", flush=True)
-    try:
-        serve(paper, "127.0.0.1", args.port)
-    finally:
-        if state_dir is not None:
-            paper.save(state_dir / PAPER_STATE_FILE)
+    where = f"; state kept in {state_dir}" if state_dir else " (state not kept: no --state-dir)"
+    print(f"paper exchange on http://127.0.0.1:{args.port} (API key {PAPER_API_KEY}){where}; Ctrl-C to stop", flush=True)
+    serve(paper, "127.0.0.1", args.port, after_change=(lambda: save_paper(paper, state_dir)) if state_dir else None)
     return 0
 
 

@@ -22,7 +22,7 @@ from exchange import (
     fetch_context,
     fetch_server_time,
 )
-from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL, PAPER_STATE_FILE, open_paper
+from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL, open_paper, save_paper
 
 from .bundle import Bundle
 from .config_files import InputError, read_json
@@ -81,7 +81,7 @@ class Venue:
 
     def close(self) -> None:
         if self.paper is not None and self.state_dir is not None:
-            self.paper.save(self.state_dir / PAPER_STATE_FILE)
+            save_paper(self.paper, self.state_dir)
         self._stack.close()
 
 

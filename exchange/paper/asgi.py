@@ -34,8 +34,11 @@ Send = Callable[[Message], Awaitable[None]]
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
-def paper_asgi_app(exchange: PaperExchange) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """A raw ASGI 3 application serving ``exchange``."""
+def paper_asgi_app(
+    exchange: PaperExchange, *, after_change: Callable[[], None] | None = None
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """A raw ASGI 3 application serving ``exchange``; ``after_change`` runs after every request
+    that may change the account (anything but GET), e.g. to persist it."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -47,6 +50,8 @@ def paper_asgi_app(exchange: PaperExchange) -> Callable[[Scope, Receive, Send], 
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         query = scope["query_string"].decode("latin-1")
         answer = exchange.handle(scope["method"], scope["path"], query, body, headers)
+        if after_change is not None and scope["method"] != "GET":
+            after_change()
         if answer.delay_ms and await _client_left(receive, answer.delay_ms / 1000):
             return
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
@@ -94,13 +99,15 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def _uvicorn_config(exchange: PaperExchange, host: str, port: int, log_level: str) -> Any:
+def _uvicorn_config(
+    exchange: PaperExchange, host: str, port: int, log_level: str, after_change: Callable[[], None] | None = None
+) -> Any:
     import uvicorn  # imported here so that using the core never needs a server
 
     if host not in _LOOPBACK:
         raise ValueError(f"the paper exchange serves loopback only, not {host!r}")
     return uvicorn.Config(
-        paper_asgi_app(exchange),
+        paper_asgi_app(exchange, after_change=after_change),
         host=host,
         port=port,
         http="h11",
@@ -112,12 +119,17 @@ def _uvicorn_config(exchange: PaperExchange, host: str, port: int, log_level: st
 
 
 def serve(
-    exchange: PaperExchange, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "warning"
+    exchange: PaperExchange,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    log_level: str = "warning",
+    after_change: Callable[[], None] | None = None,
 ) -> None:
     """Serve ``exchange`` on ``host:port`` until interrupted (blocking)."""
     import uvicorn
 
-    uvicorn.Server(_uvicorn_config(exchange, host, port, log_level)).run()
+    uvicorn.Server(_uvicorn_config(exchange, host, port, log_level, after_change)).run()
 
 
 class PaperServer:

@@ -16,7 +16,7 @@ from typing import Any
 from exchange.paper.auth import ApiCredential
 from exchange.paper.core import PaperExchange
 
-__all__ = ["PAPER_API_KEY", "PAPER_API_SECRET", "PAPER_BASE_URL", "PAPER_STATE_FILE", "open_paper"]
+__all__ = ["PAPER_API_KEY", "PAPER_API_SECRET", "PAPER_BASE_URL", "PAPER_STATE_FILE", "open_paper", "save_paper"]
 
 PAPER_API_KEY = "ep4-paper-key"
 PAPER_API_SECRET = "ep4-paper-secret-not-a-real-key"
@@ -24,6 +24,9 @@ PAPER_BASE_URL = "http://paper.ep4.invalid"  # never resolved: the in-process tr
 PAPER_STATE_FILE = "paper-exchange.json"
 
 DEFAULT_BALANCE = Decimal("10000")
+# Marks of a new account for the shipped symbols (as in examples/context.json); the paper exchange
+# has no market feed, so a host's context (or `ep4 paper serve --mark`) moves them.
+DEFAULT_MARKS = {"BTCUSDT": "64010.5", "ETHUSDT": "3010.25"}
 DEFAULT_LEVERAGE = 5
 DEFAULT_MARGIN_TYPE = "ISOLATED"
 
@@ -46,7 +49,7 @@ def open_paper(
     symbols = [s["symbol"] for s in exchange_info["symbols"]]
     return PaperExchange(
         exchange_info=exchange_info,
-        mark_prices={s: mark_prices.get(s, _first_price(exchange_info, s)) for s in symbols},
+        mark_prices={s: mark_prices.get(s, DEFAULT_MARKS.get(s) or _first_price(exchange_info, s)) for s in symbols},
         credentials=credentials,
         initial_balance=DEFAULT_BALANCE,
         leverage={s: DEFAULT_LEVERAGE for s in symbols},
@@ -65,3 +68,10 @@ def _first_price(exchange_info: Mapping[str, Any], symbol: str) -> str:
                 if f.get("filterType") == "PRICE_FILTER":
                     return str(Decimal(str(f["minPrice"])) * 10)
     return "1"
+
+
+def save_paper(paper: PaperExchange, state_dir: str | os.PathLike[str]) -> Path:
+    path = Path(state_dir) / PAPER_STATE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    paper.save(path)
+    return path
