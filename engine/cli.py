@@ -108,6 +108,11 @@ def cmd_execute(args: argparse.Namespace) -> int:
     bundle = load_config_bundle(args.bundle)
     decisions = read_decisions(args.decisions)
     given_context = load_context(args.context) if args.context else None
+    if given_context is not None and args.exchange != "paper" and not args.constraints:
+        raise UsageError(
+            "with --context the order must be the only request sent, so live modes need --constraints "
+            "(and --leverage-brackets) too; or omit --context to read context and constraints from the exchange"
+        )
     state_dir = _state_dir(args)
     ledger = Ledger(state_dir)
     audit = AuditLog(Path(args.audit) if args.audit else state_dir / "audit.jsonl", ledger)

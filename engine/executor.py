@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .audit import AuditLog
+from .audit import AuditError, AuditLog
 from .authorization_gate import read_decision
 from .intent import Intent
 from .ledger import Ledger, LedgerError
@@ -138,7 +138,13 @@ class Executor:
             tolerance_ms=self.config.bundle.exchange_client.ackTimestampToleranceMs, gate_trace=ev.gate_trace,
         )
         self.ledger.complete(pending.model_copy(update={"result": result.result, "reason_code": result.reason_code}))
-        self.audit.append(audit_record("execution", result, text=text, context=context, state=state, reply=reply))
+        try:
+            self.audit.append(audit_record("execution", result, text=text, context=context, state=state, reply=reply))
+        except AuditError as exc:
+            raise AuditError(
+                f"{exc} — the exchange call WAS made ({result.result} {result.reason_code}, trace {result.trace_id}) "
+                "and the ledger holds its outcome; only the audit record is missing"
+            ) from None
         if result.result == "FAILED_SAFE" and self.config.bundle.force_cancel_open_orders and ev.intent.symbol:
             self._forced_cancel(result, ev, text, context, state)
         return result
