@@ -35,6 +35,7 @@ __all__ = [
     "FieldSpec",
     "HELPER_FUNCTIONS",
     "compile_expression",
+    "from_cel",
     "to_cel",
 ]
 
@@ -242,15 +243,16 @@ def to_cel(value: Any) -> Any:
     raise TypeError(f"cannot pass {type(value).__name__} to CEL")
 
 
-def _from_cel(value: Any) -> Any:
+def from_cel(value: Any) -> Any:
+    """CEL values -> plain Python data (the inverse of :func:`to_cel`)."""
     if isinstance(value, celtypes.BoolType):
         return bool(value)
     if isinstance(value, celtypes.StringType):
         return str(value)
     if isinstance(value, celtypes.MapType):
-        return {str(k): _from_cel(v) for k, v in value.items()}
+        return {str(k): from_cel(v) for k, v in value.items()}
     if isinstance(value, celtypes.ListType):
-        return [_from_cel(v) for v in value]
+        return [from_cel(v) for v in value]
     return value
 
 
@@ -277,7 +279,7 @@ class CompiledExpression:
             raise CelEvaluationError(f"{type(exc).__name__}: {exc}") from None
         if isinstance(value, celpy.CELEvalError):
             raise CelEvaluationError(_eval_message(value))
-        return _from_cel(value)
+        return from_cel(value)
 
 
 def _eval_message(exc: Exception) -> str:

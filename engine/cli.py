@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -93,6 +94,18 @@ def _dry_run(args: argparse.Namespace) -> int:
     return 0
 
 
+REJECTION_WINDOW_MS = 3_600_000  # health.order_rejection_rate of contexts read from the exchange
+
+
+def _decision_symbol(text: str) -> str | None:
+    """The symbol whose context to read for a decision; None when it names none (or a malformed one,
+    which Rule 2 rejects whatever the context)."""
+    data = read_decision(text).data
+    action = data.get("action") if isinstance(data, dict) else None
+    symbol = action.get("symbol") if isinstance(action, dict) else None
+    return symbol if isinstance(symbol, str) and re.fullmatch(r"[A-Z0-9]{2,32}", symbol) else None
+
+
 def _state_dir(args: argparse.Namespace) -> Path:
     return Path(args.state_dir or os.environ.get("EP4_STATE_DIR") or "ep4-state")
 
@@ -129,12 +142,9 @@ def cmd_execute(args: argparse.Namespace) -> int:
                 context = given_context
                 venue.sync_market(context)
             else:
-                data = read_decision(text).data
-                action = data.get("action") if isinstance(data, dict) else None
-                symbol = (action.get("symbol") if isinstance(action, dict) else None) or args.symbol
                 context = venue.read_context(
-                    symbol=symbol if isinstance(symbol, str) else args.symbol, account_id=args.account_id,
-                    recv_window_ms=bundle.exchange_client.recvWindowMs, ledger=ledger, lookback_ms=3600000,
+                    symbol=_decision_symbol(text) or args.symbol, account_id=args.account_id,
+                    recv_window_ms=bundle.exchange_client.recvWindowMs, ledger=ledger, lookback_ms=REJECTION_WINDOW_MS,
                 )
             result = executor.execute(text, context)
             sys.stdout.write(result_json(result) + "\n")
@@ -152,12 +162,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         view = _view(memory, ledger, raw, context, config)
         if i:
             print()
-        print(explain(raw, context, config, view))
-        ev = evaluate(raw, context, config, view)
-        if ev.result is not None:
-            rec = execution_record(ev, ev.result, attempted=ev.result.reason_code == "DRY_RUN")
-            if rec is not None:
-                memory.add(rec)
+        text, ev = explain(raw, context, config, view)
+        print(text)
+        rec = execution_record(ev, ev.result, attempted=ev.result.reason_code == "DRY_RUN")
+        if rec is not None:
+            memory.add(rec)
     return 0
 
 

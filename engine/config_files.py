@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .bundle import Bundle, load_bundle
-from .constraints import ConstraintsSnapshot, build_constraints
+from .constraints import ConstraintsError, ConstraintsSnapshot, build_constraints
 from .models import ExecutionContext
 from .numbers import DecimalParseError, loads
 from .paths import default_bundle_path, default_exchange_info_path, default_leverage_brackets_path
@@ -56,8 +56,6 @@ def load_config_bundle(path: str | Path | None) -> Bundle:
 
 
 def load_constraints(exchange_info: str | Path | None, brackets: str | Path | None) -> ConstraintsSnapshot:
-    from .constraints import ConstraintsError
-
     info_path = exchange_info or default_exchange_info_path()
     bracket_path = brackets or (default_leverage_brackets_path() if exchange_info is None else None)
     info = read_json(info_path, "exchangeInfo (--constraints)")

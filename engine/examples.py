@@ -75,7 +75,7 @@ def run_session(args: argparse.Namespace) -> int:
                 client, symbol=symbol, account_id=session["account_id"], timestamp_ms=now["ms"],
                 recv_window_ms=timeouts.recvWindowMs, health={**session["health"], **step.get("health", {})},
             )
-            context = ExecutionContext.model_validate(_exact(raw))
+            context = ExecutionContext.model_validate(raw)
             if "fault" in step:
                 paper.inject(step["fault"]["kind"])
             decision = step.get("decision_text", step.get("decision"))
@@ -98,11 +98,6 @@ def run_session(args: argparse.Namespace) -> int:
         print(f"  {p}")
     print(f"paper exchange: {len(paper.orders)} orders accepted, {len(paper.fills)} fills; state kept in {state_dir}")
     return 0 if report.ok and rep.ok else 1
-
-
-def _exact(value: Any) -> Any:
-    """The helpers return decimals as exact strings already; keep the dict as it is."""
-    return value
 
 
 def _forced_cancel_note(path: Path, trace_id: str) -> str:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from .activation import build_activation
 from .bundle import Gate
-from .cel import _from_cel
+from .cel import from_cel
 from .intent import IntentError, resolve_intent
 from .models import ExecutionContext, StateView
 from .numbers import decimal_text
-from .pipeline import Config, evaluate
-from decimal import Decimal
+from .pipeline import Config, Evaluation, evaluate
 
 __all__ = ["explain"]
 
@@ -41,8 +41,13 @@ def _lookup(data: dict[str, Any], path: str) -> Any:
     return node
 
 
-def explain(raw: Any, context: ExecutionContext, config: Config, state: StateView) -> str:
+def explain(raw: Any, context: ExecutionContext, config: Config, state: StateView) -> tuple[str, Evaluation]:
+    """The evaluation of ``raw`` and its human-readable account."""
     ev = evaluate(raw, context, config, state)
+    return _describe(ev, raw, context, config, state), ev
+
+
+def _describe(ev: Evaluation, raw: Any, context: ExecutionContext, config: Config, state: StateView) -> str:
     res = ev.result
     lines = [f"decision {res.decision_id if res else ev.header['decision_id']} / action {ev.header['action_id']}"]
     lines.append(f"  bundle {config.bundle.name} {config.bundle.version} ({config.bundle.digest[:19]}…), mode {config.mode}")
@@ -77,7 +82,7 @@ def explain(raw: Any, context: ExecutionContext, config: Config, state: StateVie
         action=action, intent=intent, context=context, params=config.bundle.params_for(intent.symbol or context.symbol),
         state=state, constraints=sc, settings=config.bundle.settings(),
     )
-    data = {k: _from_cel(v) for k, v in activation.items()}
+    data = {k: from_cel(v) for k, v in activation.items()}
     outcomes = {g.id: g for g in ev.gate_trace}
     for rule, gates in ((3, config.bundle.risk_gates), (4, config.bundle.constraint_checks)):
         lines.append(f"  Rule {rule} {'risk gates' if rule == 3 else 'exchange-constraint alignment'}:")
