@@ -113,7 +113,7 @@ def _forced_cancel_note(path: Path, trace_id: str) -> str:
 
 
 def _table(rows: list[tuple[str, ...]], bundle: Any) -> None:
-    head = ("#", "t", "step", "action", "result", "reason", "orders sent")
+    head = ("#", "t", "step", "action", "result", "reason", "orders placed")
     widths = [max(len(r[c]) for r in rows + [head]) for c in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     print(f"ep4 example session — bundle {bundle.name} {bundle.version}, embedded paper exchange")
