@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 
@@ -29,8 +27,3 @@ def default_leverage_brackets_path() -> Path:
 def examples_dir() -> Path:
     return data_root() / "examples"
 
-
-def paper_sample(path: Path) -> Any:
-    """A shipped Binance sample as plain JSON for the paper exchange, which stores it verbatim
-    in its own state file (the engine itself reads samples with engine.numbers.loads)."""
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -12,7 +12,7 @@ import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from engine.bundle import Bundle, load_bundle
-from engine.config_files import load_constraints
+from engine.cli.inputs import load_constraints
 from engine.constraints import ConstraintsSnapshot
 from engine.models import ExecutionContext, StateView
 from engine.numbers import loads as exact_loads

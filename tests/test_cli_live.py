@@ -6,10 +6,10 @@ import json
 import time
 from pathlib import Path
 
-import pytest
 
 from engine.cli import main
-from engine.paths import default_exchange_info_path, default_leverage_brackets_path, paper_sample
+from engine.cli.inputs import paper_sample
+from engine.paths import default_exchange_info_path, default_leverage_brackets_path
 from exchange import ApiCredential, PaperServer
 from exchange.paper.embedded import open_paper
 

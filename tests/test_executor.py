@@ -19,7 +19,8 @@ from engine.bundle import load_bundle
 from engine.executor import Executor
 from engine.ledger import Ledger
 from engine.models import ExecutionContext
-from engine.paths import default_exchange_info_path, default_leverage_brackets_path, paper_sample
+from engine.cli.inputs import paper_sample
+from engine.paths import default_exchange_info_path, default_leverage_brackets_path
 from engine.pipeline import Config
 from engine.replay import replay_log
 from exchange import BinanceClient, Credentials, PaperServer, PaperTransport, fetch_context

@@ -26,10 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 from engine.audit import AuditLog  # noqa: E402
 from engine.bundle import load_bundle  # noqa: E402
-from engine.config_files import load_constraints, load_context  # noqa: E402
+from engine.cli.inputs import load_constraints, load_context  # noqa: E402
 from engine.executor import Executor  # noqa: E402
 from engine.ledger import Ledger  # noqa: E402
-from engine.paths import default_exchange_info_path, default_leverage_brackets_path, paper_sample  # noqa: E402
+from engine.cli.inputs import paper_sample  # noqa: E402
+from engine.paths import default_exchange_info_path, default_leverage_brackets_path  # noqa: E402
 from engine.pipeline import Config  # noqa: E402
 from exchange import BinanceClient, Credentials, PaperServer, hmac_signature  # noqa: E402
 from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, open_paper  # noqa: E402

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from .bundle import Bundle, load_bundle
-from .constraints import ConstraintsError, ConstraintsSnapshot, build_constraints
-from .models import ExecutionContext
-from .numbers import DecimalParseError, loads
-from .paths import default_bundle_path, default_exchange_info_path, default_leverage_brackets_path
+from ..bundle import Bundle, load_bundle
+from ..constraints import ConstraintsError, ConstraintsSnapshot, build_constraints
+from ..models import ExecutionContext
+from ..numbers import DecimalParseError, loads
+from ..paths import default_bundle_path, default_exchange_info_path, default_leverage_brackets_path
 
-__all__ = ["InputError", "load_config_bundle", "load_constraints", "load_context", "read_decisions", "read_json"]
+__all__ = ["InputError", "load_config_bundle", "load_constraints", "load_context", "paper_sample", "read_decisions", "read_json"]
 
 
 class InputError(ValueError):
@@ -94,3 +95,9 @@ def read_decisions(source: str) -> list[str | Any]:
         if doc is not None:
             return list(doc) if isinstance(doc, list) else [doc]
     return [line for line in text.splitlines() if line.strip()]
+
+
+def paper_sample(path: Path) -> Any:
+    """A shipped Binance sample as plain JSON for the paper exchange, which stores it verbatim
+    in its own state file (the engine itself reads samples with engine.numbers.loads)."""
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -13,17 +13,17 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 
-from .authorization_gate import read_decision
-from .bundle import BundleDocument, BundleError, GateLibraryDocument, load_bundle
-from .config_files import InputError, load_config_bundle, load_constraints, load_context, read_decisions
-from .constraints import ConstraintsSnapshot
+from ..audit import AuditError
+from ..authorization_gate import read_decision
+from ..bundle import BundleDocument, BundleError, GateLibraryDocument, load_bundle
+from ..constraints import ConstraintsSnapshot
+from ..ledger import Ledger, LedgerError
+from ..models import ExecutionContext, ExecutionResult, PolicyDecision, StateView
+from ..pipeline import MODES, Config, evaluate, execution_record, result_json
+from ..reason_codes import ENGINE_CODES
+from ..state import MemoryState, merge_views
 from .explain import explain
-from .audit import AuditError
-from .ledger import Ledger, LedgerError
-from .models import ExecutionContext, ExecutionResult, PolicyDecision, StateView
-from .pipeline import MODES, Config, evaluate, execution_record, result_json
-from .reason_codes import ENGINE_CODES
-from .state import MemoryState, merge_views
+from .inputs import InputError, load_config_bundle, load_constraints, load_context, read_decisions
 
 __all__ = ["main"]
 
@@ -114,8 +114,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
     """Rules 1-6 for each decision: one JSON result per line, each recorded in the audit log first."""
     if args.exchange == "dry-run":
         return _dry_run(args)
-    from .audit import AuditLog
-    from .executor import Executor, decision_text
+    from ..audit import AuditLog
+    from ..executor import Executor, decision_text
     from .venue import open_venue
 
     bundle = load_config_bundle(args.bundle)
@@ -192,7 +192,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def reason_codes_markdown() -> str:
     """docs/reason-codes.md, generated: engine codes, then the default bundle's gate codes."""
-    from .paths import default_bundle_path
+    from ..paths import default_bundle_path
 
     lines = [
         "# Reason codes",
@@ -226,7 +226,7 @@ def reason_codes_markdown() -> str:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from .activation import variables_markdown
+    from ..activation import variables_markdown
 
     sys.stdout.write(reason_codes_markdown() if args.which == "reason-codes" else variables_markdown())
     return 0
@@ -242,7 +242,7 @@ def cmd_reason_codes(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .paths import examples_dir
+    from ..paths import examples_dir
 
     ex = examples_dir()
     config = Config(load_config_bundle(args.bundle), load_constraints(None, None), "dry-run")
@@ -280,7 +280,7 @@ def _anchor_for(log: Path, state_dir: str | None) -> tuple[tuple[int, str] | Non
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from .audit import verify_log
+    from ..audit import verify_log
 
     log = Path(args.log)
     if not log.exists():
@@ -297,7 +297,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import replay_log
+    from ..replay import replay_log
 
     log = Path(args.log)
     if not log.exists():
@@ -316,8 +316,8 @@ def cmd_paper_serve(args: argparse.Namespace) -> int:
     from exchange import serve
     from exchange.paper.embedded import PAPER_API_KEY, open_paper, save_paper
 
-    from .config_files import read_json
-    from .paths import default_exchange_info_path, default_leverage_brackets_path, paper_sample
+    from ..paths import default_exchange_info_path, default_leverage_brackets_path
+    from .inputs import paper_sample
 
     state_dir = Path(args.state_dir) if args.state_dir else None
     paper = open_paper(
@@ -337,7 +337,7 @@ def cmd_paper_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_run_examples(args: argparse.Namespace) -> int:
-    from .examples import run_session
+    from .session import run_session
 
     return run_session(args)
 

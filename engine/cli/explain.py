@@ -5,13 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from .activation import build_activation
-from .bundle import Gate
-from .cel import from_cel
-from .intent import IntentError, resolve_intent
-from .models import ExecutionContext, StateView
-from .numbers import decimal_text
-from .pipeline import Config, Evaluation, evaluate
+from ..activation import build_activation
+from ..bundle import Gate
+from ..cel import from_cel
+from ..intent import IntentError, resolve_intent
+from ..models import ExecutionContext, StateView
+from ..numbers import decimal_text
+from ..pipeline import Config, Evaluation, evaluate
 
 __all__ = ["explain"]
 

@@ -16,15 +16,15 @@ from typing import Any
 from exchange import BinanceClient, Credentials, PaperTransport, fetch_context
 from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL, open_paper
 
-from .audit import AuditLog, verify_log
-from .config_files import InputError, load_config_bundle, load_constraints, read_json
-from .constraints import ConstraintsSnapshot
-from .executor import Executor
-from .ledger import Ledger
-from .models import ExecutionContext
-from .paths import default_exchange_info_path, default_leverage_brackets_path, paper_sample, examples_dir
-from .pipeline import Config
-from .replay import replay_log
+from ..audit import AuditLog, verify_log
+from ..constraints import ConstraintsSnapshot
+from ..executor import Executor
+from ..ledger import Ledger
+from ..models import ExecutionContext
+from ..paths import default_exchange_info_path, default_leverage_brackets_path, examples_dir
+from ..pipeline import Config
+from ..replay import replay_log
+from .inputs import InputError, load_config_bundle, load_constraints, paper_sample, read_json
 
 __all__ = ["run_session"]
 
@@ -101,7 +101,7 @@ def run_session(args: argparse.Namespace) -> int:
 
 
 def _forced_cancel_note(path: Path, trace_id: str) -> str:
-    from .numbers import loads
+    from ..numbers import loads
 
     lines = path.read_text(encoding="utf-8").splitlines()
     if not lines:

@@ -8,7 +8,6 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from exchange import (
     BASE_URLS,
@@ -24,12 +23,12 @@ from exchange import (
 )
 from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL, open_paper, save_paper
 
-from .bundle import Bundle
-from .config_files import InputError, read_json
-from .constraints import ConstraintsError, ConstraintsSnapshot, build_constraints
-from .ledger import Ledger
-from .models import ExecutionContext
-from .paths import default_exchange_info_path, default_leverage_brackets_path, paper_sample
+from ..bundle import Bundle
+from ..constraints import ConstraintsError, ConstraintsSnapshot, build_constraints
+from ..ledger import Ledger
+from ..models import ExecutionContext
+from ..paths import default_exchange_info_path, default_leverage_brackets_path
+from .inputs import InputError, paper_sample
 
 __all__ = ["Venue", "open_venue"]
 
