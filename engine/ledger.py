@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Iterable
 
 from .models import ExecutionRecord, StateView
-from .state import arms_cooldown
 
 __all__ = ["IN_DOUBT", "Ledger", "LedgerError"]
 
@@ -107,14 +106,12 @@ class Ledger:
         last_exec = db.execute(
             "SELECT MAX(timestamp) FROM executions WHERE attempted = 1 AND timestamp <= ?", (now_ms,)
         ).fetchone()[0]
-        failed = self._records(
-            db.execute(
-                f"SELECT {self._COLS} FROM executions WHERE (status = 'IN_FLIGHT' OR result = 'FAILED_SAFE') "
-                "AND timestamp <= ? ORDER BY timestamp DESC",
-                (now_ms,),
-            )
-        )
-        last_failed = next((r.timestamp for r in failed if arms_cooldown(r)), None)
+        # the SQL form of state.arms_cooldown(): FAILED_SAFE (or in doubt), except the cooldown's own refusals
+        last_failed = db.execute(
+            "SELECT MAX(timestamp) FROM executions WHERE timestamp <= ? AND (status = 'IN_FLIGHT' "
+            "OR (result = 'FAILED_SAFE' AND reason_code != 'COOLDOWN_ACTIVE'))",
+            (now_ms,),
+        ).fetchone()[0]
         return StateView(executed=executed, recent=tuple(recent), last_execution_ms=last_exec, last_failed_safe_ms=last_failed)
 
     def rejection_rate(self, now_ms: int, window_ms: int) -> str:

@@ -15,7 +15,8 @@ __all__ = ["MemoryState", "arms_cooldown", "merge_views"]
 
 def arms_cooldown(record: ExecutionRecord) -> bool:
     """Spec §6.3: a FAILED_SAFE starts the cooldown, except the cooldown gate's own refusal
-    (otherwise a host that keeps asking would extend the cooldown for ever)."""
+    (otherwise a host that keeps asking would extend the cooldown for ever). Ledger.view() says the
+    same in SQL."""
     return record.result == "FAILED_SAFE" and record.reason_code != "COOLDOWN_ACTIVE"
 
 
