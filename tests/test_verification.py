@@ -36,7 +36,7 @@ def ack(**over):
 
 def verify(reply: ExchangeReplyData):
     ev = pending()
-    return verify_ack(ev.header, ev.request, reply, context_timestamp=T, tolerance_ms=5000)
+    return verify_ack(ev.header, ev.request, reply, context_timestamp=T, tolerance_ms=5000, gate_trace=ev.gate_trace)
 
 
 def ok(body, status=200):
@@ -100,3 +100,26 @@ def test_unknown_status_timestamp_and_not_accepted() -> None:
     assert verify(ok(ack(updateTime="soon"))).reason_code == "ACK_MALFORMED"
     assert verify(ok(ack(status="REJECTED"))).reason_code == "ORDER_NOT_ACCEPTED"
     assert verify(ok(ack(status="EXPIRED"))).reason_code == "ORDER_NOT_ACCEPTED"  # GTC expiring is not normal
+
+
+REPLIES = {
+    "filled": lambda: ok(ack(status="FILLED", executedQty="0.010")),
+    "accepted": lambda: ok(ack()),
+    "partially-filled": lambda: ok(ack(status="PARTIALLY_FILLED", executedQty="0.004")),
+    "rejected-margin": lambda: ExchangeReplyData(outcome="response", http_status=400, body='{"code":-2019,"msg":"Margin is insufficient."}'),
+    "timeout": lambda: ExchangeReplyData(outcome="timeout", error="ReadTimeout: timed out"),
+    "dropped": lambda: ExchangeReplyData(outcome="no_response", error="RemoteProtocolError: Server disconnected"),
+    "unreachable": lambda: ExchangeReplyData(outcome="connect_error", error="ConnectError: refused"),
+    "503-unknown": lambda: ExchangeReplyData(outcome="response", http_status=503, body='{"msg":"Unknown error, please check your request or try again later."}'),
+    "429": lambda: ExchangeReplyData(outcome="response", http_status=429, body='{"code":-1003,"msg":"Too many requests"}'),
+    "malformed": lambda: ExchangeReplyData(outcome="response", http_status=200, body='{"orderId": 1, "sta'),
+    "mismatch": lambda: ok(ack(origQty="0.011")),
+    "unknown-status": lambda: ok(ack(status="PENDING_NEW")),
+    "stale-timestamp": lambda: ok(ack(updateTime=T + 60000)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REPLIES))
+def test_rule6_outcomes_are_pinned(name: str, snapshot) -> None:
+    """Every Rule 6 outcome of the LIMIT open, pinned like the Rules 1-4 corpus."""
+    assert verify(REPLIES[name]()).model_dump(mode="json") == snapshot
