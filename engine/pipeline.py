@@ -96,9 +96,12 @@ def evaluate(
         "input_digest": input_digest,
     }
 
-    def done(result: str, code: str, rule: int | None, message: str, **extra: Any) -> Evaluation:
-        res = ExecutionResult(result=result, reason_code=code, rule=rule, message=message, **header, **extra)
-        return Evaluation(res, None, None, None, header, input_digest=input_digest)
+    def done(
+        result: str, code: str, rule: int | None, message: str, *, decision: PolicyDecision | None = None,
+        intent: Intent | None = None, trace: tuple[GateOutcome, ...] = (), **extra: Any,
+    ) -> Evaluation:
+        res = ExecutionResult(result=result, reason_code=code, rule=rule, message=message, gate_trace=trace, **header, **extra)
+        return Evaluation(res, decision, intent, None, header, trace, input_digest)
 
     if raw.problem is not None:
         return done("REJECTED", raw.problem, 2, raw.detail)
@@ -117,19 +120,16 @@ def evaluate(
 
     # §6.2 duplicate execution: a decision seen before is never executed again (§6.3).
     if (decision.decision_id, action.action_id) in set(state.executed):
-        ev = done("NOOP", "DUPLICATE_EXECUTION", None, "this (decision_id, action_id) was already processed; nothing done")
-        return Evaluation(ev.result, decision, None, None, header, input_digest=input_digest)
+        return done("NOOP", "DUPLICATE_EXECUTION", None, "this (decision_id, action_id) was already processed; nothing done", decision=decision)
 
     if isinstance(action, NoopAction):
-        ev = done("SUCCESS", "ACTION_NOOP", None, "ACTION_NOOP: nothing to do")
-        return Evaluation(ev.result, decision, None, None, header, input_digest=input_digest)
+        return done("SUCCESS", "ACTION_NOOP", None, "ACTION_NOOP: nothing to do", decision=decision)
 
     # Rule 3 (position resolution first: an ambiguous state is never guessed, §6.2)
     try:
         intent = resolve_intent(action, context)
     except IntentError as exc:
-        ev = done("FAILED_SAFE", exc.reason_code, 3, exc.message)
-        return Evaluation(ev.result, decision, None, None, header, input_digest=input_digest)
+        return done("FAILED_SAFE", exc.reason_code, 3, exc.message, decision=decision)
 
     bundle = config.bundle
     symbol_constraints = config.constraints.symbols.get(intent.symbol) if intent.symbol else None
@@ -144,21 +144,19 @@ def evaluate(
     )
     trace3, failure = risk_gates(bundle.risk_gates, activation)
     if failure is not None:
-        ev = done("FAILED_SAFE", failure.reason_code, 3, failure.message, gate_trace=trace3)
-        return Evaluation(ev.result, decision, intent, None, header, trace3, input_digest)
+        return done("FAILED_SAFE", failure.reason_code, 3, failure.message, decision=decision, intent=intent, trace=trace3)
 
     # Rule 4
     if intent.symbol is not None and symbol_constraints is None:
-        ev = done(
+        return done(
             "FAILED_SAFE", "SYMBOL_NOT_IN_CONSTRAINTS", 4,
-            f"the constraints snapshot has no {intent.symbol}; alignment cannot be checked", gate_trace=trace3,
+            f"the constraints snapshot has no {intent.symbol}; alignment cannot be checked",
+            decision=decision, intent=intent, trace=trace3,
         )
-        return Evaluation(ev.result, decision, intent, None, header, trace3, input_digest)
     trace4, failure = constraint_alignment(bundle.constraint_checks, activation)
     trace = trace3 + trace4
     if failure is not None:
-        ev = done("FAILED_SAFE", failure.reason_code, 4, failure.message, gate_trace=trace)
-        return Evaluation(ev.result, decision, intent, None, header, trace, input_digest)
+        return done("FAILED_SAFE", failure.reason_code, 4, failure.message, decision=decision, intent=intent, trace=trace)
 
     request = build_request(
         intent,
@@ -171,7 +169,7 @@ def evaluate(
     if config.mode == "dry-run":
         ev = done(
             "NOOP", "DRY_RUN", 5, "dry-run: Rules 1-4 passed; this order was not sent",
-            gate_trace=trace, order=request.as_dict(),
+            decision=decision, intent=intent, trace=trace, order=request.as_dict(),
         )
         return Evaluation(ev.result, decision, intent, request, header, trace, input_digest)
     return Evaluation(None, decision, intent, request, header, trace, input_digest)
