@@ -69,6 +69,16 @@ class AuditLog:
         except OSError as exc:
             raise AuditError(f"cannot create {self.path.parent}: {exc}") from None
 
+    def last_record(self) -> dict[str, Any] | None:
+        """The newest record (read from the end of the file), or None for an empty log."""
+        try:
+            with open(self.path, "rb") as f:
+                return _last_record(f)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise AuditError(f"cannot read the audit log {self.path}: {exc}") from None
+
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         """Chain, write, flush and fsync one record; return it with ``seq``, ``prev_hash``, ``hash``."""
         try:

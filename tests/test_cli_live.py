@@ -8,10 +8,8 @@ from pathlib import Path
 
 
 from engine.cli import main
-from engine.cli.inputs import paper_sample
-from engine.paths import default_exchange_info_path, default_leverage_brackets_path
+from engine.cli.inputs import open_shipped_paper
 from exchange import ApiCredential, PaperServer
-from exchange.paper.embedded import open_paper
 
 ROOT = Path(__file__).resolve().parent.parent
 EX = ROOT / "examples"
@@ -57,9 +55,10 @@ def test_tampering_is_reported_by_the_cli(capsys, tmp_path: Path) -> None:
 
 
 def test_live_mode_against_a_loopback_exchange_keeps_keys_secret(capsys, tmp_path: Path, monkeypatch) -> None:
-    paper = open_paper(
-        None, exchange_info=paper_sample(default_exchange_info_path()), leverage_brackets=paper_sample(default_leverage_brackets_path()),
-        mark_prices={}, extra_credentials=(ApiCredential(KEY, hmac_secret=SECRET),),
+    paper = open_shipped_paper(
+        None,
+        mark_prices={},
+        extra_credentials=(ApiCredential(KEY, hmac_secret=SECRET),),
         clock=lambda: int(time.time() * 1000),  # a live exchange has its own clock
     )
     monkeypatch.setenv("EP4_API_KEY", KEY)

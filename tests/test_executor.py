@@ -19,12 +19,11 @@ from engine.bundle import load_bundle
 from engine.executor import Executor
 from engine.ledger import Ledger
 from engine.models import ExecutionContext
-from engine.cli.inputs import paper_sample
-from engine.paths import default_exchange_info_path, default_leverage_brackets_path
+from engine.cli.inputs import open_shipped_paper
 from engine.pipeline import Config
 from engine.replay import replay_log
 from exchange import BinanceClient, Credentials, PaperServer, PaperTransport, fetch_context
-from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL, open_paper
+from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL
 
 T0 = 1764028800000
 HEALTH = {"api_latency_ms": "20", "order_rejection_rate": "0"}
@@ -45,10 +44,8 @@ class Rig:
 
     def __init__(self, tmp_path: Path, bundle: Any, *, socket: bool, hedge: bool = False) -> None:
         self.now = T0
-        self.paper = open_paper(
-            None, exchange_info=paper_sample(default_exchange_info_path()),
-            leverage_brackets=paper_sample(default_leverage_brackets_path()),
-            mark_prices={"BTCUSDT": "64010.5", "ETHUSDT": "3010.25"}, clock=lambda: self.now, dual_side_position=hedge,
+        self.paper = open_shipped_paper(
+            None, mark_prices={"BTCUSDT": "64010.5", "ETHUSDT": "3010.25"}, clock=lambda: self.now, dual_side_position=hedge
         )
         self.server = PaperServer(self.paper).start() if socket else None
         self.client = BinanceClient(

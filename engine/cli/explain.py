@@ -44,10 +44,10 @@ def _lookup(data: dict[str, Any], path: str) -> Any:
 def explain(raw: Any, context: ExecutionContext, config: Config, state: StateView) -> tuple[str, Evaluation]:
     """The evaluation of ``raw`` and its human-readable account."""
     ev = evaluate(raw, context, config, state)
-    return _describe(ev, raw, context, config, state), ev
+    return _describe(ev, context, config, state), ev
 
 
-def _describe(ev: Evaluation, raw: Any, context: ExecutionContext, config: Config, state: StateView) -> str:
+def _describe(ev: Evaluation, context: ExecutionContext, config: Config, state: StateView) -> str:
     res = ev.result
     lines = [f"decision {res.decision_id if res else ev.header['decision_id']} / action {ev.header['action_id']}"]
     lines.append(f"  bundle {config.bundle.name} {config.bundle.version} ({config.bundle.digest[:19]}…), mode {config.mode}")

@@ -15,7 +15,7 @@ from ..models import ExecutionContext
 from ..numbers import DecimalParseError, loads
 from ..paths import default_bundle_path, default_exchange_info_path, default_leverage_brackets_path
 
-__all__ = ["InputError", "load_config_bundle", "load_constraints", "load_context", "paper_sample", "read_decisions", "read_json"]
+__all__ = ["InputError", "load_config_bundle", "load_constraints", "load_context", "open_shipped_paper", "paper_sample", "read_decisions", "read_json"]
 
 
 class InputError(ValueError):
@@ -101,3 +101,16 @@ def paper_sample(path: Path) -> Any:
     """A shipped Binance sample as plain JSON for the paper exchange, which stores it verbatim
     in its own state file (the engine itself reads samples with engine.numbers.loads)."""
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def open_shipped_paper(state_dir: str | Path | None, **options: Any) -> Any:
+    """The paper exchange over the shipped Binance samples (see exchange.paper.embedded.open_paper
+    for ``options``: mark_prices, clock, extra_credentials, dual_side_position)."""
+    from exchange.paper.embedded import open_paper
+
+    return open_paper(
+        state_dir,
+        exchange_info=paper_sample(default_exchange_info_path()),
+        leverage_brackets=paper_sample(default_leverage_brackets_path()),
+        **options,
+    )

@@ -314,18 +314,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_paper_serve(args: argparse.Namespace) -> int:
     from exchange import serve
-    from exchange.paper.embedded import PAPER_API_KEY, open_paper, save_paper
+    from exchange.paper.embedded import PAPER_API_KEY, save_paper
 
-    from ..paths import default_exchange_info_path, default_leverage_brackets_path
-    from .inputs import paper_sample
+    from .inputs import open_shipped_paper
 
     state_dir = Path(args.state_dir) if args.state_dir else None
-    paper = open_paper(
-        state_dir,
-        exchange_info=paper_sample(default_exchange_info_path()),
-        leverage_brackets=paper_sample(default_leverage_brackets_path()),
-        mark_prices=dict(m.split("=", 1) for m in args.mark),
-        clock=lambda: int(time.time() * 1000),
+    paper = open_shipped_paper(
+        state_dir, mark_prices=dict(m.split("=", 1) for m in args.mark), clock=lambda: int(time.time() * 1000)
     )
     where = f"; state kept in {state_dir}" if state_dir else " (state not kept: no --state-dir)"
     print(f"paper exchange on http://127.0.0.1:{args.port} (API key {PAPER_API_KEY}){where}; Ctrl-C to stop", flush=True)

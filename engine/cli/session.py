@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from exchange import BinanceClient, Credentials, PaperTransport, fetch_context
-from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL, open_paper
+from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL
 
 from ..audit import AuditLog, verify_log
 from ..constraints import ConstraintsSnapshot
 from ..executor import Executor
 from ..ledger import Ledger
 from ..models import ExecutionContext
-from ..paths import default_exchange_info_path, default_leverage_brackets_path, examples_dir
+from ..paths import examples_dir
 from ..pipeline import Config
 from ..replay import replay_log
-from .inputs import InputError, load_config_bundle, load_constraints, paper_sample, read_json
+from .inputs import InputError, load_config_bundle, load_constraints, open_shipped_paper, read_json
 
 __all__ = ["run_session"]
 
@@ -51,13 +51,7 @@ def run_session(args: argparse.Namespace) -> int:
     if (state_dir / "ledger.sqlite").exists():
         raise InputError(f"{state_dir} already holds a ledger; the example session needs a fresh state directory")
     now = {"ms": session["t0"]}
-    paper = open_paper(
-        None,
-        exchange_info=paper_sample(default_exchange_info_path()),
-        leverage_brackets=paper_sample(default_leverage_brackets_path()),
-        mark_prices=session["mark_prices"],
-        clock=lambda: now["ms"],
-    )
+    paper = open_shipped_paper(None, mark_prices=session["mark_prices"], clock=lambda: now["ms"])
     ledger = Ledger(state_dir)
     audit = AuditLog(state_dir / "audit.jsonl", ledger)
     creds = Credentials.hmac(PAPER_API_KEY, PAPER_API_SECRET)
@@ -82,7 +76,8 @@ def run_session(args: argparse.Namespace) -> int:
             before = len(paper.orders)
             result = executor.execute(decision, context)
             sent = len(paper.orders) - before
-            forced = _forced_cancel_note(audit.path, result.trace_id)
+            last = audit.last_record()
+            forced = f"{last['execution_result']} {last['reason_code']}" if last and last["kind"] == "forced_cancel" else ""
             note = step.get("note", "") + (f"  (+ forced cancel: {forced})" if forced else "")
             rows.append((str(i), f"{step['at']:>4}s", note, _describe(step.get("decision")), result.result, result.reason_code, str(sent)))
         paper.clear_faults()
@@ -98,18 +93,6 @@ def run_session(args: argparse.Namespace) -> int:
         print(f"  {p}")
     print(f"paper exchange: {len(paper.orders)} orders accepted, {len(paper.fills)} fills; state kept in {state_dir}")
     return 0 if report.ok and rep.ok else 1
-
-
-def _forced_cancel_note(path: Path, trace_id: str) -> str:
-    from ..numbers import loads
-
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if not lines:
-        return ""
-    last = loads(lines[-1])
-    if last.get("kind") == "forced_cancel":
-        return f"{last['execution_result']} {last['reason_code']}"
-    return ""
 
 
 def _table(rows: list[tuple[str, ...]], bundle: Any) -> None:

@@ -21,14 +21,13 @@ from exchange import (
     fetch_context,
     fetch_server_time,
 )
-from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL, open_paper, save_paper
+from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL, save_paper
 
 from ..bundle import Bundle
 from ..constraints import ConstraintsError, ConstraintsSnapshot, build_constraints
 from ..ledger import Ledger
 from ..models import ExecutionContext
-from ..paths import default_exchange_info_path, default_leverage_brackets_path
-from .inputs import InputError, paper_sample
+from .inputs import InputError, open_shipped_paper
 
 __all__ = ["Venue", "open_venue"]
 
@@ -95,10 +94,8 @@ def open_venue(mode: str, *, bundle: Bundle, state_dir: Path, base_url: str | No
         credentials = Credentials.hmac(PAPER_API_KEY, PAPER_API_SECRET)
         if base_url:
             return Venue(mode, BinanceClient(base_url, credentials, **timeouts))
-        paper = open_paper(
+        paper = open_shipped_paper(
             state_dir,
-            exchange_info=paper_sample(default_exchange_info_path()),
-            leverage_brackets=paper_sample(default_leverage_brackets_path()),
             mark_prices={},
             # with a host context, the paper clock is the context's timestamp; otherwise the wall clock
             clock=None if follow_context else (lambda: int(time.time() * 1000)),

@@ -26,14 +26,12 @@ sys.path.insert(0, str(ROOT))
 
 from engine.audit import AuditLog  # noqa: E402
 from engine.bundle import load_bundle  # noqa: E402
-from engine.cli.inputs import load_constraints, load_context  # noqa: E402
+from engine.cli.inputs import load_constraints, load_context, open_shipped_paper  # noqa: E402
 from engine.executor import Executor  # noqa: E402
 from engine.ledger import Ledger  # noqa: E402
-from engine.cli.inputs import paper_sample  # noqa: E402
-from engine.paths import default_exchange_info_path, default_leverage_brackets_path  # noqa: E402
 from engine.pipeline import Config  # noqa: E402
 from exchange import BinanceClient, Credentials, PaperServer, hmac_signature  # noqa: E402
-from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, open_paper  # noqa: E402
+from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET  # noqa: E402
 
 
 def relaxed_bundle(tmp: Path):
@@ -53,9 +51,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ep4-bench-"))
     bundle = relaxed_bundle(tmp)
     now = {"ms": 1764028800000}
-    paper = open_paper(None, exchange_info=paper_sample(default_exchange_info_path()),
-                       leverage_brackets=paper_sample(default_leverage_brackets_path()),
-                       mark_prices={"BTCUSDT": "64010.5", "ETHUSDT": "3010.25"}, clock=lambda: now["ms"])
+    paper = open_shipped_paper(None, mark_prices={"BTCUSDT": "64010.5", "ETHUSDT": "3010.25"}, clock=lambda: now["ms"])
     context_base = load_context(ROOT / "examples" / "context.json").model_dump(mode="json")
     context_base["account"]["positions"] = [{"symbol": "BTCUSDT", "quantity": "0", "leverage": 5, "margin_mode": "ISOLATED"}]
     from engine.models import ExecutionContext
