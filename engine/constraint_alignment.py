@@ -13,6 +13,6 @@ __all__ = ["constraint_alignment"]
 
 
 def constraint_alignment(
-    checks: Sequence[Gate], activation: Mapping[str, Any]
+    checks: Sequence[Gate], activation: Mapping[str, Any], evaluator: str = "compiled"
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
-    return evaluate_gates(checks, activation, "CONSTRAINT_EVALUATION_ERROR")
+    return evaluate_gates(checks, activation, "CONSTRAINT_EVALUATION_ERROR", evaluator)

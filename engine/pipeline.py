@@ -14,6 +14,7 @@ from typing import Any
 from .activation import build_activation
 from .authorization_gate import RawDecision, authorization_gate, read_decision
 from .bundle import Bundle
+from .cel import EVALUATORS
 from .constraint_alignment import constraint_alignment
 from .constraints import ConstraintsSnapshot
 from .intent import Intent, IntentError, resolve_intent
@@ -38,16 +39,22 @@ MODES = ("dry-run", "paper", "binance-testnet", "binance")
 
 @dataclass(frozen=True)
 class Config:
-    """Spec §2.1 ExecutionConfig: risk ceilings + execution mode (the bundle) + constraints snapshot."""
+    """Spec §2.1 ExecutionConfig: risk ceilings + execution mode (the bundle) + constraints snapshot.
+
+    ``evaluator`` picks how gates run: ``compiled`` (default) or cel-python's ``interpreter``, the
+    reference; both give byte-identical results."""
 
     bundle: Bundle
     constraints: ConstraintsSnapshot
     mode: str = "dry-run"
     constraints_digest: str = field(default="")
+    evaluator: str = "compiled"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown execution mode {self.mode!r} (one of {', '.join(MODES)})")
+        if self.evaluator not in EVALUATORS:
+            raise ValueError(f"unknown evaluator {self.evaluator!r} (one of {', '.join(EVALUATORS)})")
         if not self.constraints_digest:
             object.__setattr__(self, "constraints_digest", self.constraints.digest)
 
@@ -142,7 +149,7 @@ def evaluate(
         constraints=symbol_constraints,
         settings=bundle.settings(),
     )
-    trace3, failure = risk_gates(bundle.risk_gates, activation)
+    trace3, failure = risk_gates(bundle.risk_gates, activation, config.evaluator)
     if failure is not None:
         return done("FAILED_SAFE", failure.reason_code, 3, failure.message, decision=decision, intent=intent, trace=trace3)
 
@@ -153,7 +160,7 @@ def evaluate(
             f"the constraints snapshot has no {intent.symbol}; alignment cannot be checked",
             decision=decision, intent=intent, trace=trace3,
         )
-    trace4, failure = constraint_alignment(bundle.constraint_checks, activation)
+    trace4, failure = constraint_alignment(bundle.constraint_checks, activation, config.evaluator)
     trace = trace3 + trace4
     if failure is not None:
         return done("FAILED_SAFE", failure.reason_code, 4, failure.message, decision=decision, intent=intent, trace=trace)

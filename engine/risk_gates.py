@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .bundle import Gate
-from .cel import CelEvaluationError
+from .cel import CelEvaluationError, exact_arithmetic
 from .models import GateOutcome
 
 __all__ = ["GateFailure", "evaluate_gates", "risk_gates"]
@@ -24,14 +24,22 @@ class GateFailure:
 
 
 def evaluate_gates(
-    gates: Sequence[Gate], activation: Mapping[str, Any], error_code: str
+    gates: Sequence[Gate], activation: Mapping[str, Any], error_code: str, evaluator: str = "compiled"
+) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
+    """Every gate, in order, with the given evaluator (``compiled`` or the reference ``interpreter``)."""
+    with exact_arithmetic():
+        return _evaluate_gates(gates, activation, error_code, evaluator)
+
+
+def _evaluate_gates(
+    gates: Sequence[Gate], activation: Mapping[str, Any], error_code: str, evaluator: str
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
     trace: list[GateOutcome] = []
     failure: GateFailure | None = None
     for gate in gates:
         error = None
         try:
-            value = gate.expression.evaluate(activation)
+            value = gate.expression.evaluate_exact(activation, evaluator)
             passed = value is True
             if not isinstance(value, bool):
                 error = f"gate returned {type(value).__name__}, not a boolean"
@@ -46,6 +54,8 @@ def evaluate_gates(
     return tuple(trace), failure
 
 
-def risk_gates(gates: Sequence[Gate], activation: Mapping[str, Any]) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
+def risk_gates(
+    gates: Sequence[Gate], activation: Mapping[str, Any], evaluator: str = "compiled"
+) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
     """Rule 3: any failure (or evaluation error) means FAILED_SAFE."""
-    return evaluate_gates(gates, activation, "GATE_EVALUATION_ERROR")
+    return evaluate_gates(gates, activation, "GATE_EVALUATION_ERROR", evaluator)

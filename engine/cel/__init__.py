@@ -1,0 +1,199 @@
+"""CEL evaluation behind one small interface: compile once, evaluate many, with two evaluators.
+
+The rules (``risk_gates``, ``constraint_alignment``) only use :func:`compile_expression` and
+:meth:`CompiledExpression.evaluate`. An expression is parsed by cel-python (its lark tree is the AST),
+checked (:mod:`engine.cel.check`), and then made runnable twice:
+
+* ``compiled`` (the default): :mod:`engine.cel.planner` turns the tree into one Python function that
+  calls :mod:`engine.cel.runtime` — the interpreter's own rules without the tree walk;
+* ``interpreter``: cel-python's tree-walking ``Evaluator``, kept as the reference. The two agree
+  byte for byte, error messages included (``tests/test_cel_differential.py``, ``make differential``).
+
+Numbers inside gates are exact decimals (spec §4 Rule 4: no rounding heuristics):
+
+* every number in the activation is a ``Decimal`` (integers too);
+* every numeric literal in an expression is rewritten to an exact ``Decimal`` at compile time,
+  so ``0.1`` in a gate means the decimal 0.1, never the binary float;
+* arithmetic runs in :data:`engine.numbers.EXACT`: an inexact result (``1 / 3``) is an evaluation
+  error, which the rules turn into FAILED_SAFE, never a pass.
+"""
+
+from __future__ import annotations
+
+import decimal
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import celpy
+import lark
+from celpy.celparser import CELParseError
+
+from ..numbers import EXACT
+from .check import CheckError, FieldSpec, check_depth, check_names, expression_kind, read_paths
+from .functions import FUNCTIONS, HELPER_FUNCTIONS, LITERAL_FUNCTION
+from .planner import PlanError, plan
+from .values import from_cel, to_cel
+
+__all__ = [
+    "EVALUATORS",
+    "CelCompileError",
+    "CelEvaluationError",
+    "CompiledExpression",
+    "FieldSpec",
+    "HELPER_FUNCTIONS",
+    "compile_expression",
+    "exact_arithmetic",
+    "from_cel",
+    "to_cel",
+]
+
+EVALUATORS = ("compiled", "interpreter")
+
+# cel-python logs every evaluation error at WARNING/ERROR; ep4 reports them itself.
+logging.getLogger("celpy").setLevel(logging.CRITICAL)
+
+_ENV = celpy.Environment()
+_NUMERIC_TOKENS = {"INT_LIT", "FLOAT_LIT", "UINT_LIT"}
+
+
+class CelCompileError(ValueError):
+    """An expression that cannot be used: syntax, unknown name, not a boolean, not compilable."""
+
+    def __init__(self, message: str, line: int, column: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line  # 1-based, within the expression text
+        self.column = column  # 1-based
+
+
+class CelEvaluationError(RuntimeError):
+    """Evaluation failed (missing field, type error, inexact arithmetic). Never a pass."""
+
+
+def exact_arithmetic() -> Any:
+    """The decimal context every evaluation runs in (enter it once around a batch of gates and call
+    :meth:`CompiledExpression.evaluate_exact`)."""
+    return decimal.localcontext(EXACT)
+
+
+@dataclass(frozen=True)
+class CompiledExpression:
+    """A checked CEL expression, runnable by either evaluator. ``evaluate`` is pure and deterministic."""
+
+    text: str
+    _program: Any  # cel-python's interpreter (the reference)
+    _function: Any  # the planned Python function
+    source: str  # the planned function's Python source (``ep4 explain --compiled``)
+    roots: frozenset[str]
+    paths: tuple[str, ...] = ()  # dotted variable paths the expression reads (for `ep4 explain`)
+
+    def evaluate(self, activation: Mapping[str, Any], evaluator: str = "compiled") -> Any:
+        """Evaluate against CEL values (see :func:`to_cel`); raise CelEvaluationError on any error."""
+        with decimal.localcontext(EXACT):
+            return self.evaluate_exact(activation, evaluator)
+
+    def evaluate_exact(self, activation: Mapping[str, Any], evaluator: str = "compiled") -> Any:
+        """:meth:`evaluate` for callers already inside :func:`exact_arithmetic` (one context for a
+        whole batch of gates instead of one per expression)."""
+        try:
+            if evaluator == "compiled":
+                value = self._function(activation)
+            elif evaluator == "interpreter":
+                value = self._program.evaluate(activation)
+            else:
+                raise ValueError(f"unknown evaluator {evaluator!r} (one of {', '.join(EVALUATORS)})")
+        except celpy.CELEvalError as exc:
+            raise CelEvaluationError(error_message(exc)) from None
+        except (ArithmeticError, TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError) as exc:
+            raise CelEvaluationError(error_message(Exception(f"{type(exc).__name__}: {exc}"))) from None
+        return from_cel(value)
+
+
+_LARK_RULE = re.compile(r"Token\('RULE', '(\w+)'\)")
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+MAX_MESSAGE = 400
+
+
+def error_message(exc: Exception) -> str:
+    """The text of an evaluation error: the same whichever evaluator raised it, the same in every
+    process (no object addresses, no library-internal reprs), and bounded in length."""
+    args = getattr(exc, "args", ())
+    if args and isinstance(args[0], str):
+        text = args[0]
+        if text.startswith("undeclared reference to ") and " (in activation" in text:
+            text = text[: text.index(" (in activation")]  # the interpreter appends its whole activation
+        if len(args) > 2 and isinstance(args[2], tuple) and args[2] and "CELEvalError(" not in str(args[2][0]):
+            text += f" ({args[2][0]})"  # the Python error behind it, unless it only quotes other errors
+        text = _LARK_RULE.sub(r"'\1'", text)  # lark >= 1.2 names rules Token('RULE', 'x'): say 'x'
+        if "InvalidOperation" in text or "Inexact" in text:
+            text += " — inexact decimal arithmetic"
+    else:
+        text = str(exc)
+    text = _ADDRESS.sub("", text)
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def compile_expression(
+    text: str, variables: Mapping[str, FieldSpec], *, require_bool: bool = True
+) -> CompiledExpression:
+    """Parse, check and compile ``text``.
+
+    Checks made here, all reported with the line/column inside ``text``: syntax; nesting depth;
+    every root variable is one of ``variables`` (macro variables only inside their macro); every
+    member read from a variable whose shape is known exists; every function is known; macros and
+    ``has()`` have their required shape; and (``require_bool``) the expression is boolean by
+    construction.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise CelCompileError("expression is empty", 1, 1)
+    try:
+        tree = _ENV.compile(text)
+    except CELParseError as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise CelCompileError(f"syntax error: {msg}", exc.line or 1, exc.column or 1) from None
+    except RecursionError:
+        raise CelCompileError("expression nested too deeply to parse; split it into simpler gates", 1, 1) from None
+    except Exception as exc:  # lark may raise other parse errors on odd input
+        raise CelCompileError(f"syntax error: {exc}", 1, 1) from None
+    try:
+        check_depth(tree)
+        roots = check_names(tree, variables)
+        if require_bool:
+            kind = expression_kind(tree, variables)
+            if kind != "bool":
+                raise CheckError(
+                    "a gate must evaluate to a boolean (true = pass); this expression "
+                    f"gives {kind if kind != 'unknown' else 'a value of unknown type'} — "
+                    "compare it (==, <, ...) or use a boolean helper",
+                    1,
+                    1,
+                )
+        paths = read_paths(tree)
+        _rewrite_numeric_literals(tree)
+        planned = plan(tree, FUNCTIONS)
+    except (CheckError, PlanError) as exc:
+        raise CelCompileError(exc.message, exc.line, exc.column) from None
+    program = _ENV.program(tree, functions=FUNCTIONS)
+    return CompiledExpression(
+        text=text, _program=program, _function=planned.function, source=planned.source,
+        roots=frozenset(roots), paths=paths,
+    )
+
+
+def _rewrite_numeric_literals(tree: lark.Tree) -> None:
+    """Replace every numeric literal with a call that yields the exact Decimal of its text."""
+    for node in tree.iter_subtrees():
+        if node.data != "primary" or not isinstance(node.children[0], lark.Tree):
+            continue
+        lit = node.children[0]
+        if lit.data != "literal" or lit.children[0].type not in _NUMERIC_TOKENS:
+            continue
+        token = lit.children[0]
+        text = token.value.rstrip("uU")
+        if text.lower().lstrip("-").startswith("0x"):
+            text = str(int(text, 16))
+        arg = _ENV.compile('"' + text + '"')
+        tree_class = type(node)  # keep the runner's own tree class
+        node.children = [tree_class("ident_arg", [lark.Token("IDENT", LITERAL_FUNCTION), tree_class("exprlist", [arg])])]

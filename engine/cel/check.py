@@ -1,0 +1,267 @@
+"""Load-time checks of a parsed CEL expression, each reported with a line and column.
+
+Names are resolved with their macro scopes (a macro variable exists only inside its macro's body),
+every member read from a variable of known shape must exist, every function must be known, macros
+must have the ``list.macro(x, expr)`` shape, ``has()`` takes one field selection, and an expression
+may not nest deeper than :data:`MAX_DEPTH` (both evaluators must be able to run it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import lark
+
+from .functions import HELPER_FUNCTIONS, KNOWN_FUNCTIONS
+from .planner import MACROS, macro_variable
+
+__all__ = ["CheckError", "FieldSpec", "MAX_DEPTH", "check_depth", "check_names", "expression_kind", "read_paths"]
+
+# Deepest parse tree accepted: cel-python's interpreter needs ~3 Python frames per tree level and
+# itself caps recursion at 2,500 frames; 400 levels is about 40 nested parentheses.
+MAX_DEPTH = 400
+_BOOL_METHODS = {"all", "exists", "exists_one", "contains", "startsWith", "endsWith", "matches"}
+_METHODS = set(MACROS) | _BOOL_METHODS | {"size"}
+
+
+class CheckError(ValueError):
+    def __init__(self, message: str, line: int, column: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """Shape of one variable: ``kind`` is bool|decimal|string|list|map|object|any;
+    ``fields`` lists the members of an ``object`` (checked at load time); ``item`` describes list
+    elements or map values."""
+
+    kind: str
+    doc: str = ""
+    fields: Mapping[str, "FieldSpec"] | None = None
+    item: "FieldSpec | None" = None
+    nullable: bool = False
+
+
+def _pos(token: Any) -> tuple[int, int]:
+    meta = getattr(token, "meta", None)
+    if meta is not None and not getattr(meta, "empty", True):
+        return meta.line, meta.column
+    return (getattr(token, "line", None) or 1, getattr(token, "column", None) or 1)
+
+
+def check_depth(tree: lark.Tree) -> None:
+    """Refuse a tree deeper than MAX_DEPTH (walked without recursion)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            line, col = _pos(node)
+            raise CheckError(
+                f"expression nested too deeply (more than {MAX_DEPTH} levels); split it into simpler gates", line, col
+            )
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, lark.Tree))
+
+
+def member_path(node: lark.Tree) -> list[lark.Token] | None:
+    """``a.b.c`` as the tokens [a, b, c]; None if the chain has calls or indexes."""
+    if node.data == "member" and len(node.children) == 1 and isinstance(node.children[0], lark.Tree):
+        return member_path(node.children[0])
+    if node.data == "member_dot":
+        inner = member_path(node.children[0])
+        return None if inner is None else inner + [node.children[1]]
+    if node.data == "primary" and isinstance(node.children[0], lark.Tree) and node.children[0].data == "ident":
+        return [node.children[0].children[0]]
+    return None
+
+
+def _resolve(path: list[lark.Token], variables: Mapping[str, FieldSpec]) -> FieldSpec | None:
+    spec = variables.get(str(path[0]))
+    for token in path[1:]:
+        if spec is None:
+            return None
+        if spec.kind == "object" and spec.fields is not None:
+            if str(token) not in spec.fields:
+                known = ", ".join(sorted(spec.fields))
+                line, col = _pos(token)
+                prefix = ".".join(str(t) for t in path[: path.index(token)])
+                raise CheckError(f"unknown field '{token}' of '{prefix}' (known: {known})", line, col)
+            spec = spec.fields[str(token)]
+        elif spec.kind == "map":
+            spec = spec.item
+        else:
+            return None
+    return spec
+
+
+def check_names(tree: lark.Tree, variables: Mapping[str, FieldSpec]) -> set[str]:
+    """Every name, field, function, method and macro, with macro scopes; returns the roots read."""
+    roots: set[str] = set()
+
+    def walk(node: Any, scope: frozenset[str]) -> None:
+        if not isinstance(node, lark.Tree):
+            return
+        data = node.data
+        if data == "ident":
+            token = node.children[0]
+            name = str(token)
+            if name not in scope:
+                if name not in variables:
+                    line, col = _pos(token)
+                    raise CheckError(f"unknown variable '{name}' (known: {', '.join(sorted(variables))})", line, col)
+                roots.add(name)
+            return
+        if data == "member_dot":
+            path = member_path(node)
+            if path is not None and str(path[0]) not in scope:
+                _resolve(path, variables)
+        elif data == "ident_arg":
+            token = node.children[0]
+            if str(token) not in KNOWN_FUNCTIONS:
+                line, col = _pos(token)
+                raise CheckError(f"unknown function '{token}' (known: {', '.join(sorted(KNOWN_FUNCTIONS))})", line, col)
+            if str(token) == "has":
+                args = node.children[1].children if len(node.children) > 1 else []
+                target = _unwrap(args[0]) if len(args) == 1 else None
+                if target is None or target.data != "member" or target.children[0].data != "member_dot":
+                    line, col = _pos(token)
+                    raise CheckError("has() takes exactly one field selection, e.g. has(intent.price)", line, col)
+        elif data == "member_dot_arg":
+            token = node.children[1]
+            method = str(token)
+            if method not in _METHODS:
+                line, col = _pos(token)
+                raise CheckError(f"unknown method '{token}'", line, col)
+            if method in MACROS:
+                args = list(node.children[2].children) if len(node.children) > 2 else []
+                var = macro_variable(args)
+                if var is None:
+                    line, col = _pos(token)
+                    raise CheckError(
+                        f"{method}() takes a variable name and an expression, e.g. list.{method}(x, x > 0)", line, col
+                    )
+                walk(node.children[0], scope)
+                walk(args[1], scope | {var})
+                return
+        elif data == "literal" and node.children[0].type == "BYTES_LIT":
+            line, col = _pos(node.children[0])
+            raise CheckError("bytes literals are not supported in gates", line, col)
+        elif data in ("member_object", "dot_ident", "dot_ident_arg"):
+            line, col = _pos(node)
+            raise CheckError(f"'{data}' is not supported in gates", line, col)
+        for child in node.children:
+            walk(child, scope)
+
+    walk(tree, frozenset())
+    return roots
+
+
+def _unwrap(node: Any) -> Any:
+    """The innermost node of a chain of single-child wrappers (expr -> ... -> member)."""
+    while isinstance(node, lark.Tree) and len(node.children) == 1 and node.data != "member" and isinstance(node.children[0], lark.Tree):
+        node = node.children[0]
+    return node
+
+
+def _scoped_names(tree: lark.Tree) -> set[str]:
+    """Every name a macro binds somewhere in ``tree`` (used by the approximate kind and path views)."""
+    names: set[str] = set()
+    for node in tree.iter_subtrees():
+        if node.data == "member_dot_arg" and str(node.children[1]) in MACROS and len(node.children) > 2:
+            var = macro_variable(list(node.children[2].children))
+            if var is not None:
+                names.add(var)
+    return names
+
+
+def read_paths(tree: lark.Tree) -> tuple[str, ...]:
+    """Longest ``a.b.c`` chains rooted at a free variable, in order of first appearance (for explain)."""
+    bound = _scoped_names(tree)
+    found: list[str] = []
+    inner: set[int] = set()
+    for node in tree.iter_subtrees_topdown():
+        if id(node) in inner:
+            continue
+        if node.data in ("member_dot", "primary"):
+            path = member_path(node)
+            if path is None or str(path[0]) in bound:
+                continue
+            for sub in node.iter_subtrees():
+                inner.add(id(sub))
+            dotted = ".".join(str(t) for t in path)
+            if dotted not in found:
+                found.append(dotted)
+    return tuple(found)
+
+
+def expression_kind(tree: lark.Tree, variables: Mapping[str, FieldSpec]) -> str:
+    """Static result kind: 'bool', a non-bool kind name, or 'unknown'."""
+    return _kind(tree, variables, _scoped_names(tree))
+
+
+def _kind(node: Any, variables: Mapping[str, FieldSpec], bound: set[str]) -> str:
+    if not isinstance(node, lark.Tree):
+        return "unknown"
+    data, children = node.data, node.children
+    if data == "expr":
+        if len(children) == 3 and children[1] is not None:
+            a, b = _kind(children[1], variables, bound), _kind(children[2], variables, bound)
+            return "bool" if a == b == "bool" else (a if a != "bool" else b)
+        return _kind(children[0], variables, bound)
+    if data in ("conditionalor", "conditionaland"):
+        if len(children) == 2 and children[0] is not None:
+            return "bool"
+        return _kind(children[-1], variables, bound)
+    if data == "relation":
+        if len(children) == 2 and children[0] is not None:
+            return "bool"
+        return _kind(children[-1], variables, bound)
+    if data in ("addition", "multiplication"):
+        if len(children) == 2 and children[0] is not None:
+            return "number or string"
+        return _kind(children[-1], variables, bound)
+    if data == "unary":
+        if len(children) == 2:
+            return "bool" if children[0].data == "unary_not" else "number"
+        return _kind(children[0], variables, bound)
+    if data == "member":
+        return _kind(children[0], variables, bound)
+    if data == "member_dot_arg":
+        method = str(children[1])
+        if method in _BOOL_METHODS:
+            return "bool"
+        return "list" if method in ("map", "filter") else "number"
+    if data == "member_dot":
+        path = member_path(node)
+        if path is not None and str(path[0]) not in bound:
+            return _spec_kind(_resolve(path, variables))
+        return "unknown"
+    if data == "member_index":
+        return "unknown"
+    if data == "primary":
+        inner = children[0]
+        if inner.data == "literal":
+            tok = inner.children[0].type
+            return {"BOOL_LIT": "bool", "NULL_LIT": "null"}.get(tok, "string" if "STRING" in tok else "number")
+        if inner.data == "ident_arg":
+            name = str(inner.children[0])
+            helper = HELPER_FUNCTIONS.get(name)
+            if name in ("has", "bool") or (helper and helper.returns_bool):
+                return "bool"
+            return "number" if helper else "unknown"
+        if inner.data == "ident":
+            name = str(inner.children[0])
+            return "unknown" if name in bound else _spec_kind(variables.get(name))
+        if inner.data == "paren_expr":
+            return _kind(inner.children[0], variables, bound)
+        return {"list_lit": "list", "map_lit": "map"}.get(inner.data, "unknown")
+    return "unknown"
+
+
+def _spec_kind(spec: FieldSpec | None) -> str:
+    if spec is None:
+        return "unknown"
+    return "bool" if spec.kind == "bool" else spec.kind

@@ -1,0 +1,190 @@
+"""The functions a gate can call, and ep4's three repairs of cel-python's logical operators.
+
+Both evaluators resolve every name through :data:`FUNCTIONS` (the interpreter as its function table,
+the planner at compile time), so a helper has one implementation.
+
+Helpers work on exact decimals (spec §4 Rule 4: no rounding heuristics) and are documented in
+``docs/gate-variables.md`` (generated from :data:`HELPER_FUNCTIONS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable
+
+from celpy import celtypes
+from celpy.evaluation import CELEvalError
+
+from ..numbers import EXACT, DecimalParseError, parse_decimal
+
+__all__ = ["BUILTIN_FUNCTIONS", "FUNCTIONS", "HELPER_FUNCTIONS", "KNOWN_FUNCTIONS", "LITERAL_FUNCTION"]
+
+LITERAL_FUNCTION = "__ep4_decimal"
+
+
+def _dec(value: Any) -> Decimal:
+    if isinstance(value, celtypes.DoubleType):
+        raise DecimalParseError("dec() refuses doubles; write the number as a string or literal")
+    try:
+        return parse_decimal(value if not isinstance(value, celtypes.StringType) else str(value))
+    except DecimalParseError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _need_decimal(name: str, *values: Any) -> None:
+    for v in values:
+        if not isinstance(v, Decimal) or isinstance(v, bool):
+            raise TypeError(f"{name}() expects decimals, got {type(v).__name__}")
+
+
+def _is_multiple(value: Any, step: Any) -> celtypes.BoolType:
+    """``value`` is an exact whole multiple of ``step`` (step must be > 0)."""
+    _need_decimal("is_multiple", value, step)
+    if step <= 0:
+        raise ValueError("is_multiple(): step must be > 0")
+    return celtypes.BoolType(EXACT.remainder(value, step) == 0)
+
+
+def _aligned(value: Any, base: Any, step: Any) -> celtypes.BoolType:
+    """Binance filter alignment: ``(value - base) % step == 0``; a zero step disables the rule."""
+    _need_decimal("aligned", value, base, step)
+    if step == 0:
+        return celtypes.BoolType(True)
+    if step < 0:
+        raise ValueError("aligned(): step must be >= 0")
+    return celtypes.BoolType(EXACT.remainder(EXACT.subtract(value, base), step) == 0)
+
+
+def _dabs(value: Any) -> Decimal:
+    _need_decimal("abs", value)
+    return abs(value)
+
+
+def _dmin(a: Any, b: Any) -> Decimal:
+    _need_decimal("min", a, b)
+    return min(a, b)
+
+
+def _dmax(a: Any, b: Any) -> Decimal:
+    _need_decimal("max", a, b)
+    return max(a, b)
+
+
+def _size(value: Any) -> Decimal:
+    return Decimal(len(value))
+
+
+_MAX_MAGNITUDE = 18  # digits: int() of Decimal('1E+999999') takes 30 s, so bigger is refused first
+
+
+def _whole(name: str, value: Any) -> int:
+    """``int(value)`` for a decimal of at most 18 integer digits; anything larger is an error."""
+    if isinstance(value, Decimal) and value.is_finite() and value.adjusted() >= _MAX_MAGNITUDE:
+        raise ValueError(f"{name}(): {value} is out of range")
+    return int(value)
+
+
+def _minute_of_day(ts_ms: Any) -> Decimal:
+    """UTC minute of the day (0..1439) of a millisecond timestamp."""
+    _need_decimal("minute_of_day", ts_ms)
+    return Decimal(_whole("minute_of_day", ts_ms) // 60000 % 1440)
+
+
+def _in_windows(ts_ms: Any, windows: Any) -> celtypes.BoolType:
+    """Whether the UTC time of ``ts_ms`` falls in one of ``windows``: ``[{start, end}]`` minutes of
+    the day, start inclusive, end exclusive; ``start > end`` wraps past midnight."""
+    _need_decimal("in_windows", ts_ms)
+    minute = _whole("in_windows", ts_ms) // 60000 % 1440
+    for w in windows:
+        start, end = _whole("in_windows", w[celtypes.StringType("start")]), _whole("in_windows", w[celtypes.StringType("end")])
+        inside = start <= minute < end if start <= end else (minute >= start or minute < end)
+        if inside:
+            return celtypes.BoolType(True)
+    return celtypes.BoolType(False)
+
+
+_TIMESTAMP = celtypes.StringType("timestamp")
+
+
+def _recent_count(records: Any, since_ms: Any, match: Any) -> Decimal:
+    """Number of ``records`` (state.recent) with ``timestamp > since_ms`` whose fields equal every
+    entry of ``match``: a counter computed in Python rather than by a CEL filter over the list."""
+    _need_decimal("recent_count", since_ms)
+    wanted = list(match.items())
+    n = 0
+    for r in records:
+        if r[_TIMESTAMP] > since_ms and all(r.get(k) == v for k, v in wanted):
+            n += 1
+    return Decimal(n)
+
+
+def _literal_decimal(text: Any) -> Decimal:
+    return Decimal(str(text))
+
+
+@dataclass(frozen=True)
+class _Helper:
+    function: Callable[..., Any]
+    returns_bool: bool
+    signature: str
+    doc: str
+
+
+HELPER_FUNCTIONS: dict[str, _Helper] = {
+    "dec": _Helper(_dec, False, "dec(string|number) -> decimal", "exact decimal from text, e.g. dec(\"0.001\")"),
+    "is_multiple": _Helper(_is_multiple, True, "is_multiple(value, step) -> bool", "value % step == 0, exactly; step > 0"),
+    "aligned": _Helper(_aligned, True, "aligned(value, base, step) -> bool", "(value - base) % step == 0 exactly; step 0 = rule disabled (Binance filter semantics)"),
+    "abs": _Helper(_dabs, False, "abs(decimal) -> decimal", "absolute value"),
+    "min": _Helper(_dmin, False, "min(a, b) -> decimal", "smaller of two decimals"),
+    "max": _Helper(_dmax, False, "max(a, b) -> decimal", "larger of two decimals"),
+    "size": _Helper(_size, False, "size(list|map|string) -> decimal", "number of elements, as a decimal"),
+    "minute_of_day": _Helper(_minute_of_day, False, "minute_of_day(ts_ms) -> decimal", "UTC minute of day 0..1439"),
+    "in_windows": _Helper(_in_windows, True, "in_windows(ts_ms, windows) -> bool", "UTC time inside one of [{start, end}] minute-of-day windows"),
+    "recent_count": _Helper(_recent_count, False, "recent_count(state.recent, since_ms, {field: value, ...}) -> decimal", "records newer than since_ms whose fields equal every given value (fast counter for frequency gates)"),
+}
+
+
+# --- ep4's logical operators (docs/cel.md "Where ep4 differs from cel-python") ---
+# cel-python answers `error || error` with a new "no matching overload" error whose text quotes both
+# errors' internals; the CEL spec returns an error of the operands. ep4 returns the left one, so a
+# gate's message names the real cause (e.g. the null field it read).
+
+
+def logical_or(x: Any, y: Any) -> Any:
+    """CEL ``||``: true absorbs an error on either side; otherwise an operand error is the result."""
+    if isinstance(x, celtypes.BoolType) or isinstance(y, celtypes.BoolType):
+        return celtypes.logical_or(x, y)
+    if isinstance(x, CELEvalError):
+        return x
+    if isinstance(y, CELEvalError):
+        return y
+    return celtypes.logical_or(x, y)  # raises: no matching overload
+
+
+def logical_and(x: Any, y: Any) -> Any:
+    """CEL ``&&``: false absorbs an error on either side; otherwise an operand error is the result."""
+    if isinstance(x, celtypes.BoolType) or isinstance(y, celtypes.BoolType):
+        return celtypes.logical_and(x, y)
+    if isinstance(x, CELEvalError):
+        return x
+    if isinstance(y, CELEvalError):
+        return y
+    return celtypes.logical_and(x, y)  # raises: no matching overload
+
+
+def logical_condition(e: Any, x: Any, y: Any) -> Any:
+    """CEL ``e ? x : y``: an error in ``e`` is the result (cel-python builds a new one)."""
+    if isinstance(e, CELEvalError):
+        return e
+    return celtypes.logical_condition(e, x, y)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {name: h.function for name, h in HELPER_FUNCTIONS.items()}
+FUNCTIONS[LITERAL_FUNCTION] = _literal_decimal
+FUNCTIONS["_||_"] = logical_or
+FUNCTIONS["_&&_"] = logical_and
+FUNCTIONS["_?_:_"] = logical_condition
+
+BUILTIN_FUNCTIONS = frozenset({"has", "contains", "startsWith", "endsWith", "matches", "string", "type", "bool"})
+KNOWN_FUNCTIONS = frozenset(HELPER_FUNCTIONS) | BUILTIN_FUNCTIONS
