@@ -10,8 +10,10 @@ from typing import Any, Mapping
 
 from .cel import FieldSpec as F
 from .cel import to_cel
+from .cel.values import _Map
 from .constraints import SymbolConstraints
 from .intent import Intent
+from .memo import memo
 from .models import ExecutionContext, StateView
 
 __all__ = ["VARIABLES", "build_activation", "variables_for", "variables_markdown"]
@@ -113,45 +115,69 @@ def variables_for(param_specs: Mapping[str, F]) -> dict[str, F]:
     return out
 
 
+
+
+def _context_values(context: ExecutionContext) -> dict[str, Any]:
+    return {
+        "context": to_cel({"exchange": context.exchange, "symbol": context.symbol, "timestamp": context.timestamp,
+                           "account_id": context.account_id}),
+        "now": to_cel(context.timestamp),
+        "account": to_cel(context.account.model_dump()),
+        "market": to_cel({k: v.model_dump() for k, v in context.market.items()}),
+        "health": to_cel(context.health.model_dump()),
+    }
+
+
+def _lot(constraints: SymbolConstraints, order_type: str | None) -> Any:
+    chosen = constraints.market_lot_size if order_type == "MARKET" and constraints.market_lot_size else constraints.lot_size
+    return to_cel(chosen.model_dump()) if chosen is not None else None
+
+
 def build_activation(
     *,
     action: Any,
     intent: Intent,
     context: ExecutionContext,
-    params: Mapping[str, Any],
+    bundle: Any,
     state: StateView,
     constraints: SymbolConstraints | None,
-    settings: Mapping[str, Any],
+    roots: Any = None,
 ) -> dict[str, Any]:
-    """CEL activation from explicit inputs only; every number an exact Decimal."""
-    lot = None
-    if constraints is not None and intent.kind == "ORDER":
-        chosen = constraints.market_lot_size if intent.order_type == "MARKET" and constraints.market_lot_size else constraints.lot_size
-        lot = chosen.model_dump() if chosen is not None else None
-    data = {
-        "action": action.model_dump(),
-        "intent": intent.as_dict(),
-        "context": {
-            "exchange": context.exchange,
-            "symbol": context.symbol,
-            "timestamp": context.timestamp,
-            "account_id": context.account_id,
-        },
-        "now": context.timestamp,
-        "account": context.account.model_dump(),
-        "market": {k: v.model_dump() for k, v in context.market.items()},
-        "health": context.health.model_dump(),
-        "state": {
-            "recent": [r.model_dump() for r in state.recent],
-            "last_execution_ms": state.last_execution_ms,
-            "last_failed_safe_ms": state.last_failed_safe_ms,
-        },
-        "constraints": constraints.model_dump() if constraints is not None else None,
-        "lot": lot,
-        "params": dict(params),
-        "settings": dict(settings),
-    }
-    return {k: to_cel(v) for k, v in data.items()}
+    """CEL activation from explicit inputs only (spec §8.1); every number an exact Decimal.
+
+    Only the variables in ``roots`` are built (default: all; the pipeline passes the bundle's
+    ``roots``, the variables its gates read). What cannot change between decisions is converted once
+    and kept with the immutable object it comes from: the context's snapshot, the bundle's params per
+    symbol and settings, a symbol's constraints."""
+    out: dict[str, Any] = {}
+    for name in _ALL_ROOTS if roots is None else roots:
+        if name in _CONTEXT_ROOTS:
+            out[name] = memo(context, "context", lambda: _context_values(context))[name]
+        elif name == "intent":
+            out[name] = _Map({attr: to_cel(value) for attr, value in intent.__dict__.items()})
+        elif name == "state":
+            out[name] = to_cel({
+                "recent": [r.model_dump() for r in state.recent],
+                "last_execution_ms": state.last_execution_ms,
+                "last_failed_safe_ms": state.last_failed_safe_ms,
+            })
+        elif name == "params":
+            symbol = intent.symbol or context.symbol
+            out[name] = memo(bundle, ("params", symbol), lambda: to_cel(bundle.params_for(symbol)))
+        elif name == "settings":
+            out[name] = memo(bundle, "settings", lambda: to_cel(bundle.settings()))
+        elif name == "constraints":
+            out[name] = None if constraints is None else memo(constraints, "value", lambda: to_cel(constraints.model_dump()))
+        elif name == "lot":
+            out[name] = None if constraints is None or intent.kind != "ORDER" else memo(
+                constraints, ("lot", intent.order_type), lambda: _lot(constraints, intent.order_type))
+        elif name == "action":
+            out[name] = to_cel(action.model_dump())
+    return out
+
+
+_CONTEXT_ROOTS = frozenset({"context", "now", "account", "market", "health"})
+_ALL_ROOTS = (*VARIABLES, "params")
 
 
 def variables_markdown() -> str:
@@ -161,7 +187,7 @@ def variables_markdown() -> str:
     lines = [
         "# Variables and helpers a gate can use",
         "",
-        "Generated by `ep4 docs gate-variables` from `engine/activation.py` and `engine/cel.py`;",
+        "Generated by `ep4 docs gate-variables` from `engine/activation.py` and `engine/cel/functions.py`;",
         "`tests/test_docs.py` fails when this file is stale. Every number is an exact decimal.",
         "`ep4 check` rejects a gate that reads a variable or a field not listed here.",
         "",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
 from .activation import variables_for
 from .cel import CelCompileError, CompiledExpression, FieldSpec, compile_expression
+from .models import GateOutcome
 from .numbers import DecimalParseError, parse_decimal, sha256_digest
 from .reason_codes import ENGINE_CODES
 
@@ -148,6 +150,11 @@ class Gate:
     message: str
     source: str  # file:line:col of the expression
 
+    @cached_property
+    def passed(self) -> GateOutcome:
+        """The trace entry of a pass: the same immutable object every time."""
+        return GateOutcome(id=self.id, rule=self.rule, category=self.category, passed=True, error=None)
+
 
 @dataclass(frozen=True)
 class Bundle:
@@ -164,6 +171,11 @@ class Bundle:
     digest: str
     path: str = ""
     canonical: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def roots(self) -> frozenset[str]:
+        """The gate variables this bundle's gates read (the only ones built per decision)."""
+        return frozenset().union(*(g.expression.roots for g in self.risk_gates + self.constraint_checks))
 
     def params_for(self, symbol: str | None) -> dict[str, Any]:
         """Typed params as gates see them, per-symbol values resolved for ``symbol``."""

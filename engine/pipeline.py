@@ -141,13 +141,8 @@ def evaluate(
     bundle = config.bundle
     symbol_constraints = config.constraints.symbols.get(intent.symbol) if intent.symbol else None
     activation = build_activation(
-        action=action,
-        intent=intent,
-        context=context,
-        params=bundle.params_for(intent.symbol or context.symbol),
-        state=state,
-        constraints=symbol_constraints,
-        settings=bundle.settings(),
+        action=action, intent=intent, context=context, bundle=bundle, state=state, constraints=symbol_constraints,
+        roots=bundle.roots,
     )
     trace3, failure = risk_gates(bundle.risk_gates, activation, config.evaluator)
     if failure is not None:

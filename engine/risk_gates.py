@@ -40,13 +40,15 @@ def _evaluate_gates(
         error = None
         try:
             value = gate.expression.evaluate_exact(activation, evaluator)
-            passed = value is True
-            if not isinstance(value, bool):
-                error = f"gate returned {type(value).__name__}, not a boolean"
         except CelEvaluationError as exc:
-            passed, error = False, str(exc)
-        trace.append(GateOutcome(id=gate.id, rule=gate.rule, category=gate.category, passed=passed, error=error))
-        if not passed and failure is None:
+            value, error = None, str(exc)
+        if value is True:
+            trace.append(gate.passed)
+            continue
+        if error is None:
+            error = f"gate returned {type(value).__name__}, not a boolean" if not isinstance(value, bool) else None
+        trace.append(GateOutcome(id=gate.id, rule=gate.rule, category=gate.category, passed=False, error=error))
+        if failure is None:
             if error is None:
                 failure = GateFailure(gate, gate.reason_code, f"{gate.id}: {gate.message}")
             else:

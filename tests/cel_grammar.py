@@ -24,7 +24,9 @@ from typing import Any
 from hypothesis import strategies as st
 
 from engine.activation import build_activation, variables_for
-from engine.cel import CelCompileError, CelEvaluationError, FieldSpec, compile_expression, from_cel, to_cel
+from celpy.evaluation import CELEvalError
+
+from engine.cel import CelCompileError, CelEvaluationError, FieldSpec, compile_expression, error_message, from_cel, to_cel
 from engine.cli.inputs import load_config_bundle, load_constraints, load_context
 from engine.intent import resolve_intent
 from engine.models import ExecutionRecord, PolicyDecision, StateView
@@ -201,8 +203,8 @@ def environment() -> tuple[Any, list[dict[str, Any]]]:
         decision = PolicyDecision.model_validate(loads(_json({"decision_id": "d", "decision_code": "AUTHORIZED_ACTION", "action": action})))
         intent = resolve_intent(decision.action, context)
         act = build_activation(
-            action=decision.action, intent=intent, context=context, params=bundle.params_for("BTCUSDT"), state=state,
-            constraints=constraints.symbols.get("BTCUSDT"), settings=bundle.settings(),
+            action=decision.action, intent=intent, context=context, bundle=bundle, state=state,
+            constraints=constraints.symbols.get("BTCUSDT"),
         )
         bases.append({k: from_cel(v) for k, v in act.items()})
     return variables, bases
@@ -224,7 +226,7 @@ DAMAGE = [
 def activations(draw: Any) -> dict[str, Any]:
     """A real activation, damaged in a few places (CEL values, ready for both evaluators)."""
     _variables, bases = environment()
-    data = copy.deepcopy(draw(st.sampled_from(bases)))
+    data = copy.deepcopy(bases[draw(st.integers(0, len(bases) - 1))])
     for _ in range(draw(st.integers(0, 4))):
         _damage(data, draw)
     return {k: to_cel(v) for k, v in data.items()}
@@ -264,6 +266,8 @@ def outcome(expression: Any, activation: dict[str, Any], evaluator: str) -> tupl
 
 def canonical(value: Any) -> str:
     """Type-exact text of a result (Decimal('1.0') and Decimal('1.00') differ; True and 1 differ)."""
+    if isinstance(value, CELEvalError):  # an error value kept inside a map literal
+        return f"error:{error_message(value)}"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{canonical(k)}: {canonical(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):

@@ -44,6 +44,7 @@ __all__ = [
     "FieldSpec",
     "HELPER_FUNCTIONS",
     "compile_expression",
+    "error_message",
     "exact_arithmetic",
     "from_cel",
     "to_cel",
@@ -106,7 +107,7 @@ class CompiledExpression:
                 raise ValueError(f"unknown evaluator {evaluator!r} (one of {', '.join(EVALUATORS)})")
         except celpy.CELEvalError as exc:
             raise CelEvaluationError(error_message(exc)) from None
-        except (ArithmeticError, TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError) as exc:
+        except Exception as exc:  # any other failure inside an expression fails the gate, never the run
             raise CelEvaluationError(error_message(Exception(f"{type(exc).__name__}: {exc}"))) from None
         return from_cel(value)
 

@@ -9,6 +9,8 @@ Helpers work on exact decimals (spec §4 Rule 4: no rounding heuristics) and are
 
 from __future__ import annotations
 
+import decimal
+import operator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable
@@ -17,6 +19,7 @@ from celpy import celtypes
 from celpy.evaluation import CELEvalError
 
 from ..numbers import EXACT, DecimalParseError, parse_decimal
+from .values import FALSE, TRUE
 
 __all__ = ["BUILTIN_FUNCTIONS", "FUNCTIONS", "HELPER_FUNCTIONS", "KNOWN_FUNCTIONS", "LITERAL_FUNCTION"]
 
@@ -43,17 +46,17 @@ def _is_multiple(value: Any, step: Any) -> celtypes.BoolType:
     _need_decimal("is_multiple", value, step)
     if step <= 0:
         raise ValueError("is_multiple(): step must be > 0")
-    return celtypes.BoolType(EXACT.remainder(value, step) == 0)
+    return TRUE if EXACT.remainder(value, step) == 0 else FALSE
 
 
 def _aligned(value: Any, base: Any, step: Any) -> celtypes.BoolType:
     """Binance filter alignment: ``(value - base) % step == 0``; a zero step disables the rule."""
     _need_decimal("aligned", value, base, step)
     if step == 0:
-        return celtypes.BoolType(True)
+        return TRUE
     if step < 0:
         raise ValueError("aligned(): step must be >= 0")
-    return celtypes.BoolType(EXACT.remainder(EXACT.subtract(value, base), step) == 0)
+    return TRUE if EXACT.remainder(EXACT.subtract(value, base), step) == 0 else FALSE
 
 
 def _dabs(value: Any) -> Decimal:
@@ -97,14 +100,14 @@ def _in_windows(ts_ms: Any, windows: Any) -> celtypes.BoolType:
     _need_decimal("in_windows", ts_ms)
     minute = _whole("in_windows", ts_ms) // 60000 % 1440
     for w in windows:
-        start, end = _whole("in_windows", w[celtypes.StringType("start")]), _whole("in_windows", w[celtypes.StringType("end")])
+        start, end = _whole("in_windows", w["start"]), _whole("in_windows", w["end"])
         inside = start <= minute < end if start <= end else (minute >= start or minute < end)
         if inside:
-            return celtypes.BoolType(True)
-    return celtypes.BoolType(False)
+            return TRUE
+    return FALSE
 
 
-_TIMESTAMP = celtypes.StringType("timestamp")
+_TIMESTAMP = "timestamp"
 
 
 def _recent_count(records: Any, since_ms: Any, match: Any) -> Decimal:
@@ -180,7 +183,56 @@ def logical_condition(e: Any, x: Any, y: Any) -> Any:
     return celtypes.logical_condition(e, x, y)
 
 
-FUNCTIONS: dict[str, Callable[..., Any]] = {name: h.function for name, h in HELPER_FUNCTIONS.items()}
+_DECIMAL_SIGNALS = {
+    decimal.Inexact: "inexact decimal arithmetic: the exact result needs more than 60 digits (ep4 never rounds)",
+    decimal.Rounded: "inexact decimal arithmetic: the exact result needs more than 60 digits (ep4 never rounds)",
+    decimal.Overflow: "decimal overflow: the result is out of range",
+}
+
+
+def _exact(op: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """An arithmetic operator whose inexact (or out-of-range) decimal result is an error *value*.
+
+    cel-python lets the decimal signal escape as a Python exception, past ``||``/``&&``/``?:``, so
+    ``true || 1 / 3 > 0`` failed instead of being true (CEL spec: errors are values those operators
+    absorb). A division by zero stays the ZeroDivisionError the interpreter already turns into
+    "modulus or divide by zero"."""
+
+    def apply(*args: Any) -> Any:
+        try:
+            return op(*args)
+        except ZeroDivisionError:
+            raise
+        except decimal.DecimalException as ex:
+            return CELEvalError(_DECIMAL_SIGNALS.get(ex.__class__, "invalid decimal operation"), ex.__class__, ())
+
+    apply.__name__ = name
+    return apply
+
+
+def _quiet(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A helper whose every failure is an error value: a decimal signal or a missing record field
+    becomes a ValueError, which both evaluators turn into an error the logical operators absorb."""
+
+    def apply(*args: Any) -> Any:
+        try:
+            return function(*args)
+        except decimal.DecimalException as ex:
+            raise ValueError(f"{function.__name__.lstrip('_')}(): {_DECIMAL_SIGNALS.get(ex.__class__, 'invalid decimal operation')}") from None
+        except KeyError as ex:
+            raise ValueError(f"{function.__name__.lstrip('_')}(): no field {ex.args[0]!r}") from None
+
+    apply.__name__ = function.__name__
+    return apply
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {name: _quiet(h.function) for name, h in HELPER_FUNCTIONS.items()}
+FUNCTIONS["_+_"] = _exact(operator.add, "add")
+FUNCTIONS["_-_"] = _exact(operator.sub, "sub")
+FUNCTIONS["_*_"] = _exact(operator.mul, "mul")
+FUNCTIONS["_/_"] = _exact(operator.truediv, "truediv")
+FUNCTIONS["_%_"] = _exact(operator.mod, "mod")
+FUNCTIONS["-_"] = _exact(operator.neg, "neg")
 FUNCTIONS[LITERAL_FUNCTION] = _literal_decimal
 FUNCTIONS["_||_"] = logical_or
 FUNCTIONS["_&&_"] = logical_and

@@ -238,7 +238,7 @@ class _Planner:
         if kind == "BOOL_LIT":
             return "T" if token.value.lower() == "true" else "F"
         if kind == "NULL_LIT":
-            return "None"
+            return "NULL"  # a name, not the keyword: `None[x]` would be a SyntaxWarning
         if kind in ("STRING_LIT", "MLSTRING_LIT"):
             try:
                 value = celstr(token)
@@ -261,15 +261,220 @@ def macro_variable(args: list[Any]) -> str | None:
 
 
 def plan(tree: lark.Tree, functions: Mapping[str, Callable[..., Any]], label: str = "gate") -> Plan:
-    """Compile a checked tree (numeric literals already rewritten) into a Python function."""
+    """Compile a checked tree (numeric literals already rewritten) into a Python function.
+
+    The function tries the fast path (native Python for the typed case) and, on any exception
+    there, runs the reference path (the interpreter's rules, errors and all)."""
     planner = _Planner(functions)
     top = _Function(["act"])
     planner.stack.append(top)
     value = planner.expr(tree, {})
-    lines = [f"def {label}(act):"]
+    lines = [f"def {label}_reference(act):"]
     lines += ["    " + line for line in top.lines]
     lines.append(f"    return result({value})")
+    fast = _Fast(planner)
+    try:
+        fast_value, _ = fast.expr(tree, {})
+    except _NoFast:
+        lines += ["", f"{label} = {label}_reference  # no fast path for this expression"]
+    else:
+        lines += ["", "", f"def {label}_fast(act):"]
+        lines += ["    " + line for line in fast.lines]
+        lines.append(f"    return {fast_value}")
+        lines += [
+            "", "",
+            f"def {label}(act):",
+            "    try:",
+            f"        return {label}_fast(act)",
+            "    except Exception:  # outside the typed case: the reference path decides, errors and all",
+            f"        return {label}_reference(act)",
+        ]
     source = "\n".join(planner.constants + lines) + "\n"
     namespace = planner.namespace
+    namespace["LIST"] = runtime._ListType
+    namespace["NULL"] = None
+    namespace["DGET"] = dict.__getitem__
     exec(compile(source, f"<ep4 gate {label}>", "exec"), namespace)
     return Plan(function=namespace[label], source=source)
+
+
+# --- the fast path: the same tree as native Python for well-typed values -----------------------
+
+# What may *raise* in the interpreter (rather than give an error value that ||, && and ?: absorb):
+# only the macros — a target that is not a list, an error inside a map/filter/exists_one body.
+# Arithmetic and helpers give error values (engine.cel.functions). So a short-circuit in the fast
+# path may skip a sub-tree without macros: its value cannot change the result, and it cannot raise.
+
+
+class _NoFast(Exception):
+    """A construct the fast path does not cover: the gate runs the reference path only."""
+
+
+class _Fast:
+    """Writes a gate's fast function. Each method returns (Python expression, may_raise): whether
+    the interpreter could raise (not return an error value) somewhere in that sub-tree."""
+
+    def __init__(self, planner: _Planner) -> None:
+        self.p = planner
+        self.roots: dict[str, str] = {}
+        self.lines: list[str] = []
+
+    def tmp(self) -> str:
+        return self.p._new("_t")
+
+    def expr(self, node: Any, scope: dict[str, str]) -> tuple[str, bool]:
+        while isinstance(node, lark.Tree) and node.data in _SINGLE and len(node.children) == 1 and isinstance(node.children[0], lark.Tree):
+            node = node.children[0]
+        method = getattr(self, "f_" + node.data, None) if isinstance(node, lark.Tree) else None
+        if method is None:
+            raise _NoFast(getattr(node, "data", node))
+        return method(node, scope)
+
+    def f_expr(self, node: lark.Tree, scope: dict[str, str]) -> tuple[str, bool]:
+        (c, cr), (x, xr), (y, yr) = (self.expr(n, scope) for n in node.children)
+        t = self.tmp()
+        return f"({x} if ({t} := {c}) is T else ({y} if {t} is F else bail()))", cr or xr or yr
+
+    def f_conditionalor(self, node: lark.Tree, scope: dict[str, str]) -> tuple[str, bool]:
+        (a, ar), (b, br) = (self.expr(n, scope) for n in node.children)
+        if br:
+            return f"or_full({a}, {b})", True
+        t = self.tmp()
+        return f"({t} if ({t} := {a}) is T else ({b} if {t} is F else bail()))", ar
+
+    def f_conditionaland(self, node: lark.Tree, scope: dict[str, str]) -> tuple[str, bool]:
+        (a, ar), (b, br) = (self.expr(n, scope) for n in node.children)
+        if br:
+            return f"and_full({a}, {b})", True
+        t = self.tmp()
+        return f"({t} if ({t} := {a}) is F else ({b} if {t} is T else bail()))", ar
+
+    _OPS = {"relation_lt": "<", "relation_le": "<=", "relation_gt": ">", "relation_ge": ">=", "relation_eq": "==", "relation_ne": "!="}
+
+    def f_relation(self, node: lark.Tree, scope: dict[str, str]) -> tuple[str, bool]:
+        op, right = node.children
+        (a, ar), (b, br) = self.expr(op.children[0], scope), self.expr(right, scope)
+        if op.data == "relation_in":
+            return f"fin({a}, {b})", ar or br
+        return f"(T if {a} {self._OPS[op.data]} {b} else F)", ar or br
+
+    _ARITH = {"addition_add": "+", "addition_sub": "-", "multiplication_mul": "*", "multiplication_div": "/", "multiplication_mod": "%"}
+
+    def f_addition(self, node: lark.Tree, scope: dict[str, str]) -> tuple[str, bool]:
+        op, right = node.children
+        (a, ar), (b, br) = self.expr(op.children[0], scope), self.expr(right, scope)
+        x, y = self.tmp(), self.tmp()
+        return f"({x} {self._ARITH[op.data]} {y} if type({x} := {a}) is DECIMAL and type({y} := {b}) is DECIMAL else bail())", ar or br
+
+    f_multiplication = f_addition
+
+    def f_unary(self, node: lark.Tree, scope: dict[str, str]) -> tuple[str, bool]:
+        op, operand = node.children
+        a, ar = self.expr(operand, scope)
+        t = self.tmp()
+        if op.data == "unary_not":
+            return f"(F if ({t} := {a}) is T else (T if {t} is F else bail()))", ar
+        return f"(-{t} if type({t} := {a}) is DECIMAL else bail())", ar
+
+    def f_member_dot(self, node: lark.Tree, scope: dict[str, str]) -> tuple[str, bool]:
+        # a map's field is member[name] in the interpreter too, and with a str name MapType.__getitem__
+        # is dict.__getitem__; any other value (or a missing name) raises here: bail
+        member, name = node.children
+        a, ar = self.expr(member, scope)
+        return f"DGET({a}, {str(name)!r})", ar
+
+    def f_member_index(self, node: lark.Tree, scope: dict[str, str]) -> tuple[str, bool]:
+        (a, ar), (b, br) = (self.expr(n, scope) for n in node.children)
+        return f"{a}[{b}]", ar or br
+
+    def f_member_dot_arg(self, node: lark.Tree, scope: dict[str, str]) -> tuple[str, bool]:
+        member, name = node.children[:2]
+        args = list(node.children[2].children) if len(node.children) > 2 else []
+        target, tr = self.expr(member, scope)
+        if str(name) in MACROS:
+            var = macro_variable(args)
+            if var is None:  # pragma: no cover - refused by the checker
+                raise _NoFast("macro shape")
+            param = f"v_{var}"
+            body, bodyr = self.expr(args[1], {**scope, var: param})
+            return f"fx_{name}({target}, lambda {param}: {body}, {not bodyr})", True
+        compiled = [self.expr(a, scope) for a in args]
+        parts = [target] + [c for c, _ in compiled]
+        return f"fok({self.p.function(str(name))}({', '.join(parts)}))", tr or any(r for _, r in compiled)
+
+    def f_primary(self, node: lark.Tree, scope: dict[str, str]) -> tuple[str, bool]:
+        child = node.children[0]
+        kind = child.data
+        if kind == "literal":
+            return self.p.literal(child), False
+        if kind == "paren_expr":
+            return self.expr(child.children[0], scope)
+        if kind == "ident":
+            ident = str(child.children[0])
+            if ident in scope:
+                return scope[ident], False
+            if ident not in self.roots:
+                self.roots[ident] = f"r_{ident}"
+                self.lines.append(f"r_{ident} = act[{ident!r}]")
+            return self.roots[ident], False
+        if kind == "ident_arg":
+            token = child.children[0]
+            name = str(token)
+            args = list(child.children[1].children) if len(child.children) > 1 else []
+            if name == LITERAL_FUNCTION:
+                return self.p.call(child, node, scope), False
+            if name == "has":
+                member = _unwrap_member(args[0])
+                inner, ir = self.expr(member.children[0], scope)
+                return f"fhas({inner}, {str(member.children[1])!r})", ir
+            compiled = [self.expr(a, scope) for a in args]
+            call = f"fok({self.p.function(name)}({', '.join(c for c, _ in compiled)}))"
+            return call, any(r for _, r in compiled)
+        if kind == "list_lit":
+            items = [self.expr(e, scope) for e in (child.children[0].children if child.children else [])]
+            inside = ", ".join(c for c, _ in items) + ("," if len(items) == 1 else "")
+            return f"LIST(({inside}))", any(r for _, r in items)
+        if kind == "map_lit":
+            exprs = child.children[0].children if child.children else []
+            literals = [_literal_value(e) for e in exprs]
+            if all(v is not _NOT_LITERAL for v in literals):  # e.g. recent_count's {"attempted": true}
+                value = runtime.map_lit(lambda: tuple(literals), None)
+                if not isinstance(value, runtime.CELEvalError):  # helpers never mutate a map
+                    name = self.p._new("m")
+                    self.p.namespace[name] = value
+                    self.p.constants.append(f"# {name} = {value!r}")
+                    return name, False
+            flat = [self.expr(e, scope) for e in exprs]
+            inside = ", ".join(c for c, _ in flat) + ("," if len(flat) == 1 else "")
+            return f"fok(map_lit(lambda: ({inside}), None))", any(r for _, r in flat)
+        raise _NoFast(kind)
+
+
+_NOT_LITERAL = object()
+
+
+def _literal_value(node: Any) -> Any:
+    """The value of an expression that is a string, bool or null literal (what the interpreter's
+    literal rule makes of it), else _NOT_LITERAL."""
+    while isinstance(node, lark.Tree) and node.data != "literal" and len(node.children) == 1 and isinstance(node.children[0], lark.Tree):
+        node = node.children[0]
+    if not isinstance(node, lark.Tree) or node.data != "literal":
+        return _NOT_LITERAL
+    token = node.children[0]
+    if token.type == "BOOL_LIT":
+        return runtime.T if token.value.lower() == "true" else runtime.F
+    if token.type == "NULL_LIT":
+        return None
+    if token.type in ("STRING_LIT", "MLSTRING_LIT"):
+        try:
+            return celstr(token)
+        except ValueError:
+            return _NOT_LITERAL
+    return _NOT_LITERAL
+
+
+def _unwrap_member(node: Any) -> lark.Tree:
+    """The member_dot node inside has()'s argument (the checker guarantees there is one)."""
+    while node.data != "member_dot":
+        node = node.children[0]
+    return node

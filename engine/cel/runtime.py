@@ -20,23 +20,28 @@ Conventions the planner (``engine/cel/planner.py``) relies on:
 
 from __future__ import annotations
 
-import operator
 from decimal import Decimal
 from functools import reduce
 from typing import Any, Callable
 
 from celpy import celtypes
-from celpy.evaluation import CELEvalError, NameContainer, eval_error, operator_in
+from celpy.evaluation import CELEvalError, NameContainer, eval_error
+
+from .functions import FUNCTIONS
+from .values import FALSE, TRUE, _List, _Map
 
 __all__ = ["T", "F"]  # the rest is reached through the generated code's namespace
 
-T = celtypes.BoolType(True)
-F = celtypes.BoolType(False)
+T = TRUE
+F = FALSE
 _E = CELEvalError
 _Bool = celtypes.BoolType
 _MapType = celtypes.MapType
 _MessageType = celtypes.MessageType
 _ListType = celtypes.ListType
+_Str = celtypes.StringType
+_str_eq = str.__eq__
+_PLAIN_MAPS = frozenset({_MapType, _Map})  # MapType subclasses that add nothing to item lookup
 
 
 def _overload(label: str, ex: BaseException, tree: Any, *operands: Any) -> CELEvalError:
@@ -73,6 +78,8 @@ def var(activation: Any, name: str, tree: Any) -> Any:
 
 
 def or_(a: Any, b: Any, tree: Any, _op: Callable[[Any, Any], Any]) -> Any:
+    if type(a) is _Bool and type(b) is _Bool:  # what logical_or does with two booleans
+        return T if (a or b) else F
     try:
         return _op(a, b)
     except TypeError as ex:
@@ -80,6 +87,8 @@ def or_(a: Any, b: Any, tree: Any, _op: Callable[[Any, Any], Any]) -> Any:
 
 
 def and_(a: Any, b: Any, tree: Any, _op: Callable[[Any, Any], Any]) -> Any:
+    if type(a) is _Bool and type(b) is _Bool:
+        return T if (a and b) else F
     try:
         return _op(a, b)
     except TypeError as ex:
@@ -152,6 +161,8 @@ def ge(a: Any, b: Any, tree: Any) -> Any:
 
 
 def eq(a: Any, b: Any, tree: Any) -> Any:
+    if type(a) is _Str and type(b) is _Str:  # StringType.__eq__ is str.__eq__, minus two Python calls
+        return T if _str_eq(a, b) else F
     if isinstance(a, _E):
         return a
     if isinstance(b, _E):
@@ -163,6 +174,8 @@ def eq(a: Any, b: Any, tree: Any) -> Any:
 
 
 def ne(a: Any, b: Any, tree: Any) -> Any:
+    if type(a) is _Str and type(b) is _Str:
+        return F if _str_eq(a, b) else T
     if isinstance(a, _E):
         return a
     if isinstance(b, _E):
@@ -174,10 +187,22 @@ def ne(a: Any, b: Any, tree: Any) -> Any:
 
 
 def in_(a: Any, b: Any, tree: Any) -> Any:
+    """celpy.evaluation.operator_in (without its per-call ``typing`` casts, which cost ~15 µs)."""
+    if isinstance(a, _E):
+        return a
+    if isinstance(b, _E):
+        return b
+    found: Any = F
     try:
-        return operator_in(a, b)
-    except TypeError as ex:
+        for c in b:
+            try:
+                if c == a:
+                    return T
+            except TypeError as ex:
+                found = _E("no such overload", ex.__class__, ex.args)
+    except TypeError as ex:  # not iterable: the relation's own handler in the interpreter
         return _overload("'relation_in'", ex, tree, a, b)
+    return found
 
 
 # --- arithmetic (Evaluator.addition / multiplication / unary) ---
@@ -213,14 +238,17 @@ def _multiplicative(label: str, op: Callable[[Any, Any], Any]) -> Callable[[Any,
     return apply
 
 
-add = _additive("'addition_add'", operator.add)
-sub = _additive("'addition_sub'", operator.sub)
-mul = _multiplicative("'multiplication_mul'", operator.mul)
-div = _multiplicative("'multiplication_div'", operator.truediv)
-mod = _multiplicative("'multiplication_mod'", operator.mod)
+add = _additive("'addition_add'", FUNCTIONS["_+_"])
+sub = _additive("'addition_sub'", FUNCTIONS["_-_"])
+mul = _multiplicative("'multiplication_mul'", FUNCTIONS["_*_"])
+div = _multiplicative("'multiplication_div'", FUNCTIONS["_/_"])
+mod = _multiplicative("'multiplication_mod'", FUNCTIONS["_%_"])
+_neg = FUNCTIONS["-_"]
 
 
 def not_(a: Any, tree: Any) -> Any:
+    if type(a) is _Bool:
+        return F if a else T
     try:
         return celtypes.logical_not(a)
     except TypeError as ex:
@@ -231,7 +259,7 @@ def not_(a: Any, tree: Any) -> Any:
 
 def neg(a: Any, tree: Any) -> Any:
     try:
-        return -a
+        return _neg(a)
     except TypeError as ex:
         return _overload("'unary_neg'", ex, tree, a)
     except ValueError as ex:
@@ -243,6 +271,11 @@ def neg(a: Any, tree: Any) -> Any:
 
 def dot(member: Any, name: str, tree: Any) -> Any:
     """``member.name`` (Evaluator.member_dot): maps only; anything else is an error value."""
+    if type(member) in _PLAIN_MAPS:  # MapType.__getitem__ with a str key is a dict lookup
+        value = _dict_get(member, name, _ABSENT)
+        if value is not _ABSENT:
+            return value
+        return _E(f"no such member in mapping: {name!r}", KeyError, None, tree=tree)
     if isinstance(member, _E):
         return member
     if isinstance(member, NameContainer):
@@ -257,6 +290,10 @@ def dot(member: Any, name: str, tree: Any) -> Any:
         except KeyError:
             return _E(f"no such member in mapping: {name!r}", KeyError, None, tree=tree)
     return _E(f"{member!r} with type: '{type(member)}' does not support field selection", TypeError, None, tree=tree)
+
+
+_ABSENT = object()
+_dict_get = dict.get
 
 
 def index(member: Any, key: Any, tree: Any) -> Any:
@@ -332,18 +369,6 @@ _ALL = eval_error("no such overload", TypeError)(celtypes.logical_and)
 _EXISTS = eval_error("no such overload", TypeError)(celtypes.logical_or)
 
 
-def _absorbing(body: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """The interpreter's build_ss_macro_eval: an error raised by the body becomes its value."""
-
-    def run(v: Any) -> Any:
-        try:
-            return body(v)
-        except _E as ex:
-            return ex
-
-    return run
-
-
 def _strict(body: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """The interpreter's build_macro_eval: an error value of the body is raised."""
 
@@ -357,15 +382,31 @@ def _strict(body: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def m_all(target: Any, body: Callable[[Any], Any]) -> Any:
+    """``reduce(logical_and, map(ss_body, target), true)``: every element, errors kept as values
+    (build_ss_macro_eval), combined by cel-python's own logical_and."""
     if isinstance(target, _E):
         return target
-    return reduce(_ALL, map(_absorbing(body), target), T)
+    acc: Any = T
+    for v in target:
+        try:
+            r = body(v)
+        except _E as ex:
+            r = ex
+        acc = (T if (acc and r) else F) if type(acc) is _Bool and type(r) is _Bool else _ALL(acc, r)
+    return acc
 
 
 def m_exists(target: Any, body: Callable[[Any], Any]) -> Any:
     if isinstance(target, _E):
         return target
-    return reduce(_EXISTS, map(_absorbing(body), target), F)
+    acc: Any = F
+    for v in target:
+        try:
+            r = body(v)
+        except _E as ex:
+            r = ex
+        acc = (T if (acc or r) else F) if type(acc) is _Bool and type(r) is _Bool else _EXISTS(acc, r)
+    return acc
 
 
 def m_exists_one(target: Any, body: Callable[[Any], Any]) -> Any:
@@ -396,3 +437,117 @@ def result(value: Any) -> Any:
 
 
 DECIMAL = Decimal
+
+
+# --- the fast path (planner's _Fast): native Python on well-typed values, or Bail ---
+# A gate first runs its fast function; any exception there (Bail included) means "not the typed
+# case", and the gate runs the functions above instead, from scratch. So the fast path only has to
+# be right when it returns, and it returns only through operations whose Python meaning is the
+# interpreter's meaning for those operands.
+
+
+class Bail(Exception):
+    """The fast path met a value outside its typed case; the reference path decides."""
+
+
+def bail() -> Any:
+    raise Bail
+
+
+_LISTS = frozenset({_ListType, _List})
+_SCALARS = frozenset({Decimal, _Str, str, _Bool})
+
+
+def or_full(a: Any, b: Any) -> Any:
+    """``a || b`` when ``b`` must be evaluated anyway (it may raise, as in the interpreter)."""
+    if a is T:
+        return a
+    if a is F:
+        return b
+    raise Bail
+
+
+def and_full(a: Any, b: Any) -> Any:
+    if a is F:
+        return a
+    if a is T:
+        return b
+    raise Bail
+
+
+def fin(item: Any, container: Any) -> Any:
+    """``item in list`` for a scalar item: list.__contains__ compares ``element == item`` in order,
+    as operator_in does; a TypeError there (a non-scalar element) bails."""
+    if type(container) in _LISTS and type(item) in _SCALARS:
+        return T if item in container else F
+    raise Bail
+
+
+def fhas(member: Any, name: str) -> Any:
+    if type(member) in _PLAIN_MAPS:
+        return T if name in member else F
+    if isinstance(member, _E) or isinstance(member, (NameContainer, _MapType)):
+        raise Bail
+    return F
+
+
+def fok(value: Any) -> Any:
+    """A function may return an error value (matches()); the fast path never carries one."""
+    if isinstance(value, _E):
+        raise Bail
+    return value
+
+
+def fx_all(target: Any, body: Callable[[Any], Any], short: bool) -> Any:
+    if type(target) not in _LISTS:
+        raise Bail
+    result = T
+    for v in target:
+        r = body(v)
+        if r is F:
+            if short:
+                return F
+            result = F
+        elif r is not T:
+            raise Bail
+    return result
+
+
+def fx_exists(target: Any, body: Callable[[Any], Any], short: bool) -> Any:
+    if type(target) not in _LISTS:
+        raise Bail
+    result = F
+    for v in target:
+        r = body(v)
+        if r is T:
+            if short:
+                return T
+            result = T
+        elif r is not F:
+            raise Bail
+    return result
+
+
+def fx_exists_one(target: Any, body: Callable[[Any], Any], short: bool) -> Any:
+    if type(target) not in _LISTS:
+        raise Bail
+    count = 0
+    for v in target:
+        r = body(v)
+        if r is T:
+            count += 1
+        elif r is not F:
+            raise Bail
+    return T if count == 1 else F
+
+
+def fx_map(target: Any, body: Callable[[Any], Any], short: bool) -> Any:
+    if type(target) not in _LISTS:
+        raise Bail
+    return _ListType([body(v) for v in target])
+
+
+def fx_filter(target: Any, body: Callable[[Any], Any], short: bool) -> Any:
+    if type(target) not in _LISTS:
+        raise Bail
+    return _ListType([v for v in target if body(v)])

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from celpy import celtypes
 
-__all__ = ["from_cel", "to_cel"]
+__all__ = ["FALSE", "TRUE", "from_cel", "to_cel"]
 
 
 class _List(celtypes.ListType):
@@ -26,28 +26,59 @@ class _Map(celtypes.MapType):
         return True if other is None else super().__ne__(other)
 
     __hash__ = None  # type: ignore[assignment]
+    # built by to_cel from dicts only: a plain dict copy (MapType.__init__ walks the items in Python)
+    __init__ = dict.__init__  # type: ignore[assignment]
 
 
-_TRUE = celtypes.BoolType(True)
-_FALSE = celtypes.BoolType(False)
+# The two booleans every ep4 value uses (to_cel, helpers, compiled gates), so a test is an identity check.
+TRUE = celtypes.BoolType(True)
+FALSE = celtypes.BoolType(False)
+
+
+_STRINGS: dict[str, celtypes.StringType] = {}
+
+
+def _string(text: str) -> celtypes.StringType:
+    """One StringType per short text (they are immutable): symbols, sides, kinds recur."""
+    found = _STRINGS.get(text)
+    if found is None:
+        found = celtypes.StringType(text)
+        if len(text) <= 64 and len(_STRINGS) < 4096:
+            _STRINGS[text] = found
+    return found
 
 
 def to_cel(value: Any) -> Any:
     """Python data -> CEL values; every number becomes an exact ``Decimal``."""
+    kind = type(value)
+    if kind is Decimal:
+        if not value.is_finite():  # ep4 never lets NaN or infinity in; a gate never sees one
+            raise TypeError(f"{value} is not a finite decimal")
+        return value
+    if kind is str:
+        return _string(value)
+    if kind is bool:
+        return TRUE if value else FALSE
     if value is None:
         return None
+    if kind is dict:
+        # keys stay plain str: StringType hashes and compares in Python, str in C (a field read is a
+        # dict lookup; CEL sees no difference, and both evaluators get the same objects)
+        return _Map({str(k): to_cel(v) for k, v in value.items()})
+    if kind is list or kind is tuple:
+        return _List([to_cel(v) for v in value])
     if isinstance(value, bool):
-        return _TRUE if value else _FALSE
+        return TRUE if value else FALSE
     if isinstance(value, Decimal):
-        return value
+        return to_cel(Decimal(value))
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
         raise TypeError("floats are not allowed in a CEL activation; use Decimal")
     if isinstance(value, str):
-        return celtypes.StringType(value)
+        return _string(str(value))
     if isinstance(value, Mapping):
-        return _Map({celtypes.StringType(k): to_cel(v) for k, v in value.items()})
+        return _Map({str(k): to_cel(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):
         return _List([to_cel(v) for v in value])
     raise TypeError(f"cannot pass {type(value).__name__} to CEL")

@@ -78,10 +78,7 @@ def _describe(ev: Evaluation, context: ExecutionContext, config: Config, state: 
     else:
         lines.append(f"  intent: cancel open orders of {intent.symbol or 'ALL symbols'}")
     sc = config.constraints.symbols.get(intent.symbol) if intent.symbol else None
-    activation = build_activation(
-        action=action, intent=intent, context=context, params=config.bundle.params_for(intent.symbol or context.symbol),
-        state=state, constraints=sc, settings=config.bundle.settings(),
-    )
+    activation = build_activation(action=action, intent=intent, context=context, bundle=config.bundle, state=state, constraints=sc)
     data = {k: from_cel(v) for k, v in activation.items()}
     outcomes = {g.id: g for g in ev.gate_trace}
     for rule, gates in ((3, config.bundle.risk_gates), (4, config.bundle.constraint_checks)):
