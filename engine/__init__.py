@@ -10,15 +10,32 @@ For hosts embedding the engine:
 audit log and an exchange client (``exchange.BinanceClient``).
 """
 
-from .audit import AuditLog, verify_log
-from .bundle import Bundle, BundleError, load_bundle
-from .constraints import ConstraintsSnapshot, build_constraints
-from .executor import Executor
-from .ledger import Ledger
-from .models import ExecutionContext, ExecutionResult, PolicyDecision, StateView
-from .pipeline import Config, Evaluation, evaluate
-from .replay import replay_log
-from .verification import ExchangeReplyData, verify_ack
+import importlib
+from typing import Any
+
+# Public names and the module each lives in; loaded on first use (PEP 562), so a process that only
+# needs part of ep4 (`ep4 --help`, the paper exchange) does not import the whole engine.
+_EXPORTS = {
+    "AuditLog": "audit", "verify_log": "audit",
+    "Bundle": "bundle", "BundleError": "errors", "load_bundle": "bundle",
+    "ConstraintsSnapshot": "constraints", "build_constraints": "constraints",
+    "Executor": "executor",
+    "Ledger": "ledger",
+    "ExecutionContext": "models", "ExecutionResult": "models", "PolicyDecision": "models", "StateView": "models",
+    "Config": "pipeline", "Evaluation": "pipeline", "evaluate": "pipeline",
+    "replay_log": "replay",
+    "ExchangeReplyData": "verification", "verify_ack": "verification",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"engine.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AuditLog",

@@ -72,7 +72,7 @@ VARIABLES: dict[str, F] = {
         "object",
         "ledger view (spec §8.1: history as explicit input)",
         fields={
-            "recent": F("list", "[{decision_id, action_id, action_type, symbol, result, reason_code, timestamp, attempted, opens}] within the lookback"),
+            "recent": F("list", "[{decision_id, action_id, action_type, symbol, result, reason_code, timestamp, attempted, opens}]: the exchange calls made (or, in dry-run, that would have been) within the lookback, oldest first"),
             "last_execution_ms": F("decimal", "time of the last attempted exchange call", nullable=True),
             "last_failed_safe_ms": F("decimal", "time of the last FAILED_SAFE that arms the cooldown", nullable=True),
         },

@@ -17,15 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
+from .errors import AuditError
 from .numbers import canonical_json, loads
 
 __all__ = ["AuditError", "AuditLog", "GENESIS", "VerifyReport", "read_records", "record_hash", "verify_log"]
 
 GENESIS = "sha256:" + "0" * 64
-
-
-class AuditError(RuntimeError):
-    """The audit log cannot be written; the caller must not report an outcome as recorded."""
 
 
 class Anchor(Protocol):

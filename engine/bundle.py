@@ -24,6 +24,7 @@ from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
 from .activation import variables_for
 from .cel import CelCompileError, CompiledExpression, FieldSpec, compile_expression
+from .errors import BundleError, Problem
 from .models import GateOutcome
 from .numbers import DecimalParseError, parse_decimal, sha256_digest
 from .reason_codes import ENGINE_CODES
@@ -119,25 +120,6 @@ class GateLibraryDocument(_Doc):
 
 
 # --- loaded form ---
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int
-    column: int
-    message: str
-    text: str = ""
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
-        return f"{where}: {self.message}" + (f"\n    {self.text}" if self.text else "")
-
-
-class BundleError(ValueError):
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 @dataclass(frozen=True)

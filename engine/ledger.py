@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Iterable
 
+from .errors import LedgerError
 from .models import ExecutionRecord, StateView
 
 __all__ = ["IN_DOUBT", "Ledger", "LedgerError"]
@@ -46,10 +47,6 @@ CREATE TABLE IF NOT EXISTS audit_anchor (
     hash TEXT NOT NULL
 );
 """
-
-
-class LedgerError(RuntimeError):
-    """The ledger cannot be opened or written; nothing was sent."""
 
 
 class Ledger:
@@ -99,7 +96,7 @@ class Ledger:
             executed = ((decision_id, action_id),) if hit else ()
         recent = self._records(
             db.execute(
-                f"SELECT {self._COLS} FROM executions WHERE timestamp BETWEEN ? AND ? ORDER BY timestamp, seq",
+                f"SELECT {self._COLS} FROM executions WHERE attempted = 1 AND timestamp BETWEEN ? AND ? ORDER BY timestamp, seq",
                 (now_ms - lookback_ms, now_ms),
             )
         )

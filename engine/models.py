@@ -274,7 +274,9 @@ class StateView(_Frozen):
     executed: tuple[tuple[str, str], ...] = Field(
         default=(), strict=False, description="(decision_id, action_id) pairs already processed, for this decision"
     )
-    recent: tuple[ExecutionRecord, ...] = Field(default=(), strict=False, description="records within the bundle's lookback")
+    recent: tuple[ExecutionRecord, ...] = Field(
+        default=(), strict=False, description="attempted records (exchange calls) within the bundle's lookback, oldest first"
+    )
     last_execution_ms: Millis | None = None
     last_failed_safe_ms: Millis | None = None
 

@@ -27,14 +27,15 @@ from .models import (
     PolicyDecision,
     StateView,
 )
-from .numbers import sha256_digest
+from .errors import MODES
+from .memo import memo
+from .numbers import canonical_json
 from .order import OrderRequest, build_request
 from .risk_gates import risk_gates
 from .schema_validation import SchemaFailure, schema_validation
 
 __all__ = ["Config", "Evaluation", "evaluate", "execution_record", "result_json"]
 
-MODES = ("dry-run", "paper", "binance-testnet", "binance")
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,16 @@ class Evaluation:
 
 
 def _digests(raw: RawDecision, context: ExecutionContext, state: StateView, config: Config) -> tuple[str, str]:
-    payload = {
-        "decision": raw.data if not isinstance(raw.data, str) else {"unparsed_text": raw.data},
-        "context": context.model_dump(mode="json"),
-        "state": state.model_dump(mode="json"),
-    }
-    input_digest = sha256_digest(payload)
+    """``input_digest``: sha256 of the canonical JSON of {context, decision, state}; the context's
+    (immutable) and an unchanged state's canonical text are computed once and spliced in, which is
+    byte for byte what canonical_json of the whole payload gives (sorted keys, no spaces)."""
+    decision = raw.data if not isinstance(raw.data, str) else {"unparsed_text": raw.data}
+    text = "".join((
+        '{"context":', memo(context, "json", lambda: canonical_json(context.model_dump(mode="json"))),
+        ',"decision":', canonical_json(decision),
+        ',"state":', memo(state, "json", lambda: canonical_json(state.model_dump(mode="json"))), "}",
+    ))
+    input_digest = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
     seed = "\n".join([input_digest, config.bundle.digest, config.constraints_digest, config.mode])
     return input_digest, "ep4-" + hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32]
 

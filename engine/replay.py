@@ -63,7 +63,7 @@ def _recompute(rec: dict[str, Any], config: Config, failed_by_trace: dict[str, E
     )
 
 
-def replay_log(path: str | Path, bundle: Bundle, constraints: ConstraintsSnapshot) -> ReplayReport:
+def replay_log(path: str | Path, bundle: Bundle, constraints: ConstraintsSnapshot, evaluator: str = "compiled") -> ReplayReport:
     report = ReplayReport()
     failed_by_trace: dict[str, ExecutionResult] = {}
     for lineno, text in read_records(path):
@@ -81,7 +81,7 @@ def replay_log(path: str | Path, bundle: Bundle, constraints: ConstraintsSnapsho
             report.problems.append(f"{where}: recorded with constraints {rec.get('constraints_digest')}, replaying with {constraints.digest}")
             continue
         try:
-            got = _recompute(rec, Config(bundle, constraints, rec["mode"]), failed_by_trace)
+            got = _recompute(rec, Config(bundle, constraints, rec["mode"], evaluator=evaluator), failed_by_trace)
         except (KeyError, TypeError, ValueError) as exc:
             report.problems.append(f"{where}: record cannot be replayed: {exc}")
             continue

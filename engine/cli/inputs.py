@@ -5,21 +5,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 from pydantic import ValidationError
 
 from ..bundle import Bundle, load_bundle
+from ..errors import InputError
 from ..constraints import ConstraintsError, ConstraintsSnapshot, build_constraints
 from ..models import ExecutionContext
 from ..numbers import DecimalParseError, loads
 from ..paths import default_bundle_path, default_exchange_info_path, default_leverage_brackets_path
 
 __all__ = ["InputError", "load_config_bundle", "load_constraints", "load_context", "open_shipped_paper", "paper_sample", "read_decisions", "read_json"]
-
-
-class InputError(ValueError):
-    """A user input that cannot be used; the message says what, where and what to do."""
 
 
 def read_json(path: str | Path, what: str) -> Any:
@@ -67,34 +64,80 @@ def load_constraints(exchange_info: str | Path | None, brackets: str | Path | No
         raise InputError(f"{info_path}: {exc}") from None
 
 
-def read_decisions(source: str) -> list[str | Any]:
-    """Decisions from a .json file (one object or an array), a .jsonl file (one per line) or ``-``
-    (stdin: a JSON document, or JSON Lines). Lines are kept as text so a broken line becomes a
-    REJECTED result of its own instead of stopping the run."""
+def read_decisions(source: str) -> Iterator[str | Any]:
+    """Decisions from a .json file (one object or an array), a .jsonl file (one per line, streamed)
+    or ``-`` (stdin: JSON Lines, streamed, or one JSON document). Lines are kept as text so a broken
+    line becomes a REJECTED result of its own instead of stopping the run; a file is read as it is
+    processed, so memory stays flat however many lines it has."""
     if source == "-":
-        text = sys.stdin.read()
-        jsonl = None
+        stream: IO[str] = sys.stdin
+        jsonl: bool | None = None
     else:
         path = Path(source)
         try:
-            text = path.read_text(encoding="utf-8")
+            stream = path.open("r", encoding="utf-8", newline="")
         except FileNotFoundError:
             raise InputError(f"decisions file not found: {source}") from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             raise InputError(f"cannot read decisions file {source}: {exc}") from None
         jsonl = path.suffix.lower() == ".jsonl"
-    if not text.strip():
-        raise InputError(f"no decisions in {source if source != '-' else 'standard input'}")
-    if jsonl is not True:
+    where = source if source != "-" else "standard input"
+    try:
+        yield from _decisions(stream, jsonl, where)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"cannot read decisions from {where}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def _lines(stream: IO[str]) -> Iterator[str]:
+    """Lines split on \n only (a U+2028 inside a JSON string is not a line break)."""
+    for line in stream:
+        yield line.rstrip("\r\n")
+
+
+def _decisions(stream: IO[str], jsonl: bool | None, where: str) -> Iterator[str | Any]:
+    lines = _lines(stream)
+    if jsonl is False:  # a .json file: one document, or an array of them
+        text = "\n".join(lines)
+        yield from _document(text, where, broken_is_one_result=True)
+        return
+    first = next((line for line in lines if line.strip()), None)
+    if first is None:
+        raise InputError(f"no decisions in {where}")
+    if jsonl is None:  # stdin: JSON Lines if the first line is a whole JSON value, else one document
         try:
-            doc = loads(text)
-        except (ValueError, DecimalParseError):
-            doc = None
-            if jsonl is False:
-                return [text]  # one broken document: one INPUT_NOT_JSON result
-        if doc is not None:
-            return list(doc) if isinstance(doc, list) else [doc]
-    return [line for line in text.splitlines() if line.strip()]
+            loads(first)
+        except (ValueError, DecimalParseError, RecursionError):
+            yield from _document("\n".join([first, *lines]), where, broken_is_one_result=False)
+            return
+        if first.lstrip().startswith("["):
+            yield from _document("\n".join([first, *lines]), where, broken_is_one_result=False)
+            return
+    yield first
+    for line in lines:
+        if line.strip():
+            yield line
+
+
+def _document(text: str, where: str, *, broken_is_one_result: bool) -> Iterator[str | Any]:
+    if not text.strip():
+        raise InputError(f"no decisions in {where}")
+    try:
+        doc = loads(text)
+    except (ValueError, DecimalParseError, RecursionError):
+        if broken_is_one_result:
+            yield text  # one broken document: one INPUT_NOT_JSON result
+        else:
+            yield from (line for line in text.split("\n") if line.strip())
+        return
+    if isinstance(doc, list):
+        if not doc:
+            raise InputError(f"no decisions in {where} (an empty array)")
+        yield from doc
+    else:
+        yield doc
 
 
 def paper_sample(path: Path) -> Any:

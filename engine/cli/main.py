@@ -13,17 +13,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 
-from ..audit import AuditError
-from ..authorization_gate import read_decision
-from ..bundle import BundleDocument, BundleError, GateLibraryDocument, load_bundle
-from ..constraints import ConstraintsSnapshot
-from ..ledger import Ledger, LedgerError
-from ..models import ExecutionContext, ExecutionResult, PolicyDecision, StateView
-from ..pipeline import MODES, Config, evaluate, execution_record, result_json
-from ..reason_codes import ENGINE_CODES
-from ..state import MemoryState, merge_views
-from .explain import explain
-from .inputs import InputError, load_config_bundle, load_constraints, load_context, read_decisions
+from ..errors import MODES, AuditError, BundleError, InputError, LedgerError
+
+# Every command imports what it needs when it runs: `ep4 --help` does not load the engine.
 
 __all__ = ["main"]
 
@@ -40,6 +32,8 @@ def _err(msg: str) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from ..bundle import load_bundle
+
     failed = 0
     for path in args.bundles:
         try:
@@ -61,18 +55,25 @@ def cmd_check(args: argparse.Namespace) -> int:
 # --- shared set-up of execute / explain ---
 
 
-def _setup(args: argparse.Namespace) -> tuple[Config, ExecutionContext, list[Any], Ledger | None]:
+def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    from ..ledger import Ledger
+    from ..pipeline import Config
+    from .inputs import load_config_bundle, load_constraints, load_context, read_decisions
+
     bundle = load_config_bundle(args.bundle)
-    constraints: ConstraintsSnapshot = load_constraints(args.constraints, args.leverage_brackets)
+    constraints = load_constraints(args.constraints, args.leverage_brackets)
     if args.context is None:
         raise UsageError("--context FILE is required for dry-run and explain")
     context = load_context(args.context)
     decisions = read_decisions(args.decisions)
     ledger = Ledger.open_existing(args.state_dir) if args.state_dir else None
-    return Config(bundle, constraints, "dry-run"), context, decisions, ledger
+    return Config(bundle, constraints, "dry-run", evaluator=args.evaluator), context, decisions, ledger
 
 
-def _view(memory: MemoryState, ledger: Ledger | None, raw: Any, context: ExecutionContext, config: Config) -> StateView:
+def _view(memory: Any, ledger: Any, raw: Any, context: Any, config: Any) -> Any:
+    from ..authorization_gate import read_decision
+    from ..state import merge_views
+
     ids = read_decision(raw)
     view = memory.view(ids.decision_id, ids.action_id, context.timestamp, config.bundle.lookback_ms)
     if ledger is not None:
@@ -81,6 +82,9 @@ def _view(memory: MemoryState, ledger: Ledger | None, raw: Any, context: Executi
 
 
 def _dry_run(args: argparse.Namespace) -> int:
+    from ..pipeline import evaluate, execution_record, result_json
+    from ..state import MemoryState
+
     config, context, decisions, ledger = _setup(args)
     memory = MemoryState()  # dry-run: this run's would-be executions, never written to the ledger
     for raw in decisions:
@@ -100,6 +104,8 @@ REJECTION_WINDOW_MS = 3_600_000  # health.order_rejection_rate of contexts read 
 def _decision_symbol(text: str) -> str | None:
     """The symbol whose context to read for a decision; None when it names none (or a malformed one,
     which Rule 2 rejects whatever the context)."""
+    from ..authorization_gate import read_decision
+
     data = read_decision(text).data
     action = data.get("action") if isinstance(data, dict) else None
     symbol = action.get("symbol") if isinstance(action, dict) else None
@@ -116,6 +122,9 @@ def cmd_execute(args: argparse.Namespace) -> int:
         return _dry_run(args)
     from ..audit import AuditLog
     from ..executor import Executor, decision_text
+    from ..ledger import Ledger
+    from ..pipeline import Config, result_json
+    from .inputs import load_config_bundle, load_constraints, load_context, read_decisions
     from .venue import open_venue
 
     bundle = load_config_bundle(args.bundle)
@@ -135,7 +144,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
             constraints = load_constraints(args.constraints, args.leverage_brackets)
         else:  # live: the exchange's own current filters and brackets
             constraints = venue.read_constraints(bundle.exchange_client.recvWindowMs)
-        executor = Executor(Config(bundle, constraints, args.exchange), ledger, audit, venue.client)
+        executor = Executor(Config(bundle, constraints, args.exchange, evaluator=args.evaluator), ledger, audit, venue.client)
         for raw in decisions:
             text = decision_text(raw)
             if given_context is not None:
@@ -156,6 +165,14 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    if args.compiled:
+        return _explain_compiled(args)
+    if args.decisions is None:
+        raise UsageError("explain needs DECISIONS (or --compiled GATE_ID to print a gate's compiled Python)")
+    from ..pipeline import execution_record
+    from ..state import MemoryState
+    from .explain import explain
+
     config, context, decisions, ledger = _setup(args)
     memory = MemoryState()
     for i, raw in enumerate(decisions):
@@ -170,21 +187,42 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain_compiled(args: argparse.Namespace) -> int:
+    """The Python a gate runs (its fast path and its reference path), for review."""
+    from .inputs import load_config_bundle
+
+    bundle = load_config_bundle(args.bundle)
+    gates = {g.id: g for g in bundle.risk_gates + bundle.constraint_checks}
+    wanted = list(gates) if args.compiled == "all" else [args.compiled]
+    for gid in wanted:
+        gate = gates.get(gid)
+        if gate is None:
+            raise UsageError(f"no gate {gid!r} in {bundle.name} (gates: {', '.join(gates)}; or 'all')")
+        print(f"# {gate.id} (Rule {gate.rule}, {gate.source})")
+        for line in gate.expression.text.strip().splitlines():
+            print(f"#   {line}")
+        print(gate.expression.source)
+    return 0
+
+
 # --- ep4 schema / reason-codes ---
 
-_SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
-    "decision": lambda: PolicyDecision.model_json_schema(),
-    "context": lambda: ExecutionContext.model_json_schema(),
-    "result": lambda: ExecutionResult.model_json_schema(),
-    "bundle": lambda: BundleDocument.model_json_schema(),
-    "gate-library": lambda: GateLibraryDocument.model_json_schema(),
-    "constraints": lambda: ConstraintsSnapshot.model_json_schema(),
-    "state": lambda: StateView.model_json_schema(),
+_SCHEMAS: dict[str, tuple[str, str]] = {
+    "decision": ("models", "PolicyDecision"),
+    "context": ("models", "ExecutionContext"),
+    "result": ("models", "ExecutionResult"),
+    "bundle": ("bundle", "BundleDocument"),
+    "gate-library": ("bundle", "GateLibraryDocument"),
+    "constraints": ("constraints", "ConstraintsSnapshot"),
+    "state": ("models", "StateView"),
 }
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    schema = _SCHEMAS[args.what]()
+    import importlib
+
+    module, name = _SCHEMAS[args.what]
+    schema = getattr(importlib.import_module(f"engine.{module}"), name).model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     print(json.dumps(schema, indent=2, sort_keys=True))
     return 0
@@ -192,7 +230,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def reason_codes_markdown() -> str:
     """docs/reason-codes.md, generated: engine codes, then the default bundle's gate codes."""
+    from ..bundle import load_bundle
     from ..paths import default_bundle_path
+    from ..reason_codes import ENGINE_CODES
 
     lines = [
         "# Reason codes",
@@ -233,6 +273,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_reason_codes(args: argparse.Namespace) -> int:
+    from ..reason_codes import ENGINE_CODES
+
     for c in ENGINE_CODES.values():
         print(f"{c.code:32} {c.result:12} {c.when}")
     return 0
@@ -241,27 +283,51 @@ def cmd_reason_codes(args: argparse.Namespace) -> int:
 # --- ep4 bench ---
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from ..paths import examples_dir
+def _percentile(samples: list[int], q: float) -> float:
+    return samples[min(len(samples) - 1, int(len(samples) * q))] / 1000.0
 
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Rules 1-4 in-process, the context reused as a host would: both evaluators, interleaved."""
+    from ..paths import examples_dir
+    from ..pipeline import Config, evaluate, result_json
+    from .inputs import load_config_bundle, load_constraints, load_context
+
+    if args.runs < 1:
+        raise UsageError("--runs must be at least 1")
     ex = examples_dir()
-    config = Config(load_config_bundle(args.bundle), load_constraints(None, None), "dry-run")
+    bundle, constraints = load_config_bundle(args.bundle), load_constraints(None, None)
     context = load_context(args.context or ex / "context.json")
     decision = (Path(args.decision) if args.decision else ex / "decision-open-limit.json").read_text(encoding="utf-8")
-    first = evaluate(decision, context, config)
-    for _ in range(min(50, args.runs)):  # warm-up
-        evaluate(decision, context, config)
-    samples = []
-    for _ in range(args.runs):
-        t0 = time.perf_counter_ns()
-        evaluate(decision, context, config)
-        samples.append(time.perf_counter_ns() - t0)
-    samples.sort()
-    ms = [s / 1e6 for s in samples]
-    print(f"dry-run decision, default bundle ({len(config.bundle.risk_gates)} risk gates + "
-          f"{len(config.bundle.constraint_checks)} constraint checks), outcome {first.result.result} {first.result.reason_code}")
-    print(f"runs {args.runs}: median {statistics.median(ms):.3f} ms, p10 {ms[len(ms) // 10]:.3f} ms, "
-          f"p90 {ms[len(ms) * 9 // 10]:.3f} ms, min {ms[0]:.3f} ms")
+    evaluators = ["compiled", "interpreter"] if args.evaluator == "both" else [args.evaluator]
+    configs = {e: Config(bundle, constraints, "dry-run", evaluator=e) for e in evaluators}
+    first = {e: evaluate(decision, context, c).result for e, c in configs.items()}
+    if len({result_json(r) for r in first.values()}) != 1:
+        raise UsageError("the evaluators disagree on this decision; run `make differential`")
+    runs = {e: args.runs if e == "compiled" else max(1, min(args.runs, args.interpreter_runs)) for e in evaluators}
+    samples: dict[str, list[int]] = {e: [] for e in evaluators}
+    for e in evaluators:  # warm-up
+        for _ in range(min(50, runs[e])):
+            evaluate(decision, context, configs[e])
+    for i in range(max(runs.values())):  # interleaved, so both see the same machine
+        for e in evaluators:
+            if i < runs[e]:
+                t0 = time.perf_counter_ns()
+                evaluate(decision, context, configs[e])
+                samples[e].append(time.perf_counter_ns() - t0)
+    result = next(iter(first.values()))
+    print(f"Rules 1-4, one dry-run decision in-process, default context reused; bundle {bundle.name} "
+          f"({len(bundle.risk_gates)} risk gates + {len(bundle.constraint_checks)} constraint checks); "
+          f"outcome {result.result} {result.reason_code}")
+    p50 = {}
+    for e in evaluators:
+        s = sorted(samples[e])
+        p50[e] = statistics.median(s) / 1000.0
+        print(f"  {e:11} runs {len(s):6}: p50 {p50[e]:9.1f} us   p99 {_percentile(s, 0.99):9.1f} us   min {s[0] / 1000.0:8.1f} us")
+    if len(evaluators) == 2:
+        print(f"  compiled is {p50['interpreter'] / p50['compiled']:.0f}x faster than the interpreter (p50 ratio, same run)")
+    s = sorted(samples[evaluators[0]])
+    print(f"{evaluators[0]}: p50 {p50[evaluators[0]]:.1f} us, p99 {_percentile(s, 0.99):.1f} us")
     return 0
 
 
@@ -269,6 +335,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _anchor_for(log: Path, state_dir: str | None) -> tuple[tuple[int, str] | None, str]:
+    from ..ledger import Ledger
+
     directory = Path(state_dir) if state_dir else log.parent
     ledger = Ledger.open_existing(directory)
     if ledger is None:
@@ -298,11 +366,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from ..replay import replay_log
+    from .inputs import load_config_bundle, load_constraints
 
     log = Path(args.log)
     if not log.exists():
         raise UsageError(f"audit log not found: {log}")
-    report = replay_log(log, load_config_bundle(args.bundle), load_constraints(args.constraints, args.leverage_brackets))
+    report = replay_log(
+        log, load_config_bundle(args.bundle), load_constraints(args.constraints, args.leverage_brackets), evaluator=args.evaluator
+    )
     if report.ok:
         print(f"ok  {log}: {report.identical} of {report.records} records recomputed byte for byte")
         return 0
@@ -340,8 +411,21 @@ def cmd_run_examples(args: argparse.Namespace) -> int:
 # --- parser ---
 
 
-def _add_eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("decisions", metavar="DECISIONS", help="JSON file, JSONL file, or - for stdin")
+def _add_evaluator(p: argparse.ArgumentParser, *, both: bool = False) -> None:
+    choices = ["compiled", "interpreter"] + (["both"] if both else [])
+    p.add_argument(
+        "--evaluator", choices=choices, default="both" if both else "compiled",
+        help="how gates run: compiled Python (default) or cel-python's interpreter, the reference"
+        + ("; both = side by side (default)" if both else ""),
+    )
+
+
+def _add_eval_args(p: argparse.ArgumentParser, *, optional_decisions: bool = False) -> None:
+    if optional_decisions:
+        p.add_argument("decisions", metavar="DECISIONS", nargs="?", help="JSON file, JSONL file, or - for stdin")
+    else:
+        p.add_argument("decisions", metavar="DECISIONS", help="JSON file, JSONL file, or - for stdin")
+    _add_evaluator(p)
     p.add_argument("--context", metavar="FILE", help="ExecutionContext JSON (execute without it reads the context from the exchange)")
     p.add_argument("--bundle", metavar="FILE", help="policy bundle YAML (default: policies/binance-perp-default.yaml)")
     p.add_argument("--constraints", metavar="FILE", help="raw GET /fapi/v1/exchangeInfo response (default: the shipped sample)")
@@ -372,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_execute)
 
     p = sub.add_parser("explain", help="the same evaluation, printed for a person")
-    _add_eval_args(p)
+    _add_eval_args(p, optional_decisions=True)
+    p.add_argument("--compiled", metavar="GATE_ID", help="print the Python a gate compiles to (or 'all') and exit")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("schema", help="print a JSON Schema")
@@ -386,8 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("which", choices=["reason-codes", "gate-variables"])
     p.set_defaults(func=cmd_docs)
 
-    p = sub.add_parser("bench", help="time one dry-run decision through Rules 1-4")
-    p.add_argument("--runs", type=int, default=1000)
+    p = sub.add_parser("bench", help="time one dry-run decision through Rules 1-4 (both evaluators, side by side)")
+    p.add_argument("--runs", type=int, default=5000, help="timed runs of the compiled evaluator (default 5000)")
+    p.add_argument("--interpreter-runs", type=int, default=200, help="timed runs of the interpreter (default 200; it is ~100x slower)")
+    _add_evaluator(p, both=True)
     p.add_argument("--bundle", metavar="FILE")
     p.add_argument("--context", metavar="FILE")
     p.add_argument("--decision", metavar="FILE")
@@ -406,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", metavar="FILE")
     p.add_argument("--constraints", metavar="FILE")
     p.add_argument("--leverage-brackets", metavar="FILE")
+    _add_evaluator(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("paper", help="the Binance-compatible paper exchange")
