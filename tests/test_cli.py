@@ -105,3 +105,47 @@ def test_run_examples_prints_the_session_table_and_verifies(capsys, tmp_path: Pa
     for word in ("SUCCESS", "NOOP", "REJECTED", "FAILED_SAFE", "DUPLICATE_EXECUTION", "COOLDOWN_ACTIVE", "forced cancel", "ORDER_FILLED"):
         assert word in out
     assert "chain verified" in out and "23 of 23 records recomputed byte for byte" in out
+
+
+# --- evaluators (issue 6) ---
+
+
+def test_both_evaluators_give_the_same_bytes(capsys) -> None:
+    argv = ["execute", str(EX / "decisions.jsonl"), "--context", str(EX / "context.json"), "--exchange", "dry-run"]
+    code, compiled, _ = run(capsys, *argv)
+    code2, interpreted, _ = run(capsys, *argv, "--evaluator", "interpreter")
+    assert code == code2 == 0 and compiled == interpreted and len(compiled.splitlines()) == 8
+
+
+def test_explain_compiled_prints_the_python_a_gate_runs(capsys) -> None:
+    code, out, _ = run(capsys, "explain", "--compiled", "exposure.max-notional")
+    assert code == 0
+    assert "def gate_reference(act):" in out and "def gate_fast(act):" in out and "def gate(act):" in out
+    assert "intent.notional_after <= params.max_notional" in out  # the CEL it came from, as a comment
+    code, _, err = run(capsys, "explain", "--compiled", "exposure.nope")
+    assert code == 2 and "no gate 'exposure.nope'" in err
+
+
+def test_bench_reports_both_evaluators_and_their_ratio(capsys) -> None:
+    code, out, _ = run(capsys, "bench", "--runs", "30", "--interpreter-runs", "3")
+    assert code == 0
+    assert "compiled    runs     30" in out and "interpreter runs      3" in out and "faster than the interpreter" in out
+    code, _, err = run(capsys, "bench", "--runs", "0")
+    assert code == 2 and "--runs" in err
+
+
+def test_help_does_not_import_the_engine() -> None:
+    code = "import sys, engine.cli.main; print(sorted(m for m in ('engine.bundle', 'engine.cel', 'pydantic') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_jsonl_is_streamed_one_result_per_line(capsys, tmp_path: Path) -> None:
+    line = (EX / "decision-open-limit.json").read_text().replace("\n", " ")
+    many = tmp_path / "many.jsonl"
+    many.write_text("\n".join(line.replace('"d-0001"', f'"d-{i}"') for i in range(300)) + "\n")
+    code, out, _ = run(capsys, "execute", str(many), "--context", str(EX / "context.json"), "--exchange", "dry-run")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 300
+    assert json.loads(lines[0])["reason_code"] == "DRY_RUN"
+    assert {json.loads(x)["reason_code"] for x in lines[1:]} <= {"MIN_INTERVAL_NOT_ELAPSED", "MAX_ACTIONS_PER_MINUTE_EXCEEDED"}

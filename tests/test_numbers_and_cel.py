@@ -90,3 +90,21 @@ def test_boolean_forms_are_accepted() -> None:
 
 def test_macro_variables_are_not_unknown() -> None:
     assert ev("o.lst.all(x, x > 0)", o={"n": 1, "flag": True, "lst": [1, 2]}) is True
+
+
+def test_cached_parser_tables_parse_like_a_fresh_build(tmp_path, monkeypatch) -> None:
+    import lark
+    from celpy.celparser import CELParser
+
+    from engine.cel.grammar import _OPTIONS, cel_parser
+
+    monkeypatch.setenv("EP4_CACHE_DIR", str(tmp_path))
+    first = cel_parser()  # built, then saved
+    assert list(tmp_path.glob("cel-parser-*.lark"))
+    cached = cel_parser()  # loaded
+    grammar = (__import__("pathlib").Path(__import__("celpy.celparser").celparser.__file__).parent / "cel.lark").read_text()
+    fresh = lark.Lark(grammar, lexer_callbacks={"IDENT": CELParser.ambiguous_literals}, **_OPTIONS)
+    for text in ['a.b > 1 || !c && d in [1, 2]', 'x.all(v, v.q != null) ? "s" : {"k": true}["k"]', "-1.5e3 % 2u"]:
+        assert cached.parse(text) == fresh.parse(text) == first.parse(text)
+    (next(tmp_path.glob("cel-parser-*.lark"))).write_bytes(b"garbage")
+    assert cel_parser().parse("a > 1") == fresh.parse("a > 1")  # a damaged cache is rebuilt, not trusted

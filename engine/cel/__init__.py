@@ -55,8 +55,22 @@ EVALUATORS = ("compiled", "interpreter")
 # cel-python logs every evaluation error at WARNING/ERROR; ep4 reports them itself.
 logging.getLogger("celpy").setLevel(logging.CRITICAL)
 
-_ENV = celpy.Environment()
 _NUMERIC_TOKENS = {"INT_LIT", "FLOAT_LIT", "UINT_LIT"}
+_ENVIRONMENT: list[Any] = []
+
+
+def _env() -> Any:
+    """cel-python's Environment, built on first use; its LALR tables come from a private cache
+    (engine.cel.grammar) instead of 250 ms of grammar analysis per process."""
+    if not _ENVIRONMENT:
+        from celpy.celparser import CELParser
+
+        from .grammar import cel_parser
+
+        if CELParser.CEL_PARSER is None:
+            CELParser.CEL_PARSER = cel_parser()
+        _ENVIRONMENT.append(celpy.Environment())
+    return _ENVIRONMENT[0]
 
 
 class CelCompileError(ValueError):
@@ -150,7 +164,7 @@ def compile_expression(
     if not isinstance(text, str) or not text.strip():
         raise CelCompileError("expression is empty", 1, 1)
     try:
-        tree = _ENV.compile(text)
+        tree = _env().compile(text)
     except CELParseError as exc:
         msg = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise CelCompileError(f"syntax error: {msg}", exc.line or 1, exc.column or 1) from None
@@ -176,7 +190,7 @@ def compile_expression(
         planned = plan(tree, FUNCTIONS)
     except (CheckError, PlanError) as exc:
         raise CelCompileError(exc.message, exc.line, exc.column) from None
-    program = _ENV.program(tree, functions=FUNCTIONS)
+    program = _env().program(tree, functions=FUNCTIONS)
     return CompiledExpression(
         text=text, _program=program, _function=planned.function, source=planned.source,
         roots=frozenset(roots), paths=paths,
@@ -195,6 +209,6 @@ def _rewrite_numeric_literals(tree: lark.Tree) -> None:
         text = token.value.rstrip("uU")
         if text.lower().lstrip("-").startswith("0x"):
             text = str(int(text, 16))
-        arg = _ENV.compile('"' + text + '"')
+        arg = _env().compile('"' + text + '"')
         tree_class = type(node)  # keep the runner's own tree class
         node.children = [tree_class("ident_arg", [lark.Token("IDENT", LITERAL_FUNCTION), tree_class("exprlist", [arg])])]
