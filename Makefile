@@ -20,6 +20,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Rules 1-4 (both evaluators), a 100,000-line dry-run batch, one paper execution over loopback
+bench: $(STAMP)
+	$(BIN)/ep4 bench
+	$(BIN)/python tests/bench/bench_batch.py
+	$(BIN)/python tests/bench/bench_exchange.py
+
 # compiled gates vs cel-python's interpreter on 100,000 random (expression, activation) pairs
 differential: $(STAMP)
 	$(BIN)/python tests/differential.py --count 100000 --seed 20261127

@@ -76,8 +76,9 @@ class AuditLog:
         except OSError as exc:
             raise AuditError(f"cannot read the audit log {self.path}: {exc}") from None
 
-    def append(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Chain, write, flush and fsync one record; return it with ``seq``, ``prev_hash``, ``hash``."""
+    def append(self, record: dict[str, Any], *, anchor: bool = True) -> dict[str, Any]:
+        """Chain, write, flush and fsync one record; return it with ``seq``, ``prev_hash``, ``hash``.
+        ``anchor=False``: the caller writes the anchor (seq, hash) itself, with its ledger row."""
         try:
             with open(self.path, "a+b") as f:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX)
@@ -90,7 +91,7 @@ class AuditLog:
                 os.fsync(f.fileno())
         except OSError as exc:
             raise AuditError(f"cannot write the audit log {self.path}: {exc}") from None
-        if self.anchor is not None:
+        if anchor and self.anchor is not None:
             self.anchor.set_audit_anchor(full["seq"], full["hash"])
         return full
 

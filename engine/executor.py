@@ -85,9 +85,11 @@ class Executor:
         ev = evaluate(text, context, self.config, state)
         if ev.result is not None:  # decided by Rules 1-4 (or a duplicate / no-op): nothing is sent
             record = execution_record(ev, ev.result, attempted=False)
+            full = self.audit.append(audit_record("execution", ev.result, text=text, context=context, state=state), anchor=False)
             if record is not None:
-                self.ledger.add(record, **self._ids(ev.result))
-            self.audit.append(audit_record("execution", ev.result, text=text, context=context, state=state))
+                self.ledger.add(record, **self._ids(ev.result), anchor=(full["seq"], full["hash"]))
+            else:
+                self.ledger.set_audit_anchor(full["seq"], full["hash"])
             return ev.result
         return self._attempt(ev, text, context, state)
 
@@ -137,14 +139,16 @@ class Executor:
             header, ev.request, reply, context_timestamp=context.timestamp,
             tolerance_ms=self.config.bundle.exchange_client.ackTimestampToleranceMs, gate_trace=ev.gate_trace,
         )
-        self.ledger.complete(pending.model_copy(update={"result": result.result, "reason_code": result.reason_code}))
-        try:
-            self.audit.append(audit_record("execution", result, text=text, context=context, state=state, reply=reply))
+        outcome = pending.model_copy(update={"result": result.result, "reason_code": result.reason_code})
+        try:  # the audit record is the durable outcome (fsynced); the ledger row follows it
+            full = self.audit.append(audit_record("execution", result, text=text, context=context, state=state, reply=reply), anchor=False)
         except AuditError as exc:
+            self.ledger.complete(outcome)
             raise AuditError(
                 f"{exc} — the exchange call WAS made ({result.result} {result.reason_code}, trace {result.trace_id}) "
                 "and the ledger holds its outcome; only the audit record is missing"
             ) from None
+        self.ledger.complete(outcome, anchor=(full["seq"], full["hash"]))
         if result.result == "FAILED_SAFE" and self.config.bundle.force_cancel_open_orders and ev.intent.symbol:
             self._forced_cancel(result, ev, text, context, state)
         return result
@@ -168,8 +172,9 @@ class Executor:
             return failed
         reply = _reply_data(self.client.send_signed(request.method, request.path, request.params))
         result = forced_cancel_result(header, request, reply, failed)
-        self.ledger.complete(record.model_copy(update={"result": result.result, "reason_code": result.reason_code}))
-        self.audit.append(audit_record("forced_cancel", result, text=text, context=context, state=state, reply=reply))
+        full = self.audit.append(audit_record("forced_cancel", result, text=text, context=context, state=state, reply=reply), anchor=False)
+        self.ledger.complete(record.model_copy(update={"result": result.result, "reason_code": result.reason_code}),
+                             anchor=(full["seq"], full["hash"]))
         return result
 
 

@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS audit_anchor (
 """
 
 
+_ANCHOR_SQL = (
+    "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash WHERE excluded.seq > audit_anchor.seq"
+)
+
+
 class Ledger:
     def __init__(self, state_dir: str | Path) -> None:
         self.dir = Path(state_dir)
@@ -139,11 +145,7 @@ class Ledger:
     def set_audit_anchor(self, seq: int, record_hash: str) -> None:
         """Remember the last audit record written, so a truncated log is detected."""
         try:
-            self._db.execute(
-                "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash WHERE excluded.seq > audit_anchor.seq",
-                (seq, record_hash),
-            )
+            self._db.execute(_ANCHOR_SQL, (seq, record_hash))
         except sqlite3.Error as exc:
             raise LedgerError(f"ledger anchor update failed: {exc}") from None
 
@@ -166,28 +168,52 @@ class Ledger:
             raise LedgerError(f"ledger write-ahead failed: {exc}") from None
         return True
 
-    def complete(self, record: ExecutionRecord) -> None:
-        """Write the outcome of an attempt noted by :meth:`write_ahead`."""
-        try:
-            self._db.execute(
-                "UPDATE executions SET status = 'DONE', result = ?, reason_code = ? WHERE decision_id = ? AND action_id = ?",
-                (record.result, record.reason_code, record.decision_id, record.action_id),
-            )
-        except sqlite3.Error as exc:
-            raise LedgerError(f"ledger update failed: {exc}") from None
+    def complete(self, record: ExecutionRecord, *, anchor: tuple[int, str] | None = None) -> None:
+        """Write the outcome of an attempt noted by :meth:`write_ahead` (and the audit anchor of the
+        record that already holds it, in the same transaction)."""
+        self._after_audit(
+            "UPDATE executions SET status = 'DONE', result = ?, reason_code = ? WHERE decision_id = ? AND action_id = ?",
+            (record.result, record.reason_code, record.decision_id, record.action_id), anchor, "ledger update failed",
+        )
 
-    def add(self, record: ExecutionRecord, *, trace_id: str, input_digest: str, bundle_digest: str, constraints_digest: str) -> None:
+    def add(
+        self, record: ExecutionRecord, *, trace_id: str, input_digest: str, bundle_digest: str, constraints_digest: str,
+        anchor: tuple[int, str] | None = None,
+    ) -> None:
         """Record an outcome that made no exchange call (gate failure, NOOP action, ...)."""
+        self._after_audit(
+            "INSERT OR IGNORE INTO executions (decision_id, action_id, action_type, symbol, client_order_id, timestamp, "
+            "status, result, reason_code, attempted, opens, trace_id, input_digest, bundle_digest, constraints_digest) "
+            "VALUES (?, ?, ?, ?, NULL, ?, 'DONE', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.decision_id, record.action_id, record.action_type, record.symbol, record.timestamp,
+             record.result, record.reason_code, int(record.attempted), int(record.opens), trace_id, input_digest,
+             bundle_digest, constraints_digest),
+            anchor, "ledger write failed",
+        )
+
+    def _after_audit(self, sql: str, values: tuple, anchor: tuple[int, str] | None, what: str) -> None:
+        """One transaction written after its audit record was fsynced. It is not fsynced itself
+        (synchronous=NORMAL: it survives a process crash; after a power loss the audit record holds
+        the outcome): crash safety needs the write-ahead before the call and the outcome before the
+        return, and the audit fsync is the latter."""
+        db = self._db
         try:
-            self._db.execute(
-                "INSERT OR IGNORE INTO executions (decision_id, action_id, action_type, symbol, client_order_id, timestamp, "
-                "status, result, reason_code, attempted, opens, trace_id, input_digest, bundle_digest, constraints_digest) "
-                "VALUES (?, ?, ?, ?, NULL, ?, 'DONE', ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.decision_id, record.action_id, record.action_type, record.symbol, record.timestamp,
-                 record.result, record.reason_code, int(record.attempted), int(record.opens), trace_id, input_digest,
-                 bundle_digest, constraints_digest),
-            )
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(sql, values)
+                if anchor is not None:
+                    db.execute(_ANCHOR_SQL, anchor)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise LedgerError(f"ledger write failed: {exc}") from None
+            raise LedgerError(f"{what}: {exc}") from None
+        finally:
+            try:
+                db.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error:
+                pass
 
 
