@@ -75,9 +75,14 @@ def _refuse_constant(name: str) -> Any:
     raise DecimalParseError(f"{name} is not a number ep4 accepts")
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant)
+
+
 def loads(text: str | bytes) -> Any:
     """Parse JSON keeping every number exact: non-integers become ``Decimal``, NaN/Infinity refused."""
-    return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode("utf-8")
+    return _DECODER.decode(text)
 
 
 def _default(value: Any) -> Any:

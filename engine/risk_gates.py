@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from .bundle import Gate
 from .cel import CelEvaluationError, exact_arithmetic
+from .cel.values import TRUE
 from .models import GateOutcome
 
 __all__ = ["GateFailure", "evaluate_gates", "risk_gates"]
@@ -37,6 +38,14 @@ def _evaluate_gates(
     trace: list[GateOutcome] = []
     failure: GateFailure | None = None
     for gate in gates:
+        fast = gate.expression.fast if evaluator == "compiled" else None
+        if fast is not None:  # the common case, a pass, without the general path's wrapping
+            try:
+                if fast(activation) is TRUE:
+                    trace.append(gate.passed)
+                    continue
+            except Exception:
+                pass  # anything else: the general path below decides (reference semantics)
         error = None
         try:
             value = gate.expression.evaluate_exact(activation, evaluator)

@@ -121,6 +121,7 @@ V = {"q": FieldSpec("decimal"), "m": FieldSpec("map", item=FieldSpec("any")), "l
         ("aligned(0.3, 0, 0.1) && !aligned(0.30000000000000004, 0, 0.1) && is_multiple(6, 3)", True),
         ("1 == true", True),  # cel-python compares a bool as the integer 1 (docs/cel.md)
         ("'a' == 1", False),
+        ('{"a": [true], "b": (true)}.a == [true]', True),  # found by make differential: a list literal is not a literal
         ("[1] == 'a'", "found no matching overload for 'relation_eq'"),
     ],
 )

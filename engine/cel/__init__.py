@@ -103,6 +103,7 @@ class CompiledExpression:
     source: str  # the planned function's Python source (``ep4 explain --compiled``)
     roots: frozenset[str]
     paths: tuple[str, ...] = ()  # dotted variable paths the expression reads (for `ep4 explain`)
+    fast: Any = None  # the compiled fast path alone: returns the value or raises (then use evaluate)
 
     def evaluate(self, activation: Mapping[str, Any], evaluator: str = "compiled") -> Any:
         """Evaluate against CEL values (see :func:`to_cel`); raise CelEvaluationError on any error."""
@@ -193,7 +194,7 @@ def compile_expression(
     program = _env().program(tree, functions=FUNCTIONS)
     return CompiledExpression(
         text=text, _program=program, _function=planned.function, source=planned.source,
-        roots=frozenset(roots), paths=paths,
+        roots=frozenset(roots), paths=paths, fast=planned.fast,
     )
 
 

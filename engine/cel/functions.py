@@ -223,6 +223,7 @@ def _quiet(function: Callable[..., Any]) -> Callable[..., Any]:
             raise ValueError(f"{function.__name__.lstrip('_')}(): no field {ex.args[0]!r}") from None
 
     apply.__name__ = function.__name__
+    apply.__wrapped__ = function  # type: ignore[attr-defined]
     return apply
 
 

@@ -49,10 +49,12 @@ class PlanError(ValueError):
 
 @dataclass
 class Plan:
-    """The generated function and its source (for printing)."""
+    """The generated function, its fast path alone (None when the expression has none), and the
+    source of both (for printing)."""
 
     function: Callable[[Mapping[str, Any]], Any]
     source: str
+    fast: Callable[[Mapping[str, Any]], Any] | None = None
 
 
 def _pos(item: Any) -> tuple[int, int]:
@@ -294,8 +296,9 @@ def plan(tree: lark.Tree, functions: Mapping[str, Callable[..., Any]], label: st
     namespace["LIST"] = runtime._ListType
     namespace["NULL"] = None
     namespace["DGET"] = dict.__getitem__
+    namespace["STR_EQ"] = str.__eq__
     exec(compile(source, f"<ep4 gate {label}>", "exec"), namespace)
-    return Plan(function=namespace[label], source=source)
+    return Plan(function=namespace[label], source=source, fast=namespace.get(f"{label}_fast"))
 
 
 # --- the fast path: the same tree as native Python for well-typed values -----------------------
@@ -321,6 +324,15 @@ class _Fast:
 
     def tmp(self) -> str:
         return self.p._new("_t")
+
+    def function(self, name: str) -> str:
+        """A function as the fast path calls it: a helper without its error-value wrapper (any
+        exception here bails to the reference path, which uses the wrapped one)."""
+        fn = self.p.functions.get(name, base_functions.get(name))
+        raw = getattr(fn, "__wrapped__", fn)
+        py = "x_" + name
+        self.p.namespace[py] = raw
+        return py
 
     def expr(self, node: Any, scope: dict[str, str]) -> tuple[str, bool]:
         while isinstance(node, lark.Tree) and node.data in _SINGLE and len(node.children) == 1 and isinstance(node.children[0], lark.Tree):
@@ -356,6 +368,11 @@ class _Fast:
         (a, ar), (b, br) = self.expr(op.children[0], scope), self.expr(right, scope)
         if op.data == "relation_in":
             return f"fin({a}, {b})", ar or br
+        if op.data in ("relation_eq", "relation_ne") and isinstance(self.p.namespace.get(b), celtypes.StringType):
+            # against a string literal: str.__eq__ is StringType.__eq__ without two Python calls, and
+            # raises (bails) when the other side is not a string
+            yes, no = ("T", "F") if op.data == "relation_eq" else ("F", "T")
+            return f"({yes} if STR_EQ({a}, {b}) else {no})", ar or br
         return f"(T if {a} {self._OPS[op.data]} {b} else F)", ar or br
 
     _ARITH = {"addition_add": "+", "addition_sub": "-", "multiplication_mul": "*", "multiplication_div": "/", "multiplication_mod": "%"}
@@ -400,7 +417,7 @@ class _Fast:
             return f"fx_{name}({target}, lambda {param}: {body}, {not bodyr})", True
         compiled = [self.expr(a, scope) for a in args]
         parts = [target] + [c for c, _ in compiled]
-        return f"fok({self.p.function(str(name))}({', '.join(parts)}))", tr or any(r for _, r in compiled)
+        return f"fok({self.function(str(name))}({', '.join(parts)}))", tr or any(r for _, r in compiled)
 
     def f_primary(self, node: lark.Tree, scope: dict[str, str]) -> tuple[str, bool]:
         child = node.children[0]
@@ -428,7 +445,7 @@ class _Fast:
                 inner, ir = self.expr(member.children[0], scope)
                 return f"fhas({inner}, {str(member.children[1])!r})", ir
             compiled = [self.expr(a, scope) for a in args]
-            call = f"fok({self.p.function(name)}({', '.join(c for c, _ in compiled)}))"
+            call = f"fok({self.function(name)}({', '.join(c for c, _ in compiled)}))"
             return call, any(r for _, r in compiled)
         if kind == "list_lit":
             items = [self.expr(e, scope) for e in (child.children[0].children if child.children else [])]
@@ -456,8 +473,10 @@ _NOT_LITERAL = object()
 def _literal_value(node: Any) -> Any:
     """The value of an expression that is a string, bool or null literal (what the interpreter's
     literal rule makes of it), else _NOT_LITERAL."""
-    while isinstance(node, lark.Tree) and node.data != "literal" and len(node.children) == 1 and isinstance(node.children[0], lark.Tree):
+    while isinstance(node, lark.Tree) and node.data in _SINGLE and len(node.children) == 1 and isinstance(node.children[0], lark.Tree):
         node = node.children[0]
+    if isinstance(node, lark.Tree) and node.data == "primary" and isinstance(node.children[0], lark.Tree):
+        node = node.children[0]  # only a literal directly: not [x], not (x), not f(x)
     if not isinstance(node, lark.Tree) or node.data != "literal":
         return _NOT_LITERAL
     token = node.children[0]
