@@ -26,8 +26,10 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def read_decision(raw: str | bytes | dict[str, Any]) -> RawDecision:
+def read_decision(raw: str | bytes | dict[str, Any] | RawDecision) -> RawDecision:
     """Parse the decision text exactly (decimals kept) and read its ids, never raising."""
+    if isinstance(raw, RawDecision):  # already read (the shell read the ids first)
+        return raw
     if isinstance(raw, (str, bytes)):
         try:
             data = loads(raw)

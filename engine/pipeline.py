@@ -7,7 +7,6 @@ identifier derives from the inputs, so identical inputs give byte-identical resu
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,7 +200,9 @@ def execution_record(ev: Evaluation, result: ExecutionResult, *, attempted: bool
 
 
 def result_json(result: ExecutionResult) -> str:
-    """The result as one line of JSON, byte-identical for identical inputs."""
-    return json.dumps(result.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
+    """The result as one line of JSON, byte-identical for identical inputs: compact, fields in model
+    order, UTF-8 kept (pydantic's serializer; tests/test_cases.py checks it is byte for byte what
+    json.dumps of model_dump(mode="json") gives, at a quarter of the cost)."""
+    return result.model_dump_json()
 
 

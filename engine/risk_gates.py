@@ -11,10 +11,12 @@ from typing import Any, Mapping, Sequence
 
 from .bundle import Gate
 from .cel import CelEvaluationError, exact_arithmetic
-from .cel.values import TRUE
+from .cel.values import TRUE, from_cel
 from .models import GateOutcome
 
 __all__ = ["GateFailure", "evaluate_gates", "risk_gates"]
+
+_UNSET = object()
 
 
 @dataclass(frozen=True)
@@ -38,24 +40,29 @@ def _evaluate_gates(
     trace: list[GateOutcome] = []
     failure: GateFailure | None = None
     for gate in gates:
-        fast = gate.expression.fast if evaluator == "compiled" else None
-        if fast is not None:  # the common case, a pass, without the general path's wrapping
-            try:
-                if fast(activation) is TRUE:
-                    trace.append(gate.passed)
-                    continue
-            except Exception:
-                pass  # anything else: the general path below decides (reference semantics)
         error = None
-        try:
-            value = gate.expression.evaluate_exact(activation, evaluator)
-        except CelEvaluationError as exc:
-            value, error = None, str(exc)
+        value: Any = _UNSET
+        fast = gate.expression.fast if evaluator == "compiled" else None
+        if fast is not None:  # the typed case, without the general path's wrapping
+            try:
+                value = fast(activation)
+            except Exception:
+                value = _UNSET  # anything else: the general path decides (reference semantics)
+            if value is TRUE:
+                trace.append(gate.passed)
+                continue
+        if value is _UNSET:
+            try:
+                value = gate.expression.evaluate_exact(activation, evaluator)
+            except CelEvaluationError as exc:
+                value, error = None, str(exc)
+        else:
+            value = from_cel(value)
         if value is True:
             trace.append(gate.passed)
             continue
-        if error is None:
-            error = f"gate returned {type(value).__name__}, not a boolean" if not isinstance(value, bool) else None
+        if error is None and not isinstance(value, bool):
+            error = f"gate returned {type(value).__name__}, not a boolean"
         trace.append(GateOutcome(id=gate.id, rule=gate.rule, category=gate.category, passed=False, error=error))
         if failure is None:
             if error is None:

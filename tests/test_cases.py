@@ -22,6 +22,16 @@ def test_case(name: str, snapshot) -> None:
     assert result.model_dump(mode="json") == snapshot
 
 
+@pytest.mark.parametrize("name", case_names())
+def test_result_json_is_compact_json_of_the_dump(name: str) -> None:
+    import json
+
+    from engine.pipeline import result_json
+
+    _, result = run(name)
+    assert result_json(result) == json.dumps(result.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
+
+
 def test_corpus_reaches_every_reason_code() -> None:
     reached = {run(name)[1].reason_code for name in case_names()}
     default = bundle_at(None)

@@ -82,12 +82,14 @@ def _view(memory: Any, ledger: Any, raw: Any, context: Any, config: Any) -> Any:
 
 
 def _dry_run(args: argparse.Namespace) -> int:
+    from ..authorization_gate import read_decision
     from ..pipeline import evaluate, execution_record, result_json
     from ..state import MemoryState
 
     config, context, decisions, ledger = _setup(args)
     memory = MemoryState()  # dry-run: this run's would-be executions, never written to the ledger
     for raw in decisions:
+        raw = read_decision(raw)  # once: the state view needs its ids, evaluate the rest
         ev = evaluate(raw, context, config, _view(memory, ledger, raw, context, config))
         assert ev.result is not None  # dry-run always ends in Rules 1-4
         sys.stdout.write(result_json(ev.result) + "\n")
