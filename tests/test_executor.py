@@ -234,3 +234,37 @@ def test_audit_records_carry_the_spec_fields_and_no_secrets(rig: Rig) -> None:
                 "bundle", "constraints_digest", "input_digest", "state_view", "gate_trace", "prev_hash", "hash"):
         assert key in rec
     assert PAPER_API_SECRET not in text and "signature" not in text
+
+
+@pytest.mark.skipif(__import__("shutil").which("strace") is None, reason="needs strace to count fsync system calls")
+def test_two_durable_writes_per_execution(tmp_path: Path) -> None:
+    """Crash safety needs the write-ahead row durable before the call and the outcome durable before
+    the return: exactly two fsync/fdatasync per execution (issue 6: fold the rest)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import json, os, sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'tests')!r}); sys.path.insert(0, {str(ROOT)!r})\n"
+        "from test_executor import OPEN, Rig\n"
+        "from engine.bundle import load_bundle\n"
+        f"rig = Rig(__import__('pathlib').Path({str(tmp_path)!r}), load_bundle({str(ROOT / 'policies' / 'binance-perp-default.yaml')!r}), socket=False)\n"
+        "rig.run(OPEN('0.001'))\n"
+        "ctx = rig.context()\n"
+        "decision = json.dumps({'decision_id': 'counted', 'decision_code': 'AUTHORIZED_ACTION', 'action': {'action_id': 'a', **OPEN('0.001', side='SHORT')}})\n"
+        "rig.now += 2000\n"
+        "ctx = rig.context()\n"
+        "os.write(2, b'MARK-START\\n')\n"
+        "r = rig.executor.execute(decision, ctx)\n"
+        "os.write(2, b'MARK-END\\n')\n"
+        "assert r.result == 'SUCCESS', r.message\n"
+    )
+    trace = tmp_path / "strace.txt"
+    subprocess.run(["strace", "-f", "-e", "trace=fsync,fdatasync,write", "-o", str(trace), sys.executable, str(script)],
+                   check=True, capture_output=True, cwd=ROOT)
+    lines = trace.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "MARK-START" in line)
+    end = next(i for i, line in enumerate(lines) if "MARK-END" in line)
+    syncs = [line for line in lines[start:end] if "fsync(" in line or "fdatasync(" in line]
+    assert len(syncs) == 2, syncs
