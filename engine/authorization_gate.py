@@ -6,20 +6,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from .models import AUTHORIZED_ACTION
-from .numbers import DecimalParseError, loads
+from .numbers import DecimalParseError, duplicate_keys, loads
 
 __all__ = ["RawDecision", "authorization_gate", "read_decision"]
 
 
 @dataclass(frozen=True)
 class RawDecision:
-    """The input as far as it could be read. ``problem`` is a REJECTED reason code, or None."""
+    """The input as far as it could be read. ``problem`` is a REJECTED reason code, or None;
+    ``unauthorized`` is Rule 1's NOOP reason code for an object that authorizes nothing (``detail``
+    says why), None when it is exactly one AUTHORIZED_ACTION."""
 
     data: Any
     decision_id: str | None
     action_id: str | None
     problem: str | None = None
     detail: str = ""
+    unauthorized: str | None = None
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -42,11 +45,23 @@ def read_decision(raw: str | bytes | dict[str, Any] | RawDecision) -> RawDecisio
         return RawDecision(data, None, None, "INPUT_NOT_OBJECT", f"expected a JSON object, got {type(data).__name__}")
     action = data.get("action")
     ids = (_str_or_none(data.get("decision_id")), _str_or_none(action.get("action_id")) if isinstance(action, dict) else None)
+    repeated = duplicate_keys(data)
+    if "decision_code" in repeated:
+        # Rule 1: two decision_codes are not one unambiguous authorization, whatever either says
+        return RawDecision(data, *ids, unauthorized="DECISION_CODE_DUPLICATED",
+                           detail="decision_code appears more than once: not an unambiguous authorization")
     if "decision_code" not in data:
-        return RawDecision(data, *ids, "DECISION_CODE_MISSING", "no decision_code: this is not a PolicyDecision")
+        return RawDecision(data, *ids, unauthorized="DECISION_CODE_MISSING", detail="no decision_code: nothing authorizes an action")
+    if repeated:
+        keys = ", ".join(repeated)
+        return RawDecision(data, *ids, "DUPLICATE_KEY", f"a key appears more than once, so the decision is ambiguous: {keys}")
+    if data.get("decision_code") != AUTHORIZED_ACTION:
+        code = data.get("decision_code")
+        return RawDecision(data, *ids, unauthorized="NOT_AUTHORIZED", detail=f"decision_code {code!r} is not AUTHORIZED_ACTION")
     return RawDecision(data, *ids)
 
 
 def authorization_gate(decision: RawDecision) -> bool:
-    """Rule 1: only ``decision_code == AUTHORIZED_ACTION`` goes on; checked before the action is read."""
-    return decision.data.get("decision_code") == AUTHORIZED_ACTION
+    """Rule 1: only exactly one ``decision_code``, equal to ``AUTHORIZED_ACTION``, goes on; checked
+    before the action is read. A missing or repeated decision_code authorizes nothing (NOOP)."""
+    return decision.problem is None and decision.unauthorized is None

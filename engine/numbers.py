@@ -19,6 +19,7 @@ __all__ = [
     "DecimalParseError",
     "canonical_json",
     "decimal_text",
+    "duplicate_keys",
     "loads",
     "parse_decimal",
     "sha256_digest",
@@ -75,14 +76,51 @@ def _refuse_constant(name: str) -> Any:
     raise DecimalParseError(f"{name} is not a number ep4 accepts")
 
 
-_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant)
+class DuplicateKeys(dict):
+    """A JSON object that repeated a key: the parsed mapping (last value wins, as json does) plus
+    the repeated keys, so a caller can refuse it instead of guessing which value was meant."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) == len(pairs):
+        return out
+    seen: set[str] = set()
+    repeated = []
+    for k, _ in pairs:
+        if k in seen and k not in repeated:
+            repeated.append(k)
+        seen.add(k)
+    dup = DuplicateKeys(out)
+    dup.duplicates = tuple(repeated)
+    return dup
+
+
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant, object_pairs_hook=_object)
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON keeping every number exact: non-integers become ``Decimal``, NaN/Infinity refused."""
+    """Parse JSON keeping every number exact: non-integers become ``Decimal``, NaN/Infinity refused.
+    An object with a repeated key comes back as :class:`DuplicateKeys` (see :func:`duplicate_keys`)."""
     if isinstance(text, (bytes, bytearray)):
         text = text.decode("utf-8")
     return _DECODER.decode(text)
+
+
+def duplicate_keys(value: Any, path: str = "") -> list[str]:
+    """Every repeated key in parsed JSON, as dotted paths (``action.quantity``), in document order."""
+    found: list[str] = []
+    stack = [(value, path)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, dict):
+            found.extend(f"{where}.{k}" if where else k for k in getattr(node, "duplicates", ()))
+            stack.extend((v, f"{where}.{k}" if where else k) for k, v in reversed(list(node.items())))
+        elif isinstance(node, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(node))))
+    return found
 
 
 def _default(value: Any) -> Any:

@@ -119,8 +119,7 @@ def evaluate(
 
     # Rule 1 — before anything about the action is looked at.
     if not authorization_gate(raw):
-        code = raw.data.get("decision_code")
-        return done("NOOP", "NOT_AUTHORIZED", 1, f"decision_code {code!r} is not AUTHORIZED_ACTION; nothing done")
+        return done("NOOP", raw.unauthorized or "NOT_AUTHORIZED", 1, f"{raw.detail}; nothing done")
 
     # Rule 2
     checked = schema_validation(raw.data, context)

@@ -23,9 +23,11 @@ _CODES = [
     # input that is not a decision at all
     ReasonCode("INPUT_NOT_JSON", "REJECTED", 2, "the decision text is not valid JSON (or holds NaN/Infinity)"),
     ReasonCode("INPUT_NOT_OBJECT", "REJECTED", 2, "the decision is JSON but not an object"),
-    ReasonCode("DECISION_CODE_MISSING", "REJECTED", 2, "the object has no decision_code, so it is not a PolicyDecision"),
+    ReasonCode("DUPLICATE_KEY", "REJECTED", 2, "a key appears twice in one object of the decision (other than decision_code, which makes it a Rule 1 NOOP)"),
     # Rule 1
     ReasonCode("NOT_AUTHORIZED", "NOOP", 1, "decision_code is not AUTHORIZED_ACTION (checked before the action is read)"),
+    ReasonCode("DECISION_CODE_MISSING", "NOOP", 1, "the object has no decision_code: nothing authorizes an action"),
+    ReasonCode("DECISION_CODE_DUPLICATED", "NOOP", 1, "decision_code appears more than once: not an unambiguous authorization, whatever the values"),
     # Rule 2: one code per field of the §3.2 schemas, plus forbidden combinations
     ReasonCode("INVALID_DECISION_ID", "REJECTED", 2, "decision_id missing, empty, too long or not a string"),
     ReasonCode("INVALID_ACTION", "REJECTED", 2, "action missing or not an object"),
