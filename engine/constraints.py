@@ -76,8 +76,8 @@ def _dec(raw: dict[str, Any], key: str, where: str) -> Decimal:
     if key not in raw:
         raise ConstraintsError(f"{where}: missing '{key}'")
     value = raw[key]
-    if isinstance(value, float):  # JSON parsed by ep4 never yields floats; a host dict might
-        value = repr(value)
+    if isinstance(value, float):  # a host's dict: a binary float is already inexact, so it is refused
+        raise ConstraintsError(f"{where}.{key}: {value!r} is a binary float; pass Binance's decimal string")
     try:
         return parse_decimal(value)
     except DecimalParseError as exc:

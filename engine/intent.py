@@ -8,7 +8,7 @@ which quantity, reduce-only or not, the position before and after. Ambiguity is 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from decimal import Decimal
+from decimal import Decimal, DecimalException, localcontext
 from typing import Any
 
 from .models import (
@@ -97,7 +97,22 @@ def _held(context: ExecutionContext, symbol: str) -> tuple[Position | None, str]
 
 
 def resolve_intent(action: Any, context: ExecutionContext) -> Intent:
-    """Resolve a validated non-NOOP action (spec §3.2) into an :class:`Intent` or raise IntentError."""
+    """Resolve a validated non-NOOP action (spec §3.2) into an :class:`Intent` or raise IntentError.
+
+    Every arithmetic step runs in :data:`EXACT`: a result that would need rounding (a quantity of
+    more than 60 significant digits, say) is FAILED_SAFE, never a rounded number sent to the exchange
+    (spec §4 Rule 4: no rounding heuristics)."""
+    try:
+        with localcontext(EXACT):
+            return _resolve(action, context)
+    except DecimalException as exc:
+        raise IntentError(
+            "ARITHMETIC_INEXACT",
+            f"the action's numbers cannot be worked with exactly ({type(exc).__name__}): nothing is rounded, nothing is sent",
+        ) from None
+
+
+def _resolve(action: Any, context: ExecutionContext) -> Intent:
     if isinstance(action, CancelOrdersAction):
         return Intent(kind="CANCEL", action_type=action.type, symbol=action.symbol)
 

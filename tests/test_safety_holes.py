@@ -49,3 +49,35 @@ def test_hole01_any_other_duplicated_key_is_rejected_naming_it(rig: Rig) -> None
 def test_hole01_missing_decision_code_is_a_rule1_noop(rig: Rig) -> None:
     res = _send_text(rig, json.dumps({"decision_id": "d-none", "action": {"action_id": "a-1", **OPEN("0.010")}}))
     assert (res.result, res.reason_code, res.rule) == ("NOOP", "DECISION_CODE_MISSING", 1)
+
+
+# --- hole 2: inexact arithmetic outside the exact context ---
+
+
+def test_hole02_adjust_with_more_digits_than_the_context_is_never_rounded(rig: Rig) -> None:
+    rig.run(OPEN("0.010"))  # a position to adjust
+    res, _ = rig.run({"type": "ACTION_ADJUST_POSITION", "symbol": "BTCUSDT", "delta_quantity": "0.0010000000000000000000000000004"})
+    # before the fix: abs() in the 28-digit context gave 0.001000000000000000000000000000, which
+    # passed the step check and was sent
+    assert res.result == "FAILED_SAFE" and res.reason_code in ("QTY_STEP_MISALIGNED", "ARITHMETIC_INEXACT")
+    assert [o.orig_qty for o in rig.paper.orders] == ["0.010"]
+
+
+def test_hole02_sixty_one_digit_quantity_is_failed_safe_not_rounded() -> None:
+    from conftest import base_context, bundle_at, default_constraints
+    from engine.models import ExecutionContext
+
+    ctx = ExecutionContext.model_validate(base_context())
+    decision = {"decision_id": "d", "decision_code": "AUTHORIZED_ACTION", "action": {
+        "type": "ACTION_ADJUST_POSITION", "action_id": "a", "symbol": "BTCUSDT", "delta_quantity": "-0." + "0" * 2 + "1" * 61}}
+    res = evaluate(json.dumps(decision), ctx, Config(bundle_at(None), default_constraints(), "dry-run")).result
+    assert (res.result, res.reason_code) == ("FAILED_SAFE", "ARITHMETIC_INEXACT")
+
+
+def test_hole02_constraints_refuse_binary_floats() -> None:
+    from engine.constraints import ConstraintsError, build_constraints
+
+    info = {"symbols": [{"symbol": "BTCUSDT", "status": "TRADING", "filters": [
+        {"filterType": "LOT_SIZE", "minQty": 0.001, "maxQty": "1000", "stepSize": "0.001"}]}]}
+    with pytest.raises(ConstraintsError, match="binary float"):
+        build_constraints(info)
