@@ -20,7 +20,10 @@ from typing import Any, Iterator, Protocol
 from .errors import AuditError
 from .numbers import canonical_json, loads
 
-__all__ = ["AuditError", "AuditLog", "GENESIS", "VerifyReport", "read_records", "record_hash", "verify_log"]
+__all__ = [
+    "AuditError", "AuditLog", "GENESIS", "RepairReport", "VerifyReport", "read_records", "record_hash", "repair_log",
+    "tail_problem", "verify_log",
+]
 
 GENESIS = "sha256:" + "0" * 64
 
@@ -66,6 +69,25 @@ class AuditLog:
         except OSError as exc:
             raise AuditError(f"cannot create {self.path.parent}: {exc}") from None
 
+    def check_before_sending(self, anchor: tuple[int, str] | None) -> None:
+        """Refuse (AuditError) unless the outcome of an exchange call could be recorded: the log is a
+        writable regular file (or can be created), its last record is whole and its hash checks, and
+        that record is the one the ledger anchored (or the one just after it, written by a process
+        that stopped before it updated the anchor). Nothing is sent while this fails."""
+        if self.path.exists() and not self.path.is_file():
+            raise AuditError(f"the audit log {self.path} is not a regular file; nothing was sent")
+        try:
+            with open(self.path, "ab"):
+                pass
+        except OSError as exc:
+            raise AuditError(f"the audit log {self.path} cannot be written ({exc.strerror or exc}); nothing was sent") from None
+        problem = tail_problem(self.path, anchor)
+        if problem:
+            raise AuditError(
+                f"the audit log {self.path} is damaged: {problem}; nothing was sent. "
+                "Run `ep4 audit verify` to see it and `ep4 audit repair` to set the damaged bytes aside"
+            )
+
     def last_record(self) -> dict[str, Any] | None:
         """The newest record (read from the end of the file), or None for an empty log."""
         try:
@@ -94,6 +116,40 @@ class AuditLog:
         if anchor and self.anchor is not None:
             self.anchor.set_audit_anchor(full["seq"], full["hash"])
         return full
+
+
+def tail_problem(path: str | Path, anchor: tuple[int, str] | None) -> str | None:
+    """What is wrong with the end of the log, judged against the ledger's anchor; None if sound."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            if size == 0:
+                return f"the ledger anchored seq {anchor[0]}, but the log is empty" if anchor else None
+            f.seek(max(0, size - 1))
+            if f.read(1) != b"\n":
+                return "the last record is torn (no end of line)"
+            try:
+                last = _last_record(f)
+            except AuditError:
+                return "the last record is not valid JSON"
+    except FileNotFoundError:
+        return f"the ledger anchored seq {anchor[0]}, but the log is missing" if anchor else None
+    except OSError as exc:
+        return f"cannot be read ({exc})"
+    if not isinstance(last, dict) or last.get("hash") != record_hash(last):
+        return "the last record's hash does not match its content"
+    seq = last.get("seq")
+    if anchor is None:
+        return None if seq == 1 else f"the log ends at seq {seq} but the ledger anchored none"
+    a_seq, a_hash = anchor
+    if seq == a_seq and last.get("hash") == a_hash:
+        return None
+    if seq == a_seq + 1 and last.get("prev_hash") == a_hash:
+        return None  # written, then the process stopped before the anchor: the chain holds
+    if isinstance(seq, int) and seq < a_seq:
+        return f"truncated: the ledger anchored seq {a_seq}, the log ends at seq {seq}"
+    return f"the last record (seq {seq}) does not follow the ledger's anchor (seq {a_seq})"
 
 
 def read_records(path: str | Path) -> Iterator[tuple[int, str]]:
@@ -155,4 +211,77 @@ def verify_log(path: str | Path, anchor: tuple[int, str] | None = None) -> Verif
             match = by_seq.get(seq)
             if match is not None and match.get("hash") != h:
                 report.problems.append(f"seq {seq}: differs from the hash the ledger recorded when it was written")
+    return report
+
+
+@dataclass
+class RepairReport:
+    kept: int = 0  # whole, chained records left in place
+    removed_bytes: int = 0
+    set_aside: Path | None = None
+    record: dict[str, Any] | None = None  # the audit_repair record appended
+
+
+def _sound_prefix(data: bytes) -> tuple[int, int, str]:
+    """(bytes, records, last hash) of the longest run of whole, valid, chained records at the start."""
+    offset, count, prev = 0, 0, GENESIS
+    while offset < len(data):
+        end = data.find(b"\n", offset)
+        if end < 0:
+            break
+        try:
+            rec = loads(data[offset:end].decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            break
+        if not isinstance(rec, dict) or rec.get("seq") != count + 1 or rec.get("prev_hash") != prev or rec.get("hash") != record_hash(rec):
+            break
+        offset, count, prev = end + 1, count + 1, rec["hash"]
+    return offset, count, prev
+
+
+def repair_log(path: str | Path, anchor: Any | None, *, reason: str = "operator repair") -> RepairReport:
+    """``ep4 audit repair``: set aside everything after the last sound record (the exact bytes, in
+    ``<log>.damaged-<n>``), truncate the log there, and append an ``audit_repair`` record saying so
+    (how many bytes, their sha256, where they went, which seq the ledger had anchored). The anchor is
+    moved to that record. Nothing is deleted and the chain continues."""
+    log = Path(path)
+    report = RepairReport()
+    with open(log, "r+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        data = f.read()
+        keep, count, prev = _sound_prefix(data)
+        report.kept = count
+        damaged = data[keep:]
+        if damaged:
+            n = 1
+            while log.with_name(f"{log.name}.damaged-{n}").exists():
+                n += 1
+            aside = log.with_name(f"{log.name}.damaged-{n}")
+            with open(aside, "xb") as out:
+                out.write(damaged)
+                out.flush()
+                os.fsync(out.fileno())
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+            report.removed_bytes, report.set_aside = len(damaged), aside
+        anchored = anchor.audit_anchor() if anchor is not None else None
+        record = {
+            "kind": "audit_repair",
+            "reason": reason,
+            "removed_bytes": len(damaged),
+            "removed_sha256": "sha256:" + hashlib.sha256(damaged).hexdigest(),
+            "set_aside": report.set_aside.name if report.set_aside else None,
+            "ledger_anchor_before": list(anchored) if anchored else None,
+            "records_lost": max(0, anchored[0] - count) if anchored else 0,
+        }
+        full = {"seq": count + 1, "prev_hash": prev, **record}
+        full["hash"] = record_hash(full)
+        f.seek(0, os.SEEK_END)
+        f.write((canonical_json(full) + "\n").encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
+    if anchor is not None:
+        anchor.reset_audit_anchor(full["seq"], full["hash"])
+    report.record = full
     return report

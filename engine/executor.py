@@ -9,6 +9,7 @@ through the injected client; no retries anywhere (spec §4 Rule 5, §9).
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,7 +39,7 @@ def decision_text(raw: str | bytes | dict[str, Any] | Any) -> str:
 
 def audit_record(
     kind: str, result: ExecutionResult, *, text: str, context: ExecutionContext, state: StateView,
-    reply: ExchangeReplyData | None = None,
+    reply: ExchangeReplyData | None = None, sent_timestamp: int | None = None,
 ) -> dict[str, Any]:
     """One audit record: spec §8.2 fields first, then what `ep4 replay` needs."""
     return {
@@ -58,6 +59,7 @@ def audit_record(
         "state_view": state.model_dump(mode="json"),
         "input": {"decision_text": text, "context": context.model_dump(mode="json")},
         "reply": reply.model_dump(mode="json") if reply is not None else None,
+        "sent_timestamp": sent_timestamp,  # the signed request's timestamp (replay signs nothing, but checks with it)
         "result": result.model_dump(mode="json"),
     }
 
@@ -80,18 +82,26 @@ class Executor:
         return self.ledger.view(ids.decision_id, ids.action_id, context.timestamp, self.config.bundle.lookback_ms)
 
     def execute(self, raw: str | bytes | dict[str, Any], context: ExecutionContext) -> ExecutionResult:
+        """Rules 1-6 for one decision. From reading the state to the write-ahead row, the account is
+        locked across processes, so gates see every call another process is making."""
+        received = time.monotonic()  # the request's timestamp is context.timestamp + the time since
         text = decision_text(raw)
-        state = self.state_view(text, context)
-        ev = evaluate(text, context, self.config, state)
-        if ev.result is not None:  # decided by Rules 1-4 (or a duplicate / no-op): nothing is sent
-            record = execution_record(ev, ev.result, attempted=False)
-            full = self.audit.append(audit_record("execution", ev.result, text=text, context=context, state=state), anchor=False)
-            if record is not None:
-                self.ledger.add(record, **self._ids(ev.result), anchor=(full["seq"], full["hash"]))
-            else:
-                self.ledger.set_audit_anchor(full["seq"], full["hash"])
-            return ev.result
-        return self._attempt(ev, text, context, state)
+        with self.ledger.account_lock(context.account_id):
+            self.audit.check_before_sending(self.ledger.audit_anchor())
+            state = self.state_view(text, context)
+            ev = evaluate(text, context, self.config, state)
+            if ev.result is not None:  # decided by Rules 1-4 (or a duplicate / no-op): nothing is sent
+                record = execution_record(ev, ev.result, attempted=False)
+                full = self.audit.append(audit_record("execution", ev.result, text=text, context=context, state=state), anchor=False)
+                if record is not None:
+                    self.ledger.add(record, **self._ids(ev.result), anchor=(full["seq"], full["hash"]))
+                else:
+                    self.ledger.set_audit_anchor(full["seq"], full["hash"])
+                return ev.result
+            refused = self._write_ahead(ev, text, context, state)
+        if refused is not None:
+            return refused
+        return self._call(ev, text, context, state, received)
 
     # --- Rule 5 and 6 ---
 
@@ -103,18 +113,22 @@ class Executor:
             "constraints_digest": result.constraints_digest,
         }
 
-    def _attempt(self, ev: Evaluation, text: str, context: ExecutionContext, state: StateView) -> ExecutionResult:
-        assert ev.request is not None and ev.decision is not None and ev.intent is not None
+    def _pending(self, ev: Evaluation, context: ExecutionContext) -> ExecutionRecord:
+        assert ev.decision is not None and ev.intent is not None
         action = ev.decision.action
-        pending = ExecutionRecord(
+        return ExecutionRecord(
             decision_id=ev.decision.decision_id, action_id=action.action_id, action_type=action.type,
             symbol=getattr(action, "symbol", None), result="FAILED_SAFE", reason_code="OUTCOME_UNKNOWN",
             timestamp=context.timestamp, attempted=True, opens=ev.intent.increases_exposure,
         )
+
+    def _write_ahead(self, ev: Evaluation, text: str, context: ExecutionContext, state: StateView) -> ExecutionResult | None:
+        """The durable record of the attempt, before the call; a result if the call must not be made."""
+        assert ev.request is not None
         header = ev.header
         try:
             fresh = self.ledger.write_ahead(
-                pending, client_order_id=ev.request.client_order_id, trace_id=header["trace_id"],
+                self._pending(ev, context), client_order_id=ev.request.client_order_id, trace_id=header["trace_id"],
                 input_digest=header["input_digest"], bundle_digest=header["bundle"]["digest"],
                 constraints_digest=header["constraints_digest"],
             )
@@ -133,31 +147,41 @@ class Executor:
             )
             self.audit.append(audit_record("execution", result, text=text, context=context, state=state))
             return result
+        return None
 
-        reply = _reply_data(self.client.send_signed(ev.request.method, ev.request.path, ev.request.params))
-        result = verify_ack(
-            header, ev.request, reply, context_timestamp=context.timestamp,
-            tolerance_ms=self.config.bundle.exchange_client.ackTimestampToleranceMs, gate_trace=ev.gate_trace,
-        )
-        outcome = pending.model_copy(update={"result": result.result, "reason_code": result.reason_code})
-        try:  # the audit record is the durable outcome (fsynced); the ledger row follows it
-            full = self.audit.append(audit_record("execution", result, text=text, context=context, state=state, reply=reply), anchor=False)
-        except AuditError as exc:
-            self.ledger.complete(outcome)
-            raise AuditError(
-                f"{exc} — the exchange call WAS made ({result.result} {result.reason_code}, trace {result.trace_id}) "
-                "and the ledger holds its outcome; only the audit record is missing"
-            ) from None
-        self.ledger.complete(outcome, anchor=(full["seq"], full["hash"]))
+    def _call(self, ev: Evaluation, text: str, context: ExecutionContext, state: StateView, received: float) -> ExecutionResult:
+        """Rule 5: exactly one call, signed with the time it is sent; Rule 6 on its reply."""
+        assert ev.request is not None and ev.intent is not None
+        request = ev.request.sent_at(context.timestamp + _elapsed_ms(received))
+        with self.ledger.in_flight():
+            reply = _reply_data(self.client.send_signed(request.method, request.path, request.params))
+            result = verify_ack(
+                ev.header, request, reply, sent_timestamp=request.timestamp,
+                tolerance_ms=self.config.bundle.exchange_client.ackTimestampToleranceMs, gate_trace=ev.gate_trace,
+            )
+            pending = self._pending(ev, context)
+            outcome = pending.model_copy(update={"result": result.result, "reason_code": result.reason_code})
+            record = audit_record("execution", result, text=text, context=context, state=state, reply=reply, sent_timestamp=request.timestamp)
+            try:  # the audit record is the durable outcome (fsynced); the ledger row follows it
+                full = self.audit.append(record, anchor=False)
+            except AuditError as exc:
+                self.ledger.complete(outcome)
+                raise AuditError(
+                    f"{exc} — the exchange call WAS made ({result.result} {result.reason_code}, trace {result.trace_id}) "
+                    "and the ledger holds its outcome; only the audit record is missing"
+                ) from None
+            self.ledger.complete(outcome, anchor=(full["seq"], full["hash"]))
         if result.result == "FAILED_SAFE" and self.config.bundle.force_cancel_open_orders and ev.intent.symbol:
-            self._forced_cancel(result, ev, text, context, state)
+            self._forced_cancel(result, ev, text, context, state, received)
         return result
 
     def _forced_cancel(
-        self, failed: ExecutionResult, ev: Evaluation, text: str, context: ExecutionContext, state: StateView
+        self, failed: ExecutionResult, ev: Evaluation, text: str, context: ExecutionContext, state: StateView, received: float
     ) -> ExecutionResult:
         """Spec §6.3 optional forced ACTION_CANCEL_OPEN_ORDERS after an exchange-side FAILED_SAFE:
-        one DELETE /fapi/v1/allOpenOrders for the symbol, recorded as its own audit record."""
+        one DELETE /fapi/v1/allOpenOrders for the symbol, recorded as its own audit record. It is
+        signed with the time it is sent: after a 5 s timeout, a request carrying the decision's
+        timestamp would be outside recvWindow (-1021) and the resting order would stay open."""
         assert ev.decision is not None
         header, request = forced_cancel_request(ev, failed, self.config, context)
         record = ExecutionRecord(
@@ -165,17 +189,27 @@ class Executor:
             symbol=dict(request.params)["symbol"], result="FAILED_SAFE", reason_code="OUTCOME_UNKNOWN",
             timestamp=context.timestamp, attempted=True, opens=False,
         )
-        if not self.ledger.write_ahead(
-            record, client_order_id=None, trace_id=header["trace_id"], input_digest=header["input_digest"],
-            bundle_digest=header["bundle"]["digest"], constraints_digest=header["constraints_digest"],
-        ):
-            return failed
-        reply = _reply_data(self.client.send_signed(request.method, request.path, request.params))
-        result = forced_cancel_result(header, request, reply, failed)
-        full = self.audit.append(audit_record("forced_cancel", result, text=text, context=context, state=state, reply=reply), anchor=False)
-        self.ledger.complete(record.model_copy(update={"result": result.result, "reason_code": result.reason_code}),
-                             anchor=(full["seq"], full["hash"]))
+        with self.ledger.account_lock(context.account_id):
+            if not self.ledger.write_ahead(
+                record, client_order_id=None, trace_id=header["trace_id"], input_digest=header["input_digest"],
+                bundle_digest=header["bundle"]["digest"], constraints_digest=header["constraints_digest"],
+            ):
+                return failed
+        request = request.sent_at(context.timestamp + _elapsed_ms(received))
+        with self.ledger.in_flight():
+            reply = _reply_data(self.client.send_signed(request.method, request.path, request.params))
+            result = forced_cancel_result(header, request, reply, failed)
+            full = self.audit.append(
+                audit_record("forced_cancel", result, text=text, context=context, state=state, reply=reply, sent_timestamp=request.timestamp),
+                anchor=False,
+            )
+            self.ledger.complete(record.model_copy(update={"result": result.result, "reason_code": result.reason_code}),
+                                 anchor=(full["seq"], full["hash"]))
         return result
+
+
+def _elapsed_ms(since: float) -> int:
+    return int((time.monotonic() - since) * 1000)
 
 
 # --- pure pieces shared with `ep4 replay` ---
@@ -198,5 +232,5 @@ def forced_cancel_request(
 def forced_cancel_result(
     header: dict[str, Any], request: OrderRequest, reply: ExchangeReplyData, failed: ExecutionResult
 ) -> ExecutionResult:
-    result = verify_ack(header, request, reply, context_timestamp=header["timestamp"], tolerance_ms=0)
+    result = verify_ack(header, request, reply, sent_timestamp=request.timestamp, tolerance_ms=0)
     return result.model_copy(update={"message": f"forced cancel after {failed.reason_code} (spec §6.3): {result.message}"})

@@ -8,9 +8,13 @@ again). The :class:`StateView` the gates read is derived from these rows.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .errors import LedgerError
 from .models import ExecutionRecord, StateView
@@ -67,6 +71,34 @@ class Ledger:
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(f"cannot open the ledger in {state_dir}: {exc}") from None
+
+    @contextmanager
+    def account_lock(self, account_id: str) -> Iterator[None]:
+        """Exclusive, across processes, for one account: held from reading the state view to the
+        write-ahead row, so two processes never both pass a frequency, interval or exposure gate on
+        the same history (spec §5: the gates hold under concurrency)."""
+        name = "account-" + hashlib.sha256(account_id.encode("utf-8")).hexdigest()[:24] + ".lock"
+        with self._flock(name, fcntl.LOCK_EX):
+            yield
+
+    @contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Shared while a call is in flight (write-ahead row written, outcome not yet): recovery of
+        rows left IN_FLIGHT by a process that died waits until no call is in flight."""
+        with self._flock("in-flight.lock", fcntl.LOCK_SH):
+            yield
+
+    @contextmanager
+    def _flock(self, name: str, mode: int) -> Iterator[None]:
+        try:
+            fd = os.open(self.dir / name, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise LedgerError(f"cannot open the lock {self.dir / name}: {exc}") from None
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     @classmethod
     def open_existing(cls, state_dir: str | Path) -> "Ledger | None":
@@ -146,6 +178,17 @@ class Ledger:
         """Remember the last audit record written, so a truncated log is detected."""
         try:
             self._db.execute(_ANCHOR_SQL, (seq, record_hash))
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger anchor update failed: {exc}") from None
+
+    def reset_audit_anchor(self, seq: int, record_hash: str) -> None:
+        """Point the anchor at ``seq`` even if it is lower (only ``ep4 audit repair`` does this)."""
+        try:
+            self._db.execute(
+                "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                (seq, record_hash),
+            )
         except sqlite3.Error as exc:
             raise LedgerError(f"ledger anchor update failed: {exc}") from None
 

@@ -27,6 +27,16 @@ class OrderRequest:
     def as_dict(self) -> dict[str, Any]:
         return {"method": self.method, "path": self.path, "params": dict(self.params), "client_order_id": self.client_order_id}
 
+    @property
+    def timestamp(self) -> int:
+        return int(dict(self.params)["timestamp"])
+
+    def sent_at(self, timestamp_ms: int) -> "OrderRequest":
+        """The same request signed at ``timestamp_ms`` (the shell's send time: context.timestamp plus
+        the monotonic time elapsed since the decision arrived)."""
+        params = tuple((k, str(timestamp_ms) if k == "timestamp" else v) for k, v in self.params)
+        return OrderRequest(self.method, self.path, params, self.client_order_id)
+
 
 def client_order_id(decision_id: str, action_id: str) -> str:
     """``ep4-`` + 32 hex chars: 36 chars, matches Binance's ``^[\\.A-Z\\:/a-z0-9_-]{1,36}$``."""

@@ -78,7 +78,7 @@ _CODES = [
     ReasonCode("ACK_MALFORMED", "FAILED_SAFE", 6, "HTTP 200 but the body is not the JSON object Binance sends"),
     ReasonCode("ACK_MISMATCH", "FAILED_SAFE", 6, "the ack differs from the intent (clientOrderId, symbol, side, type, quantity, price, reduce-only, positionSide)"),
     ReasonCode("ACK_UNKNOWN_STATUS", "FAILED_SAFE", 6, "the ack carries an order status ep4 does not know"),
-    ReasonCode("ACK_TIMESTAMP_INCONSISTENT", "FAILED_SAFE", 6, "the ack's updateTime is further from context.timestamp than the bundle's tolerance"),
+    ReasonCode("ACK_TIMESTAMP_INCONSISTENT", "FAILED_SAFE", 6, "the ack's updateTime is more than 1000 ms before the request's timestamp (Binance would not have run it) or more than the bundle's tolerance after it"),
     ReasonCode("ORDER_NOT_ACCEPTED", "FAILED_SAFE", 6, "acknowledged, but as REJECTED / CANCELED / EXPIRED (non-IOC) / EXPIRED_IN_MATCH"),
     ReasonCode("STATE_UNAVAILABLE", "FAILED_SAFE", 5, "the ledger could not record the attempt, so the exchange was not called"),
 ]

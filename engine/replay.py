@@ -22,6 +22,9 @@ from .verification import ExchangeReplyData, verify_ack
 
 __all__ = ["ReplayReport", "replay_log"]
 
+# Records that are not the outcome of a decision.
+_NOT_DECISIONS = {"audit_repair"}
+
 # Outcomes the shell makes without an exchange reply, after Rules 1-4 said "send".
 _SHELL_OUTCOMES = {"DUPLICATE_EXECUTION", "STATE_UNAVAILABLE"}
 
@@ -47,7 +50,7 @@ def _recompute(rec: dict[str, Any], config: Config, failed_by_trace: dict[str, E
         if failed is None or reply is None:
             return "forced cancel without the FAILED_SAFE record it follows"
         header, request = forced_cancel_request(ev, failed, config, context)
-        return forced_cancel_result(header, request, reply, failed)
+        return forced_cancel_result(header, request.sent_at(rec.get("sent_timestamp") or context.timestamp), reply, failed)
     if ev.result is not None:
         return ev.result
     if reply is None:
@@ -57,8 +60,9 @@ def _recompute(rec: dict[str, Any], config: Config, failed_by_trace: dict[str, E
             return ExecutionResult.model_validate({**recorded, **{k: v for k, v in ev.header.items()}})
         return "Rules 1-4 say the order is sent, but the record holds no exchange reply"
     assert ev.request is not None
+    request = ev.request.sent_at(rec.get("sent_timestamp") or context.timestamp)
     return verify_ack(
-        ev.header, ev.request, reply, context_timestamp=context.timestamp,
+        ev.header, request, reply, sent_timestamp=request.timestamp,
         tolerance_ms=config.bundle.exchange_client.ackTimestampToleranceMs, gate_trace=ev.gate_trace,
     )
 
@@ -72,6 +76,8 @@ def replay_log(path: str | Path, bundle: Bundle, constraints: ConstraintsSnapsho
         except ValueError:
             report.problems.append(f"line {lineno}: not a JSON record")
             continue
+        if isinstance(rec, dict) and rec.get("kind") in _NOT_DECISIONS:
+            continue  # an operator's record (audit repair, recovery note): nothing to recompute
         report.records += 1
         where = f"line {lineno} (seq {rec.get('seq')}, trace {rec.get('trace_id')})"
         if rec.get("bundle", {}).get("digest") != bundle.digest:

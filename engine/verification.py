@@ -21,7 +21,8 @@ __all__ = ["ExchangeReplyData", "verify_ack"]
 
 KNOWN_STATUSES = {"NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH"}
 _SUCCESS = {"NEW": "ORDER_ACCEPTED", "PARTIALLY_FILLED": "ORDER_PARTIALLY_FILLED", "FILLED": "ORDER_FILLED"}
-_UNKNOWN_CODES = {-1006, -1007}  # UNEXPECTED_RESP, TIMEOUT: "execution status unknown"
+_UNKNOWN_CODES = {-1006, -1007}
+_SERVER_AHEAD_MS = 1000  # Binance refuses a request whose timestamp is 1000 ms or more ahead of its clock  # UNEXPECTED_RESP, TIMEOUT: "execution status unknown"
 
 
 class ExchangeReplyData(BaseModel):
@@ -67,6 +68,8 @@ def _mismatches(params: dict[str, str], ack: dict[str, Any], hedge: bool) -> lis
     want_reduce = params.get("reduceOnly") == "true"
     if not hedge and ack.get("reduceOnly") is not want_reduce:
         out.append(f"reduceOnly {ack.get('reduceOnly')!r} != {want_reduce}")
+    if "timeInForce" in params and ack.get("timeInForce") != params["timeInForce"]:
+        out.append(f"timeInForce {ack.get('timeInForce')!r} != {params['timeInForce']!r}")
     if ack.get("positionSide", "BOTH") != params.get("positionSide", "BOTH"):
         out.append(f"positionSide {ack.get('positionSide')!r} != {params.get('positionSide', 'BOTH')!r}")
     return out
@@ -77,11 +80,15 @@ def verify_ack(
     request: OrderRequest,
     reply: ExchangeReplyData,
     *,
-    context_timestamp: int,
+    sent_timestamp: int,
     tolerance_ms: int,
     gate_trace: tuple = (),
 ) -> ExecutionResult:
-    """Rule 6: turn the reply to ``request`` into the final result."""
+    """Rule 6: turn the reply to ``request`` into the final result.
+
+    ``sent_timestamp`` is the signed request's ``timestamp``. Binance executes a request only if
+    ``timestamp < serverTime + 1000`` (facts file §2), so a genuine ack's ``updateTime`` is at most
+    1000 ms before it; and no later than ``tolerance_ms`` after it."""
 
     def result(kind: str, code: str, message: str) -> ExecutionResult:
         return ExecutionResult(
@@ -129,11 +136,15 @@ def verify_ack(
     update = body.get("updateTime")
     if isinstance(update, bool) or not isinstance(update, int):
         return failed("ACK_MALFORMED", "the ack has no integer updateTime")
-    if abs(update - context_timestamp) > tolerance_ms:
+    if not (sent_timestamp - _SERVER_AHEAD_MS <= update <= sent_timestamp + tolerance_ms):
         return failed(
             "ACK_TIMESTAMP_INCONSISTENT",
-            f"ack updateTime {update} is {update - context_timestamp} ms from context.timestamp (tolerance {tolerance_ms} ms)",
+            f"ack updateTime {update} is {update - sent_timestamp} ms from the request's timestamp {sent_timestamp} "
+            f"(accepted: -{_SERVER_AHEAD_MS} to +{tolerance_ms} ms)",
         )
+    executed = _dec(body.get("executedQty"))
+    if executed is None or executed < 0 or executed > Decimal(params["quantity"]):
+        return failed("ACK_MISMATCH", f"executedQty {body.get('executedQty')!r} is not between 0 and origQty {params['quantity']}")
     if order_status in _SUCCESS:
         return result("SUCCESS", _SUCCESS[order_status], f"order {order_status}: executedQty {body.get('executedQty')}")
     if order_status == "EXPIRED" and params.get("timeInForce") == "IOC":

@@ -81,3 +81,170 @@ def test_hole02_constraints_refuse_binary_floats() -> None:
         {"filterType": "LOT_SIZE", "minQty": 0.001, "maxQty": "1000", "stepSize": "0.001"}]}]}
     with pytest.raises(ConstraintsError, match="binary float"):
         build_constraints(info)
+
+
+# --- hole 11: Rule 6 gaps ---
+
+
+def _verify(**over):
+    from test_verification import T, ack, ok, verify
+
+    return verify(ok(ack(**over)))
+
+
+def test_hole11_ack_before_the_request_was_possible_is_inconsistent() -> None:
+    from test_verification import T
+
+    # before the fix: an updateTime up to 5 s *before* the request was accepted
+    assert _verify(updateTime=T - 5000).reason_code == "ACK_TIMESTAMP_INCONSISTENT"
+    assert _verify(updateTime=T - 1001).reason_code == "ACK_TIMESTAMP_INCONSISTENT"
+    assert _verify(updateTime=T - 1000).reason_code == "ORDER_ACCEPTED"
+
+
+def test_hole11_time_in_force_must_match() -> None:
+    assert _verify(timeInForce="IOC").reason_code == "ACK_MISMATCH"
+
+
+def test_hole11_executed_quantity_may_not_exceed_the_order() -> None:
+    assert _verify(status="FILLED", executedQty="0.011").reason_code == "ACK_MISMATCH"
+    assert _verify(status="PARTIALLY_FILLED", executedQty="-0.001").reason_code == "ACK_MISMATCH"
+    assert _verify(status="FILLED", executedQty="0.010").reason_code == "ORDER_FILLED"
+
+
+# --- hole 3: gates race between processes ---
+
+
+def _racer(state_dir: str, bundle_path: str, decision_id: str, barrier, results) -> None:
+    from conftest import default_constraints
+    from engine.audit import AuditLog
+    from engine.bundle import load_bundle
+    from engine.executor import Executor
+    from engine.ledger import Ledger
+    from engine.models import ExecutionContext
+    from exchange import BinanceClient, Credentials, PaperTransport, fetch_context
+    from engine.cli.inputs import open_shipped_paper
+    from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL
+
+    paper = open_shipped_paper(None, mark_prices={"BTCUSDT": "64010.5"}, clock=lambda: 1764028800000)
+    client = BinanceClient(PAPER_BASE_URL, Credentials.hmac(PAPER_API_KEY, PAPER_API_SECRET), transport=PaperTransport(paper),
+                           connect_timeout_ms=2000, read_timeout_ms=5000)
+    ctx = ExecutionContext.model_validate(fetch_context(client, symbol="BTCUSDT", account_id="shared", timestamp_ms=1764028800000,
+                                                        recv_window_ms=5000, health={"api_latency_ms": "20", "order_rejection_rate": "0"}))
+    ledger = Ledger(state_dir)
+    executor = Executor(Config(load_bundle(bundle_path), default_constraints(), "paper"), ledger, AuditLog(Path(state_dir) / "audit.jsonl", ledger), client)
+    decision = json.dumps({"decision_id": decision_id, "decision_code": "AUTHORIZED_ACTION", "action": {"action_id": "a", **OPEN("0.001")}})
+    barrier.wait()
+    res = executor.execute(decision, ctx)
+    results.put((res.result, res.reason_code, len(paper.orders)))
+
+
+def test_hole03_min_interval_holds_across_processes(tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    bundle = str(ROOT / "policies" / "binance-perp-default.yaml")  # min_interval_ms: 1000
+    procs = [ctx.Process(target=_racer, args=(str(tmp_path), bundle, f"d-race-{i}", barrier, results)) for i in range(4)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    sent = [o for o in outcomes if o[2] > 0]
+    # before the fix: the four processes read the same empty state and all four sent an order
+    assert len(sent) == 1, outcomes
+    assert sorted(o[1] for o in outcomes if o[2] == 0) == ["MIN_INTERVAL_NOT_ELAPSED"] * 3
+
+
+# --- hole 5: the forced cancel after a timeout was signed with a stale timestamp ---
+
+
+def test_hole05_forced_cancel_after_a_timeout_is_signed_when_sent(tmp_path: Path) -> None:
+    import time as _time
+
+    from conftest import default_constraints
+    from engine.audit import AuditLog
+    from engine.bundle import load_bundle
+    from engine.executor import Executor
+    from engine.ledger import Ledger
+    from engine.models import ExecutionContext
+    from engine.cli.inputs import open_shipped_paper
+    from exchange import BinanceClient, Credentials, PaperServer, fetch_context
+    from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET
+
+    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/")
+    text = text.replace("recvWindowMs: 5000", "recvWindowMs: 300").replace("readTimeoutMs: 5000", "readTimeoutMs: 500")
+    (tmp_path / "b.yaml").write_text(text)
+    bundle = load_bundle(tmp_path / "b.yaml")
+    start, base = _time.monotonic(), 1764028800000
+    clock = lambda: base + int((_time.monotonic() - start) * 1000)  # noqa: E731 - the exchange's clock runs
+    paper = open_shipped_paper(None, mark_prices={"BTCUSDT": "64010.5"}, clock=clock)
+    with PaperServer(paper) as server:
+        client = BinanceClient(server.base_url, Credentials.hmac(PAPER_API_KEY, PAPER_API_SECRET), connect_timeout_ms=2000, read_timeout_ms=500)
+        ledger = Ledger(tmp_path / "s")
+        ex = Executor(Config(bundle, default_constraints(), "paper"), ledger, AuditLog(tmp_path / "s" / "audit.jsonl", ledger), client)
+        health = {"api_latency_ms": "20", "order_rejection_rate": "0"}
+        def run(decision_id: str, action: dict):
+            ctx = ExecutionContext.model_validate(fetch_context(client, symbol="BTCUSDT", account_id="t", timestamp_ms=clock(),
+                                                                recv_window_ms=300, health=health))
+            d = json.dumps({"decision_id": decision_id, "decision_code": "AUTHORIZED_ACTION", "action": {"action_id": "a", **action}})
+            return ex.execute(d, ctx)
+        resting = run("d-rest", OPEN("0.010", order_type="LIMIT", limit_price="63000.0", time_in_force="GTC"))
+        assert resting.reason_code == "ORDER_ACCEPTED"
+        _time.sleep(1.1)  # min_interval_ms
+        paper.inject("read_timeout", delay_ms=1500)
+        res = run("d-timeout", OPEN("0.010"))
+        assert res.reason_code == "EXCHANGE_TIMEOUT"
+        records = [json.loads(line) for line in (tmp_path / "s" / "audit.jsonl").read_text().splitlines()]
+        cancel = records[-1]
+        assert cancel["kind"] == "forced_cancel"
+        # before the fix: signed with context.timestamp, ~500 ms old against a 300 ms recvWindow: -1021
+        assert cancel["reason_code"] == "OPEN_ORDERS_CANCELLED", cancel["result"]["message"]
+        assert cancel["sent_timestamp"] >= cancel["timestamp"] + 500
+        assert not [o for o in paper.orders if o.status == "NEW"]
+        client.close()
+        ledger.close()
+    from engine.replay import replay_log
+
+    assert replay_log(tmp_path / "s" / "audit.jsonl", bundle, default_constraints()).ok
+
+
+# --- hole 6: a damaged audit tail kept sending orders ---
+
+
+def test_hole06_damaged_audit_tail_stops_sending_until_repaired(rig: Rig, capsys) -> None:
+    from engine.audit import verify_log
+    from engine.cli import main
+    from engine.errors import AuditError
+
+    rig.run(OPEN("0.010"))
+    with open(rig.audit.path, "ab") as f:
+        f.write(b'{"seq": 3, "kind": "execu')  # a torn last line (a crash mid-write, a full disk)
+    orders = len(rig.paper.orders)
+    with pytest.raises(AuditError, match="damaged"):
+        rig.run(OPEN("0.010", side="SHORT"))
+    assert len(rig.paper.orders) == orders  # before the fix: the order was placed, then exit 2
+    assert main(["audit", "repair", str(rig.audit.path)]) == 0
+    out = capsys.readouterr().out
+    assert "damaged byte(s) are in" in out
+    aside = next(rig.state.glob("audit.jsonl.damaged-*"))
+    assert aside.read_bytes() == b'{"seq": 3, "kind": "execu'
+    res, _ = rig.run(OPEN("0.010", side="SHORT"))
+    assert res.result == "SUCCESS" and len(rig.paper.orders) == orders + 1
+    assert verify_log(rig.audit.path, rig.ledger.audit_anchor()).ok
+    kinds = [json.loads(line)["kind"] for line in rig.audit.path.read_text().splitlines()]
+    assert "audit_repair" in kinds
+
+
+# --- hole 15: an unwritable audit path was found out after the order ---
+
+
+def test_hole15_audit_path_is_checked_before_the_call(tmp_path: Path, capsys) -> None:
+    from engine.cli import main
+
+    code = main(["execute", str(EX / "decision-open-limit.json"), "--context", str(EX / "context.json"),
+                 "--state-dir", str(tmp_path / "s"), "--audit", str(tmp_path)])  # a directory
+    _, err = capsys.readouterr()
+    assert code == 2 and "not a regular file" in err and "nothing was sent" in err
+    paper_state = tmp_path / "s" / "paper-exchange.json"
+    assert not paper_state.exists() or not json.loads(paper_state.read_text()).get("orders")

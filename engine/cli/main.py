@@ -366,6 +366,32 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_audit_repair(args: argparse.Namespace) -> int:
+    """Set a damaged tail aside (kept byte for byte), truncate, and record that it was done."""
+    from ..audit import repair_log, tail_problem
+    from ..ledger import Ledger
+
+    log = Path(args.log)
+    if not log.is_file():
+        raise UsageError(f"audit log not found (or not a file): {log}")
+    directory = Path(args.state_dir) if args.state_dir else log.parent
+    ledger = Ledger.open_existing(directory)
+    try:
+        problem = tail_problem(log, ledger.audit_anchor() if ledger else None)
+        if problem is None and not args.force:
+            print(f"ok  {log}: the tail is sound; nothing to repair (--force appends a repair record anyway)")
+            return 0
+        report = repair_log(log, ledger, reason=args.reason or (problem or "operator repair"))
+    finally:
+        if ledger is not None:
+            ledger.close()
+    aside = f"; the {report.removed_bytes} damaged byte(s) are in {report.set_aside}" if report.set_aside else ""
+    print(f"repaired {log}: {report.kept} sound record(s) kept{aside}; repair recorded as seq {report.record['seq']}")
+    if report.record["records_lost"]:
+        print(f"WARNING: {report.record['records_lost']} record(s) the ledger had anchored were in the damaged part", file=sys.stderr)
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from ..replay import replay_log
     from .inputs import load_config_bundle, load_constraints
@@ -489,6 +515,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("log", metavar="LOG")
     q.add_argument("--state-dir", metavar="DIR", help="ledger holding the log's anchor (default: the log's directory)")
     q.set_defaults(func=cmd_audit_verify)
+
+    q = audit_sub.add_parser("repair", help="set a damaged tail aside (kept), truncate, record the repair; then sending resumes")
+    q.add_argument("log", metavar="LOG")
+    q.add_argument("--state-dir", metavar="DIR", help="ledger holding the log's anchor (default: the log's directory)")
+    q.add_argument("--reason", help="why (recorded in the repair record)")
+    q.add_argument("--force", action="store_true", help="record a repair even when the tail is sound")
+    q.set_defaults(func=cmd_audit_repair)
 
     p = sub.add_parser("replay", help="re-run the pure core on every audit record; exit 1 on any byte of difference")
     p.add_argument("log", metavar="LOG")
