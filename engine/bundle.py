@@ -79,6 +79,11 @@ class GateSpec(_Doc):
 class PostFailure(_Doc):
     cooldownMs: int = Field(ge=0, description="spec §6.3 enforced cooldown after FAILED_SAFE")
     forceCancelOpenOrders: bool = Field(description="spec §6.3 optional forced ACTION_CANCEL_OPEN_ORDERS")
+    cooldownArmedBy: list[Literal[3, 4, 5, 6]] = Field(
+        default=[3, 4, 5, 6], min_length=1,
+        description="the spec §4 rules whose FAILED_SAFE starts the cooldown (default: all, as spec §6.3 reads); "
+        "a FAILED_SAFE during a running cooldown never extends it",
+    )
 
 
 class StateSettings(_Doc):
@@ -146,6 +151,7 @@ class Bundle:
     params: dict[str, tuple[str, Any]]  # name -> (type, typed value)
     cooldown_ms: int
     force_cancel_open_orders: bool
+    cooldown_armed_by: frozenset[int]
     lookback_ms: int
     exchange_client: ExchangeClientSettings
     risk_gates: tuple[Gate, ...]
@@ -177,6 +183,12 @@ class Bundle:
 
     def settings(self) -> dict[str, Any]:
         return {"cooldown_ms": self.cooldown_ms, "lookback_ms": self.lookback_ms, "execution_mode": self.execution_mode}
+
+    def arms_cooldown(self, result: str, rule: int | None, timestamp: int, state: Any) -> bool:
+        """Whether this outcome starts the spec §6.3 cooldown (engine.state.arms_cooldown)."""
+        from .state import arms_cooldown
+
+        return arms_cooldown(result, rule, timestamp, state, self.cooldown_ms, self.cooldown_armed_by)
 
     def describe(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version, "digest": self.digest}
@@ -461,7 +473,7 @@ def load_bundle(path: str | Path) -> Bundle:
             "exchange": spec.exchange,
             "executionMode": spec.executionMode,
             "params": {k: {"type": t, "value": v} for k, (t, v) in sorted(params.items())},
-            "postFailure": spec.postFailure.model_dump(),
+            "postFailure": spec.postFailure.model_dump(exclude_defaults=True),  # a new default leaves digests as they were
             "state": spec.state.model_dump(),
             "exchangeClient": spec.exchangeClient.model_dump(),
             "riskGates": [_gate_canonical(g) for g in risk],
@@ -475,6 +487,7 @@ def load_bundle(path: str | Path) -> Bundle:
         params=params,
         cooldown_ms=spec.postFailure.cooldownMs,
         force_cancel_open_orders=spec.postFailure.forceCancelOpenOrders,
+        cooldown_armed_by=frozenset(spec.postFailure.cooldownArmedBy),
         lookback_ms=spec.state.lookbackMs,
         exchange_client=spec.exchangeClient,
         risk_gates=risk,

@@ -94,7 +94,8 @@ class Executor:
                 record = execution_record(ev, ev.result, attempted=False)
                 full = self.audit.append(audit_record("execution", ev.result, text=text, context=context, state=state), anchor=False)
                 if record is not None:
-                    self.ledger.add(record, **self._ids(ev.result), anchor=(full["seq"], full["hash"]))
+                    arms = self._arms(ev.result, state)
+                    self.ledger.add(record, **self._ids(ev.result), arms=arms, anchor=(full["seq"], full["hash"]))
                 else:
                     self.ledger.set_audit_anchor(full["seq"], full["hash"])
                 return ev.result
@@ -102,6 +103,9 @@ class Executor:
         if refused is not None:
             return refused
         return self._call(ev, text, context, state, received)
+
+    def _arms(self, result: ExecutionResult, state: StateView) -> bool:
+        return self.config.bundle.arms_cooldown(result.result, result.rule, result.timestamp or 0, state)
 
     # --- Rule 5 and 6 ---
 
@@ -165,12 +169,12 @@ class Executor:
             try:  # the audit record is the durable outcome (fsynced); the ledger row follows it
                 full = self.audit.append(record, anchor=False)
             except AuditError as exc:
-                self.ledger.complete(outcome)
+                self.ledger.complete(outcome, arms=self._arms(result, state))
                 raise AuditError(
                     f"{exc} — the exchange call WAS made ({result.result} {result.reason_code}, trace {result.trace_id}) "
                     "and the ledger holds its outcome; only the audit record is missing"
                 ) from None
-            self.ledger.complete(outcome, anchor=(full["seq"], full["hash"]))
+            self.ledger.complete(outcome, arms=self._arms(result, state), anchor=(full["seq"], full["hash"]))
         if result.result == "FAILED_SAFE" and self.config.bundle.force_cancel_open_orders and ev.intent.symbol:
             self._forced_cancel(result, ev, text, context, state, received)
         return result
@@ -204,7 +208,7 @@ class Executor:
                 anchor=False,
             )
             self.ledger.complete(record.model_copy(update={"result": result.result, "reason_code": result.reason_code}),
-                                 anchor=(full["seq"], full["hash"]))
+                                 arms=False, anchor=(full["seq"], full["hash"]))  # the cancel follows a failure that armed it
         return result
 
 

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS executions (
     input_digest       TEXT NOT NULL,
     bundle_digest      TEXT NOT NULL,
     constraints_digest TEXT NOT NULL,
+    arms_cooldown      INTEGER,
     UNIQUE (decision_id, action_id)
 );
 CREATE INDEX IF NOT EXISTS executions_ts ON executions (timestamp);
@@ -69,6 +70,9 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(executions)")}
+            if "arms_cooldown" not in columns:  # a ledger from before the cooldown fix (issue 7, hole 8)
+                self._db.execute("ALTER TABLE executions ADD COLUMN arms_cooldown INTEGER")
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(f"cannot open the ledger in {state_dir}: {exc}") from None
 
@@ -138,14 +142,14 @@ class Ledger:
                 (now_ms - lookback_ms, now_ms),
             )
         )
-        last_exec = db.execute(
-            "SELECT MAX(timestamp) FROM executions WHERE attempted = 1 AND timestamp <= ?", (now_ms,)
-        ).fetchone()[0]
-        # the SQL form of state.arms_cooldown(): FAILED_SAFE (or in doubt), except the cooldown's own refusals
+        # newest over the whole ledger, not just up to now: a context older than the ledger's newest
+        # call is then visible (the pipeline refuses it) instead of silently skipping temporal gates
+        last_exec = db.execute("SELECT MAX(timestamp) FROM executions WHERE attempted = 1").fetchone()[0]
+        # state.arms_cooldown() decided each row when it was written; in doubt (IN_FLIGHT) arms;
+        # rows written before that column existed follow the old rule
         last_failed = db.execute(
-            "SELECT MAX(timestamp) FROM executions WHERE timestamp <= ? AND (status = 'IN_FLIGHT' "
-            "OR (result = 'FAILED_SAFE' AND reason_code != 'COOLDOWN_ACTIVE'))",
-            (now_ms,),
+            "SELECT MAX(timestamp) FROM executions WHERE status = 'IN_FLIGHT' OR arms_cooldown = 1 "
+            "OR (arms_cooldown IS NULL AND result = 'FAILED_SAFE' AND reason_code != 'COOLDOWN_ACTIVE')"
         ).fetchone()[0]
         return StateView(executed=executed, recent=tuple(recent), last_execution_ms=last_exec, last_failed_safe_ms=last_failed)
 
@@ -211,26 +215,26 @@ class Ledger:
             raise LedgerError(f"ledger write-ahead failed: {exc}") from None
         return True
 
-    def complete(self, record: ExecutionRecord, *, anchor: tuple[int, str] | None = None) -> None:
+    def complete(self, record: ExecutionRecord, *, arms: bool, anchor: tuple[int, str] | None = None) -> None:
         """Write the outcome of an attempt noted by :meth:`write_ahead` (and the audit anchor of the
         record that already holds it, in the same transaction)."""
         self._after_audit(
-            "UPDATE executions SET status = 'DONE', result = ?, reason_code = ? WHERE decision_id = ? AND action_id = ?",
-            (record.result, record.reason_code, record.decision_id, record.action_id), anchor, "ledger update failed",
+            "UPDATE executions SET status = 'DONE', result = ?, reason_code = ?, arms_cooldown = ? WHERE decision_id = ? AND action_id = ?",
+            (record.result, record.reason_code, int(arms), record.decision_id, record.action_id), anchor, "ledger update failed",
         )
 
     def add(
         self, record: ExecutionRecord, *, trace_id: str, input_digest: str, bundle_digest: str, constraints_digest: str,
-        anchor: tuple[int, str] | None = None,
+        arms: bool, anchor: tuple[int, str] | None = None,
     ) -> None:
         """Record an outcome that made no exchange call (gate failure, NOOP action, ...)."""
         self._after_audit(
             "INSERT OR IGNORE INTO executions (decision_id, action_id, action_type, symbol, client_order_id, timestamp, "
-            "status, result, reason_code, attempted, opens, trace_id, input_digest, bundle_digest, constraints_digest) "
-            "VALUES (?, ?, ?, ?, NULL, ?, 'DONE', ?, ?, ?, ?, ?, ?, ?, ?)",
+            "status, result, reason_code, attempted, opens, trace_id, input_digest, bundle_digest, constraints_digest, arms_cooldown) "
+            "VALUES (?, ?, ?, ?, NULL, ?, 'DONE', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (record.decision_id, record.action_id, record.action_type, record.symbol, record.timestamp,
              record.result, record.reason_code, int(record.attempted), int(record.opens), trace_id, input_digest,
-             bundle_digest, constraints_digest),
+             bundle_digest, constraints_digest, int(arms)),
             anchor, "ledger write failed",
         )
 

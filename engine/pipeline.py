@@ -135,6 +135,16 @@ def evaluate(
     if isinstance(action, NoopAction):
         return done("SUCCESS", "ACTION_NOOP", None, "ACTION_NOOP: nothing to do", decision=decision)
 
+    # §6.2 ambiguous state: a context older than the history it is judged against (a clock that went
+    # backwards, a stale snapshot) would skip the temporal gates; it is refused instead.
+    newest = max((t for t in (state.last_execution_ms, state.last_failed_safe_ms) if t is not None), default=None)
+    if newest is not None and newest > context.timestamp:
+        return done(
+            "FAILED_SAFE", "CLOCK_BEHIND_STATE", 3,
+            f"context.timestamp {context.timestamp} is {newest - context.timestamp} ms older than the newest recorded "
+            "call or failure: the temporal gates cannot be judged; send a fresh context", decision=decision,
+        )
+
     # Rule 3 (position resolution first: an ambiguous state is never guessed, §6.2)
     try:
         intent = resolve_intent(action, context)

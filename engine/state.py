@@ -16,11 +16,15 @@ from .models import ExecutionRecord, StateView
 __all__ = ["MemoryState", "arms_cooldown", "merge_views"]
 
 
-def arms_cooldown(record: ExecutionRecord) -> bool:
-    """Spec §6.3: a FAILED_SAFE starts the cooldown, except the cooldown gate's own refusal
-    (otherwise a host that keeps asking would extend the cooldown for ever). Ledger.view() says the
-    same in SQL."""
-    return record.result == "FAILED_SAFE" and record.reason_code != "COOLDOWN_ACTIVE"
+def arms_cooldown(result: str, rule: int | None, timestamp: int, state: StateView, cooldown_ms: int, armed_by: frozenset[int]) -> bool:
+    """Spec §6.3: a FAILED_SAFE starts the enforced cooldown when its rule is one the bundle lists in
+    ``postFailure.cooldownArmedBy`` (default: every rule, as the spec reads) and no cooldown is
+    already running: a refusal during a cooldown never moves its end, or a host that keeps asking
+    would extend it for ever (pure: decided from the state view the decision was evaluated with)."""
+    if result != "FAILED_SAFE" or rule not in armed_by:
+        return False
+    running = state.last_failed_safe_ms is not None and timestamp - state.last_failed_safe_ms < cooldown_ms
+    return not running
 
 
 @dataclass
@@ -34,12 +38,12 @@ class MemoryState:
     attempt_times: list[int] = field(default_factory=list)
     failure_times: list[int] = field(default_factory=list)
 
-    def add(self, record: ExecutionRecord) -> None:
+    def add(self, record: ExecutionRecord, *, arms: bool) -> None:
         self.keys.add((record.decision_id, record.action_id))
         if record.attempted:
             bisect.insort(self.attempted, record, key=_time)
             _insert_time(self.attempt_times, record.timestamp)
-        if arms_cooldown(record):
+        if arms:
             _insert_time(self.failure_times, record.timestamp)
 
     def view(self, decision_id: str | None, action_id: str | None, now_ms: int, lookback_ms: int) -> StateView:
@@ -49,8 +53,8 @@ class MemoryState:
         return StateView(
             executed=(key,) if key in self.keys else (),
             recent=tuple(self.attempted[lo:hi]),
-            last_execution_ms=_latest(self.attempt_times, now_ms),
-            last_failed_safe_ms=_latest(self.failure_times, now_ms),
+            last_execution_ms=self.attempt_times[-1] if self.attempt_times else None,
+            last_failed_safe_ms=self.failure_times[-1] if self.failure_times else None,
         )
 
 
@@ -62,11 +66,6 @@ def _insert_time(times: list[int], t: int) -> None:
     i = bisect.bisect_left(times, t)
     if i == len(times) or times[i] != t:
         times.insert(i, t)
-
-
-def _latest(times: list[int], now_ms: int) -> int | None:
-    i = bisect.bisect_right(times, now_ms)
-    return times[i - 1] if i else None
 
 
 def merge_views(a: StateView, b: StateView) -> StateView:

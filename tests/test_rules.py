@@ -153,9 +153,14 @@ def _rec(**kw) -> ExecutionRecord:
 
 
 def test_cooldown_refusals_do_not_extend_the_cooldown() -> None:
-    m = MemoryState()
-    m.add(_rec(timestamp=T))
-    m.add(_rec(decision_id="d2", timestamp=T + 60000, reason_code="COOLDOWN_ACTIVE"))
+    from engine.state import arms_cooldown
+
+    m, rules = MemoryState(), frozenset({3, 4, 5, 6})
+    first = arms_cooldown("FAILED_SAFE", 3, T, m.view(None, None, T, 86400000), 300000, rules)
+    m.add(_rec(timestamp=T), arms=first)
+    later = arms_cooldown("FAILED_SAFE", 3, T + 60000, m.view(None, None, T + 60000, 86400000), 300000, rules)
+    m.add(_rec(decision_id="d2", timestamp=T + 60000, reason_code="COOLDOWN_ACTIVE"), arms=later)
+    assert (first, later) == (True, False)
     assert m.view(None, None, T + 120000, 86400000).last_failed_safe_ms == T
 
 

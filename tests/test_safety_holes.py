@@ -248,3 +248,48 @@ def test_hole15_audit_path_is_checked_before_the_call(tmp_path: Path, capsys) ->
     assert code == 2 and "not a regular file" in err and "nothing was sent" in err
     paper_state = tmp_path / "s" / "paper-exchange.json"
     assert not paper_state.exists() or not json.loads(paper_state.read_text()).get("orders")
+
+
+# --- hole 4: a context older than the ledger skipped temporal gates ---
+
+
+def test_hole04_context_older_than_the_ledger_is_failed_safe(rig: Rig) -> None:
+    res, _ = rig.run(OPEN("0.010"), advance_s=10)
+    assert res.result == "SUCCESS"
+    rig.now -= 5000  # the host's clock went back 5 s
+    stale = rig.executor.execute(json.dumps({"decision_id": "d-stale", "decision_code": "AUTHORIZED_ACTION",
+                                             "action": {"action_id": "a", **OPEN("0.010")}}), rig.context())
+    # before the fix: the view kept rows up to the (earlier) timestamp, so min-interval saw nothing
+    assert (stale.result, stale.reason_code) == ("FAILED_SAFE", "CLOCK_BEHIND_STATE")
+    assert len(rig.paper.orders) == 1
+
+
+# --- hole 8: the cooldown extended itself ---
+
+
+def test_hole08_a_refusal_during_the_cooldown_never_moves_its_end(rig: Rig) -> None:
+    rig.paper.inject("http_500")
+    res, _ = rig.run(OPEN("0.010"))
+    assert res.result == "FAILED_SAFE"  # arms the 300 s cooldown at t0
+    t0 = rig.now
+    rig.now = t0 + 200_000
+    refused, _ = rig.run(OPEN("5"), advance_s=0)  # fails MAX_POSITION_EXCEEDED (before the cooldown gate)
+    assert (refused.result, refused.reason_code) == ("FAILED_SAFE", "MAX_POSITION_EXCEEDED")
+    rig.now = t0 + 301_000
+    after, _ = rig.run(OPEN("0.010"), advance_s=0)
+    # before the fix: the refusal at t0+200 s re-armed the cooldown until t0+500 s
+    assert (after.result, after.reason_code) == ("SUCCESS", "ORDER_FILLED")
+
+
+def test_hole08_which_rules_arm_the_cooldown_is_a_bundle_setting(tmp_path: Path) -> None:
+    from engine.bundle import load_bundle
+    from engine.models import StateView
+
+    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/")
+    default = load_bundle(ROOT / "policies" / "binance-perp-default.yaml")
+    assert default.cooldown_armed_by == {3, 4, 5, 6}
+    (tmp_path / "b.yaml").write_text(text.replace("    forceCancelOpenOrders: true", "    forceCancelOpenOrders: true\n    cooldownArmedBy: [5, 6]"))
+    exchange_only = load_bundle(tmp_path / "b.yaml")
+    assert not exchange_only.arms_cooldown("FAILED_SAFE", 3, 1, StateView())
+    assert exchange_only.arms_cooldown("FAILED_SAFE", 6, 1, StateView())
+    assert exchange_only.digest != default.digest

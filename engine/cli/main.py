@@ -90,12 +90,13 @@ def _dry_run(args: argparse.Namespace) -> int:
     memory = MemoryState()  # dry-run: this run's would-be executions, never written to the ledger
     for raw in decisions:
         raw = read_decision(raw)  # once: the state view needs its ids, evaluate the rest
-        ev = evaluate(raw, context, config, _view(memory, ledger, raw, context, config))
+        view = _view(memory, ledger, raw, context, config)
+        ev = evaluate(raw, context, config, view)
         assert ev.result is not None  # dry-run always ends in Rules 1-4
         sys.stdout.write(result_json(ev.result) + "\n")
         record = execution_record(ev, ev.result, attempted=ev.result.reason_code == "DRY_RUN")
         if record is not None:
-            memory.add(record)
+            memory.add(record, arms=config.bundle.arms_cooldown(ev.result.result, ev.result.rule, context.timestamp, view))
     sys.stdout.flush()
     return 0
 
@@ -185,7 +186,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(text)
         rec = execution_record(ev, ev.result, attempted=ev.result.reason_code == "DRY_RUN")
         if rec is not None:
-            memory.add(rec)
+            memory.add(rec, arms=config.bundle.arms_cooldown(ev.result.result, ev.result.rule, context.timestamp, view))
     return 0
 
 
