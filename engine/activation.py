@@ -48,6 +48,9 @@ VARIABLES: dict[str, F] = {
             "opens_position": F("bool", "flat before and not after (or a flip)"),
             "leverage": F("decimal", "leverage of the position row (null if unknown)", nullable=True),
             "margin_mode": F("string", "ISOLATED or CROSSED of the position row (null if unknown)", nullable=True),
+            "working_same_side": F("decimal", "total quantity of the account's open orders on this symbol, side and position side (0 for cancels)"),
+            "worst_case_position_after": F("decimal", "position_after plus every same-side open order filled too (signed)"),
+            "worst_case_notional_after": F("decimal", "abs(worst_case_position_after) x reference_price", nullable=True),
         },
     ),
     "context": F(

@@ -68,9 +68,31 @@ class ParamSpec(_Doc):
     unit: str = ""
 
 
+# Spec §5 "Risk Gates (Hard, Non-Negotiable)": what a bundle's riskGates must cover, or waive by name
+# with a reason. Trading session windows are optional in §5.2, so they are not required.
+SPEC_GATES = {
+    "5.1.max-abs-position": "max absolute position size",
+    "5.1.max-notional": "max notional exposure",
+    "5.1.max-leverage": "max leverage per symbol",
+    "5.1.max-open-positions": "max concurrent open positions",
+    "5.2.min-interval": "minimum time between executions",
+    "5.2.cooldown-after-failed-safe": "cooldown after FAILED_SAFE",
+    "5.2.session-windows": "trading session windows (optional)",
+    "5.3.max-actions-per-minute": "max actions per minute",
+    "5.3.max-opens-per-symbol": "max opens per symbol",
+    "5.3.max-cancels-per-window": "max cancels per window",
+    "5.4.api-latency": "API latency threshold",
+    "5.4.order-rejection-rate": "order rejection rate threshold",
+    "5.4.margin-available": "margin availability check",
+}
+REQUIRED_SPEC_GATES = tuple(k for k in SPEC_GATES if k != "5.2.session-windows")
+SpecGate = Literal[tuple(SPEC_GATES)]  # type: ignore[valid-type]
+
+
 class GateSpec(_Doc):
     id: str = Field(pattern=r"^[a-z][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+$", description="category.name")
     category: Literal["exposure", "temporal", "frequency", "health", "exchange-constraint"]
+    implements: SpecGate | None = Field(default=None, description="the spec §5 gate this gate enforces (a bundle must cover every one)")
     expression: str = Field(min_length=1, description="CEL; true = pass")
     reason_code: str = Field(pattern=r"^[A-Z][A-Z0-9_]{2,63}$")
     message: str = Field(min_length=1)
@@ -97,6 +119,11 @@ class ExchangeClientSettings(_Doc):
     ackTimestampToleranceMs: int = Field(default=5000, ge=0, le=600000)
 
 
+class Waiver(_Doc):
+    implements: SpecGate = Field(description="the spec §5 gate this bundle does without")
+    reason: str = Field(min_length=10, description="why; named in every result the bundle produces")
+
+
 class BundleSpec(_Doc):
     exchange: Literal["BINANCE_PERP"]
     executionMode: Literal["dry-run", "paper", "binance-testnet", "binance"]
@@ -107,6 +134,7 @@ class BundleSpec(_Doc):
     include: list[str] = Field(default=[], description="gate library files, relative to this bundle")
     gates: list[GateSpec] = Field(default=[], description="gates defined inline")
     riskGates: list[str] = Field(description="Rule 3 gate ids, in evaluation order")
+    waivers: list[Waiver] = Field(default=[], description="spec §5 gates deliberately left out, each with a reason")
     constraintChecks: list[str] = Field(description="Rule 4 check ids, in evaluation order")
 
 
@@ -136,6 +164,7 @@ class Gate:
     reason_code: str
     message: str
     source: str  # file:line:col of the expression
+    implements: str | None = None  # the spec §5 gate it enforces
 
     @cached_property
     def passed(self) -> GateOutcome:
@@ -159,6 +188,7 @@ class Bundle:
     digest: str
     path: str = ""
     canonical: dict[str, Any] = field(default_factory=dict, repr=False)
+    waivers: tuple[tuple[str, str], ...] = ()  # (spec §5 gate, reason): named in every result
 
     @cached_property
     def roots(self) -> frozenset[str]:
@@ -190,8 +220,11 @@ class Bundle:
 
         return arms_cooldown(result, rule, timestamp, state, self.cooldown_ms, self.cooldown_armed_by)
 
-    def describe(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version, "digest": self.digest}
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "version": self.version, "digest": self.digest}
+        if self.waivers:  # a bundle without one of the spec's non-negotiable gates says so in every result
+            out["waivers"] = [f"{gate}: {reason}" for gate, reason in self.waivers]
+        return out
 
 
 # --- YAML reading with positions ---
@@ -435,7 +468,19 @@ def load_bundle(path: str | Path) -> Bundle:
             problems.append(Problem(gsrc.name, line, col, f"gate '{gid}': {exc.message}", gsrc.line_text(line)))
             continue
         rule = 4 if g.category == RULE4_CATEGORY else 3
-        compiled[gid] = Gate(gid, g.category, rule, expr, g.reason_code, g.message, f"{gsrc.name}:{line0}:{col0}")
+        compiled[gid] = Gate(gid, g.category, rule, expr, g.reason_code, g.message, f"{gsrc.name}:{line0}:{col0}", g.implements)
+        for kind, what, wline, wcol in expr.windows:
+            window = _window_ms(kind, what, params)
+            if window is not None and window > spec.state.lookbackMs:
+                line = line0 + wline - 1
+                col = (col0 if (wline == 1 or block) else 1) + wcol - 1
+                named = f"params.{what} = {window}" if kind == "param" else str(window)
+                problems.append(Problem(
+                    gsrc.name, line, col,
+                    f"gate '{gid}': recent_count window {named} ms is longer than state.lookbackMs ({spec.state.lookbackMs} ms): "
+                    "the state view would not hold the records it must count; raise lookbackMs or shorten the window",
+                    gsrc.line_text(line),
+                ))
 
     def select(key: str, rule: int) -> tuple[Gate, ...]:
         chosen, seen = [], set()
@@ -462,6 +507,7 @@ def load_bundle(path: str | Path) -> Bundle:
 
     risk = select("riskGates", 3)
     checks = select("constraintChecks", 4)
+    problems.extend(_non_negotiable(spec, risk, src, problems))
     if problems:
         raise BundleError(problems)
 
@@ -478,6 +524,7 @@ def load_bundle(path: str | Path) -> Bundle:
             "exchangeClient": spec.exchangeClient.model_dump(),
             "riskGates": [_gate_canonical(g) for g in risk],
             "constraintChecks": [_gate_canonical(g) for g in checks],
+            **({"waivers": [w.model_dump() for w in spec.waivers]} if spec.waivers else {}),
         },
     }
     return Bundle(
@@ -495,14 +542,66 @@ def load_bundle(path: str | Path) -> Bundle:
         digest=sha256_digest(canonical),
         path=str(bundle_path),
         canonical=canonical,
+        waivers=tuple((w.implements, w.reason) for w in spec.waivers),
     )
 
 
 def _gate_canonical(g: Gate) -> dict[str, str]:
-    return {
+    out = {
         "id": g.id,
         "category": g.category,
         "expression": g.expression.text,
         "reason_code": g.reason_code,
         "message": g.message,
     }
+    if g.implements:
+        out["implements"] = g.implements
+    return out
+
+
+def _window_ms(kind: str, what: str, params: dict[str, tuple[str, Any]]) -> Decimal | None:
+    """A recent_count window in ms: a literal, or a parameter (its largest per-symbol value)."""
+    if kind == "literal":
+        try:
+            return Decimal(int(what, 16)) if what.lower().lstrip("-").startswith("0x") else Decimal(what)
+        except (ArithmeticError, ValueError):
+            return None
+    if what not in params:
+        return None  # reported elsewhere: the gate reads an undeclared parameter
+    kind_, value = params[what]
+    if kind_ == "per_symbol_decimal":
+        return max(value.values())
+    return Decimal(value) if kind_ in ("decimal", "integer") else None
+
+
+def _non_negotiable(spec: BundleSpec, risk: tuple[Gate, ...], src: "_Source", problems: list[Problem]) -> list[Problem]:
+    """Spec §5 calls the risk gates hard and non-negotiable: every one must be in riskGates (a gate
+    that ``implements`` it) or waived by name with a reason; and the cooldown of §6.3 cannot be 0
+    unless its gate is waived. (Skipped while other problems stand: the gate list may be incomplete.)"""
+    if problems:
+        return []
+    covered = {g.implements for g in risk if g.implements}
+    waived = {w.implements for w in spec.waivers}
+    out = []
+    line, col = src.position(("spec", "riskGates"))
+    for name in REQUIRED_SPEC_GATES:
+        if name not in covered and name not in waived:
+            out.append(Problem(
+                src.name, line, col,
+                f"spec.riskGates: no gate implements spec §5 '{name}' ({SPEC_GATES[name]}); add one, or waive it "
+                f"explicitly: spec.waivers: [{{implements: {name}, reason: ...}}]",
+                src.line_text(line),
+            ))
+    for i, w in enumerate(spec.waivers):
+        if w.implements in covered:
+            wl, wc = src.position(("spec", "waivers", i))
+            out.append(Problem(src.name, wl, wc, f"spec.waivers: '{w.implements}' is waived but a risk gate implements it", src.line_text(wl)))
+    if spec.postFailure.cooldownMs == 0 and "5.2.cooldown-after-failed-safe" not in waived:
+        pl, pc = src.position(("spec", "postFailure", "cooldownMs"))
+        out.append(Problem(
+            src.name, pl, pc,
+            "spec.postFailure.cooldownMs: 0 disables the spec §6.3 enforced cooldown; give it a duration, or waive "
+            "'5.2.cooldown-after-failed-safe' with a reason",
+            src.line_text(pl),
+        ))
+    return out

@@ -53,6 +53,9 @@ class Intent:
     opens_position: bool = False
     leverage: Decimal | None = None
     margin_mode: str | None = None
+    working_same_side: Decimal = Decimal(0)
+    worst_case_position_after: Decimal = Decimal(0)
+    worst_case_notional_after: Decimal | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +173,15 @@ def _resolve(action: Any, context: ExecutionContext) -> Intent:
     reference = fields.get("price") or mark
     flips = _sign(before) != 0 and _sign(after) == -_sign(before)
     row_for_settings = _settings_row(context, symbol, fields["position_side"])
+    # Exposure counts working orders too (FIA: limits count what can still fill): every open order on
+    # this side of this position could fill before or with this one.
+    working = sum(
+        (o.quantity for o in context.account.open_orders
+         if o.symbol == symbol and o.side == fields["side"] and o.position_side == fields["position_side"]),
+        Decimal(0),
+    )
+    direction = 1 if fields["side"] == "BUY" else -1
+    worst = after + direction * working
     return Intent(
         kind="ORDER",
         action_type=action.type,
@@ -182,6 +194,9 @@ def _resolve(action: Any, context: ExecutionContext) -> Intent:
         opens_position=(before == 0 and after != 0) or flips,
         leverage=Decimal(row_for_settings.leverage) if row_for_settings and row_for_settings.leverage else None,
         margin_mode=row_for_settings.margin_mode if row_for_settings else None,
+        working_same_side=working,
+        worst_case_position_after=worst,
+        worst_case_notional_after=EXACT.multiply(abs(worst), reference),
         **fields,
     )
 

@@ -72,7 +72,7 @@ def test_explain_shows_gates_values_and_outcome(capsys) -> None:
     code, out, _ = run(capsys, "explain", str(EX / "decision-open-limit.json"), "--context", str(EX / "context.json"))
     assert code == 0
     assert "pass  exposure.max-abs-position" in out
-    assert "saw: intent.kind = \"ORDER\", intent.increases_exposure = true, intent.position_after = 0.030, params.max_position_qty = 0.5" in out
+    assert "saw: intent.kind = \"ORDER\", intent.increases_exposure = true, intent.worst_case_position_after = 0.040, params.max_position_qty = 0.5" in out
     assert "outcome: NOOP DRY_RUN" in out
 
 
@@ -121,7 +121,7 @@ def test_explain_compiled_prints_the_python_a_gate_runs(capsys) -> None:
     code, out, _ = run(capsys, "explain", "--compiled", "exposure.max-notional")
     assert code == 0
     assert "def gate_reference(act):" in out and "def gate_fast(act):" in out and "def gate(act):" in out
-    assert "intent.notional_after <= params.max_notional" in out  # the CEL it came from, as a comment
+    assert "intent.worst_case_notional_after <= params.max_notional" in out  # the CEL it came from, as a comment
     code, _, err = run(capsys, "explain", "--compiled", "exposure.nope")
     assert code == 2 and "no gate 'exposure.nope'" in err
 

@@ -293,3 +293,64 @@ def test_hole08_which_rules_arm_the_cooldown_is_a_bundle_setting(tmp_path: Path)
     assert not exchange_only.arms_cooldown("FAILED_SAFE", 3, 1, StateView())
     assert exchange_only.arms_cooldown("FAILED_SAFE", 6, 1, StateView())
     assert exchange_only.digest != default.digest
+
+
+# --- hole 9: exposure ignored working orders ---
+
+
+def test_hole09_position_ceiling_counts_same_side_open_orders() -> None:
+    from conftest import base_context, bundle_at, default_constraints, merge
+    from engine.models import ExecutionContext
+
+    # 0.3 long, 0.15 more resting on the bid: a 0.1 buy is 0.4 alone, 0.55 if the bids fill too (max 0.5)
+    ctx = ExecutionContext.model_validate(merge(base_context(), {"account": {
+        "positions": [{"symbol": "BTCUSDT", "quantity": "0.3", "entry_price": "63000", "leverage": 5, "margin_mode": "ISOLATED"}],
+        "open_orders": [{"symbol": "BTCUSDT", "client_order_id": "x", "side": "BUY", "quantity": "0.15", "price": "62000"}],
+    }}))
+    decision = {"decision_id": "d", "decision_code": "AUTHORIZED_ACTION", "action": {"action_id": "a", **OPEN("0.1")}}
+    res = evaluate(json.dumps(decision), ctx, Config(bundle_at(None), default_constraints(), "dry-run")).result
+    # before the fix: 0.4 <= 0.5 passed
+    assert (res.result, res.reason_code) == ("FAILED_SAFE", "MAX_POSITION_EXCEEDED")
+    # an order on the other side does not add to this side's worst case
+    ctx2 = ExecutionContext.model_validate(merge(ctx.model_dump(mode="json"), {"account": {"open_orders": [
+        {"symbol": "BTCUSDT", "client_order_id": "x", "side": "SELL", "quantity": "0.15", "price": "66000"}]}}))
+    res2 = evaluate(json.dumps(decision), ctx2, Config(bundle_at(None), default_constraints(), "dry-run")).result
+    assert res2.reason_code != "MAX_POSITION_EXCEEDED"
+
+
+# --- hole 10: a "non-negotiable" bundle could be empty ---
+
+
+def _bundle_text() -> str:
+    return (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/")
+
+
+def test_hole10_every_spec_gate_must_be_present_or_waived(tmp_path: Path) -> None:
+    from engine.bundle import load_bundle
+    from engine.errors import BundleError
+
+    text = _bundle_text()
+    empty = text[: text.index("  riskGates:")] + "  riskGates: []\n" + text[text.index("  constraintChecks:"):]
+    (tmp_path / "empty.yaml").write_text(empty.replace("cooldownMs: 300000", "cooldownMs: 0"))
+    with pytest.raises(BundleError) as info:
+        load_bundle(tmp_path / "empty.yaml")  # before the fix: accepted
+    text_of = str(info.value)
+    assert "5.1.max-notional" in text_of and "5.4.margin-available" in text_of and "cooldownMs: 0" in text_of
+    assert "5.2.session-windows" not in text_of  # optional in the spec
+    # waived explicitly, with a reason, it loads, and every result names the waiver
+    without = text.replace("    - exposure.max-open-positions\n", "").replace(
+        "  riskGates:", "  waivers:\n    - implements: 5.1.max-open-positions\n      reason: single-symbol account, one position at most\n  riskGates:")
+    (tmp_path / "waived.yaml").write_text(without)
+    bundle = load_bundle(tmp_path / "waived.yaml")
+    assert bundle.describe()["waivers"] == ["5.1.max-open-positions: single-symbol account, one position at most"]
+
+
+def test_hole10_frequency_window_longer_than_the_lookback_is_a_load_error(tmp_path: Path) -> None:
+    from engine.bundle import load_bundle
+    from engine.errors import BundleError
+
+    (tmp_path / "b.yaml").write_text(_bundle_text().replace("lookbackMs: 3600000", "lookbackMs: 60000"))
+    with pytest.raises(BundleError) as info:
+        load_bundle(tmp_path / "b.yaml")  # before the fix: loaded, and counted 1 h windows over 1 min of history
+    problem = next(p for p in info.value.problems if "opens_window_ms" in p.message)
+    assert problem.file.endswith("frequency.yaml") and problem.line > 1 and "longer than state.lookbackMs" in problem.message

@@ -31,7 +31,7 @@ import lark
 from celpy.celparser import CELParseError
 
 from ..numbers import EXACT
-from .check import CheckError, FieldSpec, check_depth, check_names, expression_kind, read_paths
+from .check import CheckError, FieldSpec, check_depth, check_names, expression_kind, read_paths, recent_windows
 from .functions import FUNCTIONS, HELPER_FUNCTIONS, LITERAL_FUNCTION
 from .planner import PlanError, plan
 from .values import from_cel, to_cel
@@ -104,6 +104,7 @@ class CompiledExpression:
     roots: frozenset[str]
     paths: tuple[str, ...] = ()  # dotted variable paths the expression reads (for `ep4 explain`)
     fast: Any = None  # the compiled fast path alone: returns the value or raises (then use evaluate)
+    windows: tuple[tuple[str, str, int, int], ...] = ()  # recent_count windows (check.recent_windows)
 
     def evaluate(self, activation: Mapping[str, Any], evaluator: str = "compiled") -> Any:
         """Evaluate against CEL values (see :func:`to_cel`); raise CelEvaluationError on any error."""
@@ -187,6 +188,7 @@ def compile_expression(
                     1,
                 )
         paths = read_paths(tree)
+        windows = recent_windows(tree)
         _rewrite_numeric_literals(tree)
         planned = plan(tree, FUNCTIONS)
     except (CheckError, PlanError) as exc:
@@ -194,7 +196,7 @@ def compile_expression(
     program = _env().program(tree, functions=FUNCTIONS)
     return CompiledExpression(
         text=text, _program=program, _function=planned.function, source=planned.source,
-        roots=frozenset(roots), paths=paths, fast=planned.fast,
+        roots=frozenset(roots), paths=paths, fast=planned.fast, windows=windows,
     )
 
 

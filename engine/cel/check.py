@@ -16,7 +16,7 @@ import lark
 from .functions import HELPER_FUNCTIONS, KNOWN_FUNCTIONS
 from .planner import MACROS, macro_variable
 
-__all__ = ["CheckError", "FieldSpec", "MAX_DEPTH", "check_depth", "check_names", "expression_kind", "read_paths"]
+__all__ = ["CheckError", "FieldSpec", "MAX_DEPTH", "check_depth", "check_names", "expression_kind", "read_paths", "recent_windows"]
 
 # Deepest parse tree accepted: cel-python's interpreter needs ~3 Python frames per tree level and
 # itself caps recursion at 2,500 frames; 400 levels is about 40 nested parentheses.
@@ -175,6 +175,38 @@ def _scoped_names(tree: lark.Tree) -> set[str]:
             if var is not None:
                 names.add(var)
     return names
+
+
+def recent_windows(tree: lark.Tree) -> tuple[tuple[str, str, int, int], ...]:
+    """The windows of ``recent_count(list, now - X, ...)`` calls where X is ``params.NAME`` or a
+    number: (kind "param" | "literal", name or number text, line, column). The bundle loader checks
+    them against ``state.lookbackMs``: a longer window would silently count too few records."""
+    found = []
+    for node in tree.iter_subtrees_topdown():
+        if node.data != "ident_arg" or str(node.children[0]) != "recent_count" or len(node.children) < 2:
+            continue
+        args = node.children[1].children
+        if len(args) < 2:
+            continue
+        sub = _unwrap(args[1])
+        while isinstance(sub, lark.Tree) and sub.data != "addition" and len(sub.children) == 1:
+            sub = sub.children[0]
+        if not (isinstance(sub, lark.Tree) and sub.data == "addition" and len(sub.children) == 2
+                and sub.children[0].data == "addition_sub"):
+            continue
+        left, right = _unwrap(sub.children[0].children[0]), _unwrap(sub.children[1])
+        left_path = member_path(left) if isinstance(left, lark.Tree) else None
+        if left_path is None or [str(t) for t in left_path] != ["now"]:
+            continue
+        line, col = _pos(node.children[0])
+        right_path = member_path(right) if isinstance(right, lark.Tree) else None
+        if right_path is not None and len(right_path) == 2 and str(right_path[0]) == "params":
+            found.append(("param", str(right_path[1]), line, col))
+        else:
+            literal = next((t for t in right.scan_values(lambda v: isinstance(v, lark.Token)) if t.type in ("INT_LIT", "FLOAT_LIT", "UINT_LIT")), None) if isinstance(right, lark.Tree) else None
+            if literal is not None and right.data in ("member", "primary") and len(list(right.iter_subtrees())) <= 3:
+                found.append(("literal", literal.value.rstrip("uU"), line, col))
+    return tuple(found)
 
 
 def read_paths(tree: lark.Tree) -> tuple[str, ...]:
