@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote_plus, urlencode, urlsplit
+from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
 import httpx
 
@@ -350,11 +350,14 @@ class BinanceClient:
             return ExchangeReply(
                 _outcome(exc), None, None, _redact(f"{type(exc).__name__}: {exc}", secrets), record
             )
-        return ExchangeReply("response", response.status_code, response.text, None, record)
+        # the body too: an error page or a proxy may echo the request (its path, X-MBX-APIKEY), and
+        # the body travels on into results and the audit log
+        return ExchangeReply("response", response.status_code, _redact(response.text, secrets), None, record)
 
 
 def _redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+    variants = {v for s in secrets if s for v in (s, s.replace("/", "\\/"), quote_plus(s), quote(s, safe=""))}
+    for secret in sorted(variants, key=len, reverse=True):
         text = text.replace(secret, "<redacted>")
     return text
 

@@ -354,3 +354,38 @@ def test_hole10_frequency_window_longer_than_the_lookback_is_a_load_error(tmp_pa
         load_bundle(tmp_path / "b.yaml")  # before the fix: loaded, and counted 1 h windows over 1 min of history
     problem = next(p for p in info.value.problems if "opens_window_ms" in p.message)
     assert problem.file.endswith("frequency.yaml") and problem.line > 1 and "longer than state.lookbackMs" in problem.message
+
+
+# --- hole 14: keys echoed by the exchange reached the output ---
+
+
+def test_hole14_an_echoed_api_key_and_signature_never_reach_results_or_audit(tmp_path: Path) -> None:
+    import httpx
+
+    from conftest import default_constraints
+    from engine.audit import AuditLog
+    from engine.executor import Executor
+    from engine.ledger import Ledger
+    from engine.bundle import load_bundle
+    from engine.models import ExecutionContext
+    from conftest import base_context
+    from exchange import BinanceClient, Credentials
+
+    key, secret = "K" * 64, "S" * 64
+
+    def echo(request: httpx.Request) -> httpx.Response:  # a proxy error page quoting the request
+        text = f'{{"code":-1022,"msg":"bad request {request.url.path}?{request.url.query.decode()} X-MBX-APIKEY={request.headers["X-MBX-APIKEY"]}"}}'
+        return httpx.Response(400, text=text)
+
+    client = BinanceClient("https://fapi.binance.com", Credentials.hmac(key, secret), transport=httpx.MockTransport(echo),
+                           connect_timeout_ms=1000, read_timeout_ms=1000)
+    ledger = Ledger(tmp_path)
+    ex = Executor(Config(load_bundle(ROOT / "policies" / "binance-perp-default.yaml"), default_constraints(), "binance"),
+                  ledger, AuditLog(tmp_path / "audit.jsonl", ledger), client)
+    ctx = ExecutionContext.model_validate(base_context())
+    res = ex.execute(json.dumps({"decision_id": "d", "decision_code": "AUTHORIZED_ACTION", "action": {"action_id": "a", **OPEN("0.010")}}), ctx)
+    assert res.reason_code == "EXCHANGE_REJECTED"
+    everything = res.model_dump_json() + (tmp_path / "audit.jsonl").read_text()
+    assert key not in everything and "<redacted>" in everything  # before the fix: in message, reply.body, exchange_response
+    signature = [p for p in json.loads(res.exchange_response["body"])["msg"].split("&") if p.startswith("signature=")]
+    assert signature == ["signature=<redacted> X-MBX-APIKEY=<redacted>"]
