@@ -162,14 +162,18 @@ def read_records(path: str | Path) -> Iterator[tuple[int, str]]:
 class VerifyReport:
     records: int = 0
     problems: list[str] = field(default_factory=list)
+    traces: set[str] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def verify_log(path: str | Path, anchor: tuple[int, str] | None = None) -> VerifyReport:
-    """Check every record's hash, the chain, the sequence, and the tail against ``anchor``."""
+def verify_log(
+    path: str | Path, anchor: tuple[int, str] | None = None, ledger_traces: dict[str, tuple[str, str]] | None = None
+) -> VerifyReport:
+    """Check every record's hash, the chain, the sequence, the tail against ``anchor``, and (given
+    the ledger's rows) that every row the ledger holds has an audit record."""
     report = VerifyReport()
     prev_hash, expected_seq = GENESIS, 1
     last: dict[str, Any] | None = None
@@ -202,6 +206,8 @@ def verify_log(path: str | Path, anchor: tuple[int, str] | None = None) -> Verif
         last = rec
         if isinstance(seq, int):
             by_seq.setdefault(seq, rec)
+        if isinstance(rec.get("trace_id"), str):
+            report.traces.add(rec["trace_id"])
         report.records += 1
     if anchor is not None:
         seq, h = anchor
@@ -211,6 +217,11 @@ def verify_log(path: str | Path, anchor: tuple[int, str] | None = None) -> Verif
             match = by_seq.get(seq)
             if match is not None and match.get("hash") != h:
                 report.problems.append(f"seq {seq}: differs from the hash the ledger recorded when it was written")
+    for trace, (decision_id, action_id) in sorted((ledger_traces or {}).items()):
+        if trace not in report.traces:
+            report.problems.append(
+                f"unaudited: the ledger holds decision {decision_id} / action {action_id} (trace {trace}) but no audit record names it"
+            )
     return report
 
 

@@ -77,6 +77,12 @@ class Executor:
     audit: AuditLog
     client: ExchangeClient
 
+    def __post_init__(self) -> None:
+        # a write-ahead row a dead process left IN_FLIGHT gets its audit record now (issue 7, hole 7)
+        from .recovery import recover_in_flight
+
+        self.recovered = recover_in_flight(self.ledger, self.audit)
+
     def state_view(self, raw: str, context: ExecutionContext) -> StateView:
         ids = read_decision(raw)
         return self.ledger.view(ids.decision_id, ids.action_id, context.timestamp, self.config.bundle.lookback_ms)

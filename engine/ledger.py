@@ -14,15 +14,17 @@ import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from .errors import LedgerError
 from .models import ExecutionRecord, StateView
 
-__all__ = ["IN_DOUBT", "Ledger", "LedgerError"]
+__all__ = ["IN_DOUBT", "IN_DOUBT_CODES", "Ledger", "LedgerError"]
 
 # An attempt whose outcome was never recorded (the process died between write-ahead and ack).
 IN_DOUBT = "OUTCOME_UNKNOWN"
+# Outcomes after which the order may or may not exist on the exchange (Binance: 5xx = unknown status).
+IN_DOUBT_CODES = (IN_DOUBT, "EXCHANGE_TIMEOUT", "EXCHANGE_NO_ACK", "EXCHANGE_STATUS_UNKNOWN", "ACK_MALFORMED")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -43,6 +45,7 @@ CREATE TABLE IF NOT EXISTS executions (
     bundle_digest      TEXT NOT NULL,
     constraints_digest TEXT NOT NULL,
     arms_cooldown      INTEGER,
+    reconciled         TEXT,
     UNIQUE (decision_id, action_id)
 );
 CREATE INDEX IF NOT EXISTS executions_ts ON executions (timestamp);
@@ -71,8 +74,9 @@ class Ledger:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(executions)")}
-            if "arms_cooldown" not in columns:  # a ledger from before the cooldown fix (issue 7, hole 8)
-                self._db.execute("ALTER TABLE executions ADD COLUMN arms_cooldown INTEGER")
+            for column in ("arms_cooldown INTEGER", "reconciled TEXT"):  # ledgers from before issue 7
+                if column.split()[0] not in columns:
+                    self._db.execute(f"ALTER TABLE executions ADD COLUMN {column}")
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(f"cannot open the ledger in {state_dir}: {exc}") from None
 
@@ -103,6 +107,53 @@ class Ledger:
             yield
         finally:
             os.close(fd)  # releases the lock
+
+    @contextmanager
+    def no_call_in_flight(self) -> Iterator[bool]:
+        """Exclusive on the in-flight lock if no process has a call in flight (yields True), else
+        yields False at once: only then are IN_FLIGHT rows known to be orphans of a dead process."""
+        try:
+            fd = os.open(self.dir / "in-flight.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise LedgerError(f"cannot open the lock {self.dir / 'in-flight.lock'}: {exc}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+    _ROW_COLS = "decision_id, action_id, action_type, symbol, client_order_id, timestamp, status, result, reason_code, trace_id"
+
+    def _rows(self, where: str, args: tuple = ()) -> list[dict[str, Any]]:
+        names = [c.strip() for c in self._ROW_COLS.split(",")]
+        return [dict(zip(names, row)) for row in self._db.execute(f"SELECT {self._ROW_COLS} FROM executions WHERE {where} ORDER BY seq", args)]
+
+    def in_flight_rows(self) -> list[dict[str, Any]]:
+        """Attempts whose outcome was never written."""
+        return self._rows("status = 'IN_FLIGHT'")
+
+    def in_doubt_rows(self) -> list[dict[str, Any]]:
+        """Orders whose execution status is unknown (timeout, 5xx, no ack, a process that died) and
+        that `ep4 reconcile` has not resolved yet."""
+        marks = ", ".join("?" * len(IN_DOUBT_CODES))
+        return self._rows(
+            f"status = 'DONE' AND client_order_id IS NOT NULL AND reconciled IS NULL AND reason_code IN ({marks})",
+            tuple(IN_DOUBT_CODES),
+        )
+
+    def trace_ids(self) -> dict[str, tuple[str, str]]:
+        """trace_id -> (decision_id, action_id) of every row (for `ep4 audit verify`)."""
+        return {t: (d, a) for d, a, t in self._db.execute("SELECT decision_id, action_id, trace_id FROM executions")}
+
+    def mark_reconciled(self, decision_id: str, action_id: str, finding: str) -> None:
+        try:
+            self._db.execute("UPDATE executions SET reconciled = ? WHERE decision_id = ? AND action_id = ?", (finding, decision_id, action_id))
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger update failed: {exc}") from None
 
     @classmethod
     def open_existing(cls, state_dir: str | Path) -> "Ledger | None":

@@ -23,7 +23,7 @@ from .verification import ExchangeReplyData, verify_ack
 __all__ = ["ReplayReport", "replay_log"]
 
 # Records that are not the outcome of a decision.
-_NOT_DECISIONS = {"audit_repair"}
+_NOT_DECISIONS = {"audit_repair", "recovery", "reconcile"}
 
 # Outcomes the shell makes without an exchange reply, after Rules 1-4 said "send".
 _SHELL_OUTCOMES = {"DUPLICATE_EXECUTION", "STATE_UNAVAILABLE"}

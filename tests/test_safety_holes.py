@@ -389,3 +389,85 @@ def test_hole14_an_echoed_api_key_and_signature_never_reach_results_or_audit(tmp
     assert key not in everything and "<redacted>" in everything  # before the fix: in message, reply.body, exchange_response
     signature = [p for p in json.loads(res.exchange_response["body"])["msg"].split("&") if p.startswith("signature=")]
     assert signature == ["signature=<redacted> X-MBX-APIKEY=<redacted>"]
+
+
+# --- hole 7: orders whose outcome is unknown were never resolved, and could be unaudited ---
+
+
+class _Killed(BaseException):
+    """The process dying at a given point (SIGKILL runs no handler; nothing after it happens)."""
+
+
+def test_hole07_a_call_cut_off_by_a_crash_is_audited_on_open_and_reconciled(rig: Rig) -> None:
+    from engine.audit import AuditLog, verify_log
+    from engine.executor import Executor
+    from engine.recovery import reconcile
+
+    real_send = rig.client.send_signed
+
+    def send_then_die(method, path, params):
+        reply = real_send(method, path, params)  # the order reaches the exchange...
+        if method == "POST":
+            raise _Killed  # ...and the process dies before the reply is handled
+        return reply
+
+    rig.client.send_signed = send_then_die
+    with pytest.raises(_Killed):
+        rig.run(OPEN("0.010"), decision_id="d-killed")
+    rig.client.send_signed = real_send
+    assert len(rig.paper.orders) == 1 and rig.ledger.in_flight_rows()
+    # before the fix: audit verify passed although the order had no audit record
+    report = verify_log(rig.audit.path, rig.ledger.audit_anchor(), rig.ledger.trace_ids())
+    assert not report.ok and any("unaudited" in p and "d-killed" in p for p in report.problems)
+    # opening again (the next process) audits it as FAILED_SAFE / OUTCOME_UNKNOWN
+    again = Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
+    assert [n.finding for n in again.recovered] == ["outcome-unknown"]
+    assert verify_log(rig.audit.path, rig.ledger.audit_anchor(), rig.ledger.trace_ids()).ok
+    # reconcile asks the exchange, read-only, and audits what it learns
+    notes = reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=lambda: rig.now)
+    assert [n.finding for n in notes] == ["FILLED"] and len(rig.paper.orders) == 1
+    last = json.loads(rig.audit.path.read_text().splitlines()[-1])
+    assert last["kind"] == "reconcile" and last["finding"] == "FILLED" and last["query"]["path"] == "/fapi/v1/order"
+    assert reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=lambda: rig.now) == []  # resolved once
+    # the same decision is still a duplicate: never sent twice
+    res, _ = rig.run(OPEN("0.010"), decision_id="d-killed", advance_s=400)
+    assert res.reason_code == "DUPLICATE_EXECUTION" and len(rig.paper.orders) == 1
+
+
+def test_hole07_an_order_that_never_reached_the_exchange_reconciles_as_not_found(rig: Rig) -> None:
+    from engine.audit import AuditLog
+    from engine.executor import Executor
+    from engine.recovery import reconcile
+
+    real_send = rig.client.send_signed
+
+    def die_before_sending(method, path, params):
+        if method == "POST":
+            raise _Killed
+        return real_send(method, path, params)
+
+    rig.client.send_signed = die_before_sending
+    with pytest.raises(_Killed):
+        rig.run(OPEN("0.010"), decision_id="d-lost")
+    rig.client.send_signed = real_send
+    Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
+    assert [n.finding for n in reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=lambda: rig.now)] == ["NOT_FOUND"]
+    assert rig.paper.orders == []
+
+
+def test_hole07_an_outcome_audited_before_the_crash_completes_the_ledger_row(rig: Rig) -> None:
+    from engine.audit import AuditLog
+    from engine.executor import Executor
+
+    real_complete = rig.ledger.complete
+
+    def die(*a, **k):
+        raise _Killed
+
+    rig.ledger.complete = die
+    with pytest.raises(_Killed):
+        rig.run(OPEN("0.010"), decision_id="d-half")
+    rig.ledger.complete = real_complete
+    again = Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
+    assert [(n.finding, n.detail) for n in again.recovered] == [("audited-outcome", "ORDER_FILLED")]
+    assert rig.ledger.in_flight_rows() == [] and rig.ledger.in_doubt_rows() == []

@@ -337,15 +337,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # --- ep4 audit verify / ep4 replay / ep4 paper serve ---
 
 
-def _anchor_for(log: Path, state_dir: str | None) -> tuple[tuple[int, str] | None, str]:
+def _anchor_for(log: Path, state_dir: str | None) -> tuple[tuple[int, str] | None, dict[str, tuple[str, str]] | None, str]:
     from ..ledger import Ledger
 
     directory = Path(state_dir) if state_dir else log.parent
     ledger = Ledger.open_existing(directory)
     if ledger is None:
-        return None, f"no ledger in {directory}: a truncated tail cannot be detected"
+        return None, None, (
+            f"NO LEDGER in {directory}: only the log's internal consistency was checked; a re-hashed "
+            "forged chain or a cut tail cannot be detected without the ledger's anchor"
+        )
     try:
-        return ledger.audit_anchor(), f"tail checked against {ledger.path}"
+        return ledger.audit_anchor(), ledger.trace_ids(), f"tail checked against {ledger.path}, every ledger row has its record"
     finally:
         ledger.close()
 
@@ -356,8 +359,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     log = Path(args.log)
     if not log.exists():
         raise UsageError(f"audit log not found: {log}")
-    anchor, how = _anchor_for(log, args.state_dir)
-    report = verify_log(log, anchor)
+    anchor, traces, how = _anchor_for(log, args.state_dir)
+    report = verify_log(log, anchor, traces)
     if report.ok:
         print(f"ok  {log}: {report.records} records, hash chain intact; {how}")
         return 0
@@ -391,6 +394,34 @@ def cmd_audit_repair(args: argparse.Namespace) -> int:
     if report.record["records_lost"]:
         print(f"WARNING: {report.record['records_lost']} record(s) the ledger had anchored were in the damaged part", file=sys.stderr)
     return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Orders in doubt: one read-only GET /fapi/v1/order each; what the exchange says is audited."""
+    from ..audit import AuditLog
+    from ..ledger import Ledger
+    from ..recovery import reconcile
+    from .inputs import load_config_bundle
+    from .venue import open_venue
+
+    bundle = load_config_bundle(args.bundle)
+    state_dir = _state_dir(args)
+    if not (state_dir / "ledger.sqlite").exists():
+        raise UsageError(f"no ledger in {state_dir}: nothing to reconcile")
+    ledger = Ledger(state_dir)
+    audit = AuditLog(Path(args.audit) if args.audit else state_dir / "audit.jsonl", ledger)
+    venue = open_venue(args.exchange, bundle=bundle, state_dir=state_dir, base_url=args.base_url, follow_context=False)
+    try:
+        audit.check_before_sending(ledger.audit_anchor())
+        notes = reconcile(ledger, audit, venue.client, recv_window_ms=bundle.exchange_client.recvWindowMs)
+    finally:
+        venue.close()
+        ledger.close()
+    for n in notes:
+        print(f"{n.decision_id} / {n.action_id} (trace {n.trace_id}): {n.finding}" + (f" — {n.detail}" if n.detail else ""))
+    unknown = [n for n in notes if n.finding == "UNKNOWN"]
+    print(f"reconcile: {len(notes)} row(s) looked at, {len(unknown)} still in doubt")
+    return 1 if unknown else 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -531,6 +562,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leverage-brackets", metavar="FILE")
     _add_evaluator(p)
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("reconcile", help="ask the exchange (read-only) about orders whose outcome is unknown; audit the answers")
+    p.add_argument("--exchange", choices=[m for m in MODES if m != "dry-run"], default="paper")
+    p.add_argument("--base-url", metavar="URL", help="any Binance-compatible base URL (or EP4_BASE_URL)")
+    p.add_argument("--state-dir", metavar="DIR", help="ledger directory (default: ./ep4-state or EP4_STATE_DIR)")
+    p.add_argument("--audit", metavar="PATH", help="audit log (default: STATE_DIR/audit.jsonl)")
+    p.add_argument("--bundle", metavar="FILE")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("paper", help="the Binance-compatible paper exchange")
     paper_sub = p.add_subparsers(dest="paper_command", metavar="COMMAND")
