@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test differential bench venv clean
+.PHONY: run test differential bench lock venv clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -29,6 +30,14 @@ bench: $(STAMP)
 # compiled gates vs cel-python's interpreter on 100,000 random (expression, activation) pairs
 differential: $(STAMP)
 	$(BIN)/python tests/differential.py --count 100000 --seed 20261127
+
+# re-pin requirements.lock from pyproject.toml, in a clean virtual environment
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet '.[dev]'
+	{ head -3 requirements.lock; .lock-venv/bin/python -m pip freeze --exclude ep4; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -44,6 +44,7 @@ def audit_record(
     """One audit record: spec §8.2 fields first, then what `ep4 replay` needs."""
     return {
         "kind": kind,
+        "ep4_version": result.ep4_version,
         "trace_id": result.trace_id,
         "policy_decision_id": result.decision_id,
         "action_id": result.action_id,

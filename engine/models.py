@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .numbers import DecimalParseError, decimal_text, parse_decimal
+from .version import __version__
 
 __all__ = [
     "AUTHORIZED_ACTION",
@@ -314,3 +315,4 @@ class ExecutionResult(BaseModel):
     order: dict[str, Any] | None = None
     errors: tuple[dict[str, str], ...] = ()
     exchange_response: Any = None
+    ep4_version: str = Field(default=__version__, description="the ep4 that produced this result (replay compares it)")

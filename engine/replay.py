@@ -19,6 +19,7 @@ from .models import ExecutionContext, ExecutionResult, StateView
 from .numbers import canonical_json, loads
 from .pipeline import Config, evaluate
 from .verification import ExchangeReplyData, verify_ack
+from .version import __version__
 
 __all__ = ["ReplayReport", "replay_log"]
 
@@ -80,6 +81,12 @@ def replay_log(path: str | Path, bundle: Bundle, constraints: ConstraintsSnapsho
             continue  # an operator's record (audit repair, recovery note): nothing to recompute
         report.records += 1
         where = f"line {lineno} (seq {rec.get('seq')}, trace {rec.get('trace_id')})"
+        if rec.get("ep4_version") not in (None, __version__):
+            report.problems.append(
+                f"{where}: recorded by ep4 {rec.get('ep4_version')}, replaying with ep4 {__version__}: "
+                "install that version (its requirements.lock pins the libraries) to replay it byte for byte"
+            )
+            continue
         if rec.get("bundle", {}).get("digest") != bundle.digest:
             report.problems.append(f"{where}: recorded with bundle {rec.get('bundle')}, replaying with {bundle.digest}")
             continue

@@ -471,3 +471,40 @@ def test_hole07_an_outcome_audited_before_the_crash_completes_the_ledger_row(rig
     again = Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
     assert [(n.finding, n.detail) for n in again.recovered] == [("audited-outcome", "ORDER_FILLED")]
     assert rig.ledger.in_flight_rows() == [] and rig.ledger.in_doubt_rows() == []
+
+
+# --- hole 13: replay depended on library versions ---
+
+
+def test_hole13_every_result_and_audit_record_names_the_ep4_version(rig: Rig) -> None:
+    from engine.replay import replay_log
+    from engine.version import __version__
+    from conftest import default_constraints
+
+    res, _ = rig.run(OPEN("0.010"))
+    assert res.ep4_version == __version__
+    lines = rig.audit.path.read_text().splitlines()
+    assert json.loads(lines[-1])["ep4_version"] == __version__
+    # a record made by another ep4 is not silently replayed with this one
+    forged = tmp = rig.state / "other.jsonl"
+    rec = json.loads(lines[-1])
+    rec["ep4_version"] = "0.0.1"
+    tmp.write_text(json.dumps(rec) + "\n")
+    report = replay_log(forged, rig.bundle, default_constraints())
+    assert not report.ok and "recorded by ep4 0.0.1" in report.problems[0]
+
+
+def test_hole13_the_lock_file_pins_every_dependency() -> None:
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["dev"]
+    names = {re.split(r"[<>=!\[ ]", w, maxsplit=1)[0].lower().replace("_", "-") for w in wanted}
+    pinned = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pinned[name.lower().replace("_", "-")] = version
+    assert names <= set(pinned) and all(pinned.values())
+    assert "-r requirements.lock" in (ROOT / "Makefile").read_text()
