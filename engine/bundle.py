@@ -214,11 +214,11 @@ class Bundle:
     def settings(self) -> dict[str, Any]:
         return {"cooldown_ms": self.cooldown_ms, "lookback_ms": self.lookback_ms, "execution_mode": self.execution_mode}
 
-    def arms_cooldown(self, result: str, rule: int | None, timestamp: int, state: Any) -> bool:
+    def arms_cooldown(self, result: str, rule: int | None, timestamp: int, state: Any, reason_code: str = "") -> bool:
         """Whether this outcome starts the spec §6.3 cooldown (engine.state.arms_cooldown)."""
         from .state import arms_cooldown
 
-        return arms_cooldown(result, rule, timestamp, state, self.cooldown_ms, self.cooldown_armed_by)
+        return arms_cooldown(result, rule, timestamp, state, self.cooldown_ms, self.cooldown_armed_by, reason_code)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "version": self.version, "digest": self.digest}

@@ -86,7 +86,8 @@ class Executor:
 
     def state_view(self, raw: str, context: ExecutionContext) -> StateView:
         ids = read_decision(raw)
-        return self.ledger.view(ids.decision_id, ids.action_id, context.timestamp, self.config.bundle.lookback_ms)
+        view = self.ledger.view(ids.decision_id, ids.action_id, context.timestamp, self.config.bundle.lookback_ms)
+        return view.model_copy(update={"trading_state": self.ledger.trading_state()["state"]})
 
     def execute(self, raw: str | bytes | dict[str, Any], context: ExecutionContext) -> ExecutionResult:
         """Rules 1-6 for one decision. From reading the state to the write-ahead row, the account is
@@ -112,7 +113,7 @@ class Executor:
         return self._call(ev, text, context, state, received)
 
     def _arms(self, result: ExecutionResult, state: StateView) -> bool:
-        return self.config.bundle.arms_cooldown(result.result, result.rule, result.timestamp or 0, state)
+        return self.config.bundle.arms_cooldown(result.result, result.rule, result.timestamp or 0, state, result.reason_code)
 
     # --- Rule 5 and 6 ---
 

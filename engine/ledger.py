@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -19,11 +20,12 @@ from typing import Any, Iterable, Iterator
 from .errors import LedgerError
 from .models import ExecutionRecord, StateView
 
-__all__ = ["IN_DOUBT", "IN_DOUBT_CODES", "Ledger", "LedgerError"]
+__all__ = ["IN_DOUBT", "IN_DOUBT_CODES", "TRADING_STATES", "Ledger", "LedgerError"]
 
 # An attempt whose outcome was never recorded (the process died between write-ahead and ack).
 IN_DOUBT = "OUTCOME_UNKNOWN"
 # Outcomes after which the order may or may not exist on the exchange (Binance: 5xx = unknown status).
+TRADING_STATES = ("ACTIVE", "REDUCING", "HALTED")
 IN_DOUBT_CODES = (IN_DOUBT, "EXCHANGE_TIMEOUT", "EXCHANGE_NO_ACK", "EXCHANGE_STATUS_UNKNOWN", "ACK_MALFORMED")
 
 _SCHEMA = """
@@ -154,6 +156,41 @@ class Ledger:
             self._db.execute("UPDATE executions SET reconciled = ? WHERE decision_id = ? AND action_id = ?", (finding, decision_id, action_id))
         except sqlite3.Error as exc:
             raise LedgerError(f"ledger update failed: {exc}") from None
+
+    # --- the operator's trading state (kill switch) ---
+
+    _TRADING_STATE = "trading-state.json"
+
+    def trading_state(self) -> dict[str, Any]:
+        """{"state": ACTIVE | REDUCING | HALTED, ...}: ACTIVE when never set. A file that cannot be
+        read or understood counts as HALTED (when uncertain, do nothing; spec §6.1)."""
+        path = self.dir / self._TRADING_STATE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"state": "ACTIVE"}
+        except (OSError, ValueError) as exc:
+            return {"state": "HALTED", "reason": f"{path} cannot be read ({exc}); fix or remove it with ep4 resume"}
+        if not isinstance(data, dict) or data.get("state") not in TRADING_STATES:
+            return {"state": "HALTED", "reason": f"{path} does not name a trading state"}
+        return data
+
+    def set_trading_state(self, state: str, *, reason: str, by: str, at_ms: int) -> dict[str, Any]:
+        """Write the trading state atomically (the audit record is the caller's)."""
+        if state not in TRADING_STATES:
+            raise LedgerError(f"unknown trading state {state!r} (one of {', '.join(TRADING_STATES)})")
+        entry = {"state": state, "reason": reason, "by": by, "since_ms": at_ms}
+        path = self.dir / self._TRADING_STATE
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(json.dumps(entry, sort_keys=True) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise LedgerError(f"cannot write {path}: {exc}") from None
+        return entry
 
     @classmethod
     def open_existing(cls, state_dir: str | Path) -> "Ledger | None":

@@ -280,6 +280,11 @@ class StateView(_Frozen):
     )
     last_execution_ms: Millis | None = None
     last_failed_safe_ms: Millis | None = None
+    trading_state: Literal["ACTIVE", "REDUCING", "HALTED"] = Field(
+        default="ACTIVE",
+        description="the operator's kill switch (ep4 halt / reduce-only / resume): HALTED lets only cancels through, "
+        "REDUCING only cancels and reduce-only orders",
+    )
 
 
 # --- output (spec §2.2) ---

@@ -22,6 +22,9 @@ from .models import (
     ExecutionRecord,
     ExecutionResult,
     GateOutcome,
+    AdjustPositionAction,
+    CancelOrdersAction,
+    ClosePositionAction,
     NoopAction,
     PolicyDecision,
     StateView,
@@ -134,6 +137,18 @@ def evaluate(
 
     if isinstance(action, NoopAction):
         return done("SUCCESS", "ACTION_NOOP", None, "ACTION_NOOP: nothing to do", decision=decision)
+
+    # The operator's kill switch (engine-level: no bundle can remove it). Cancels only remove risk.
+    if state.trading_state != "ACTIVE" and not isinstance(action, CancelOrdersAction):
+        reduces = isinstance(action, ClosePositionAction) or (isinstance(action, AdjustPositionAction) and action.delta_quantity < 0)
+        if state.trading_state == "HALTED":
+            return done("FAILED_SAFE", "TRADING_HALTED", 3, "trading is HALTED by the operator (ep4 halt): only cancels go through", decision=decision)
+        if not reduces:
+            return done(
+                "FAILED_SAFE", "TRADING_REDUCE_ONLY", 3,
+                "trading is REDUCING by the operator (ep4 reduce-only): only cancels, closes and decreases go through",
+                decision=decision,
+            )
 
     # §6.2 ambiguous state: a context older than the history it is judged against (a clock that went
     # backwards, a stale snapshot) would skip the temporal gates; it is refused instead.

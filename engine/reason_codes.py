@@ -54,6 +54,8 @@ _CODES = [
     ReasonCode("AMBIGUOUS_POSITION", "FAILED_SAFE", 3, "several position rows could be meant (hedge LONG and SHORT both open, or duplicate rows)"),
     ReasonCode("CLOSE_EXCEEDS_POSITION", "FAILED_SAFE", 3, "CLOSE quantity larger than the position"),
     ReasonCode("ADJUST_WOULD_FLIP", "FAILED_SAFE", 3, "negative delta larger than the position: a decrease may never flip it"),
+    ReasonCode("TRADING_HALTED", "FAILED_SAFE", 3, "the operator halted trading (ep4 halt): only cancels go through; does not arm the cooldown"),
+    ReasonCode("TRADING_REDUCE_ONLY", "FAILED_SAFE", 3, "the operator set reduce-only trading (ep4 reduce-only): only cancels, closes and decreases go through; does not arm the cooldown"),
     ReasonCode("CLOCK_BEHIND_STATE", "FAILED_SAFE", 3, "context.timestamp is older than the newest call or failure in the ledger: a clock that went backwards is an ambiguous state"),
     ReasonCode("ARITHMETIC_INEXACT", "FAILED_SAFE", 3, "a quantity or price cannot be worked with exactly (more than 60 significant digits, or out of range): nothing is rounded"),
     ReasonCode("MARK_PRICE_UNAVAILABLE", "FAILED_SAFE", 3, "the context market snapshot has no mark price for the symbol"),

@@ -24,7 +24,7 @@ from .version import __version__
 __all__ = ["ReplayReport", "replay_log"]
 
 # Records that are not the outcome of a decision.
-_NOT_DECISIONS = {"audit_repair", "recovery", "reconcile"}
+_NOT_DECISIONS = {"audit_repair", "recovery", "reconcile", "trading_state"}
 
 # Outcomes the shell makes without an exchange reply, after Rules 1-4 said "send".
 _SHELL_OUTCOMES = {"DUPLICATE_EXECUTION", "STATE_UNAVAILABLE"}

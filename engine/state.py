@@ -16,12 +16,19 @@ from .models import ExecutionRecord, StateView
 __all__ = ["MemoryState", "arms_cooldown", "merge_views"]
 
 
-def arms_cooldown(result: str, rule: int | None, timestamp: int, state: StateView, cooldown_ms: int, armed_by: frozenset[int]) -> bool:
+# The operator's own refusals: the cooldown is for failures, not for a switch the operator flipped.
+_NEVER_ARM = frozenset({"TRADING_HALTED", "TRADING_REDUCE_ONLY"})
+
+
+def arms_cooldown(
+    result: str, rule: int | None, timestamp: int, state: StateView, cooldown_ms: int, armed_by: frozenset[int],
+    reason_code: str = "",
+) -> bool:
     """Spec §6.3: a FAILED_SAFE starts the enforced cooldown when its rule is one the bundle lists in
     ``postFailure.cooldownArmedBy`` (default: every rule, as the spec reads) and no cooldown is
     already running: a refusal during a cooldown never moves its end, or a host that keeps asking
     would extend it for ever (pure: decided from the state view the decision was evaluated with)."""
-    if result != "FAILED_SAFE" or rule not in armed_by:
+    if result != "FAILED_SAFE" or rule not in armed_by or reason_code in _NEVER_ARM:
         return False
     running = state.last_failed_safe_ms is not None and timestamp - state.last_failed_safe_ms < cooldown_ms
     return not running

@@ -508,3 +508,52 @@ def test_hole13_the_lock_file_pins_every_dependency() -> None:
             pinned[name.lower().replace("_", "-")] = version
     assert names <= set(pinned) and all(pinned.values())
     assert "-r requirements.lock" in (ROOT / "Makefile").read_text()
+
+
+# --- operator decisions: the kill switch, and risk-reducing orders when it matters most ---
+
+
+def test_kill_switch_halt_reduce_only_resume(tmp_path: Path, capsys) -> None:
+    from engine.cli import main
+
+    state = str(tmp_path / "s")
+    context = json.loads((EX / "context.json").read_text())
+
+    def execute(decision: dict) -> dict:
+        context["timestamp"] += 2000  # past min_interval_ms since the previous call
+        (tmp_path / "c.json").write_text(json.dumps(context))
+        f = tmp_path / "d.json"
+        f.write_text(json.dumps(decision))
+        assert main(["execute", str(f), "--context", str(tmp_path / "c.json"), "--state-dir", state]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    opening = {"decision_id": "k-1", "decision_code": "AUTHORIZED_ACTION", "action": {"action_id": "a", **OPEN("0.001")}}
+    assert main(["halt", "--state-dir", state, "--reason", "exchange incident"]) == 0
+    assert "ACTIVE -> HALTED" in capsys.readouterr().out
+    assert execute(opening)["reason_code"] == "TRADING_HALTED"
+    cancel = {"decision_id": "k-2", "decision_code": "AUTHORIZED_ACTION",
+              "action": {"type": "ACTION_CANCEL_OPEN_ORDERS", "action_id": "a", "symbol": "BTCUSDT"}}
+    assert execute(cancel)["result"] == "SUCCESS"  # cancels go through a halt
+    assert main(["reduce-only", "--state-dir", state]) == 0
+    capsys.readouterr()
+    assert execute({**opening, "decision_id": "k-3"})["reason_code"] == "TRADING_REDUCE_ONLY"
+    assert main(["resume", "--state-dir", state]) == 0
+    capsys.readouterr()
+    assert execute({**opening, "decision_id": "k-4"})["result"] == "SUCCESS"
+    records = [json.loads(line) for line in (tmp_path / "s" / "audit.jsonl").read_text().splitlines()]
+    switches = [(r["from"], r["to"]) for r in records if r["kind"] == "trading_state"]
+    assert switches == [("ACTIVE", "HALTED"), ("HALTED", "REDUCING"), ("REDUCING", "ACTIVE")]
+    assert records[0]["reason"] == "exchange incident"
+    # the refusals of the switch do not arm the cooldown: the resumed open went through above
+    assert main(["audit", "verify", str(tmp_path / "s" / "audit.jsonl")]) == 0
+    assert main(["replay", str(tmp_path / "s" / "audit.jsonl")]) == 0
+
+
+def test_an_unreadable_trading_state_counts_as_halted(tmp_path: Path) -> None:
+    from engine.ledger import Ledger
+
+    ledger = Ledger(tmp_path)
+    (tmp_path / "trading-state.json").write_text("{not json")
+    assert ledger.trading_state()["state"] == "HALTED"
+    (tmp_path / "trading-state.json").write_text('{"state": "PAUSED"}')
+    assert ledger.trading_state()["state"] == "HALTED"

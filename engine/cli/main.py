@@ -78,6 +78,7 @@ def _view(memory: Any, ledger: Any, raw: Any, context: Any, config: Any) -> Any:
     view = memory.view(ids.decision_id, ids.action_id, context.timestamp, config.bundle.lookback_ms)
     if ledger is not None:
         view = merge_views(ledger.view(ids.decision_id, ids.action_id, context.timestamp, config.bundle.lookback_ms), view)
+        view = view.model_copy(update={"trading_state": ledger.trading_state()["state"]})
     return view
 
 
@@ -96,7 +97,7 @@ def _dry_run(args: argparse.Namespace) -> int:
         sys.stdout.write(result_json(ev.result) + "\n")
         record = execution_record(ev, ev.result, attempted=ev.result.reason_code == "DRY_RUN")
         if record is not None:
-            memory.add(record, arms=config.bundle.arms_cooldown(ev.result.result, ev.result.rule, context.timestamp, view))
+            memory.add(record, arms=config.bundle.arms_cooldown(ev.result.result, ev.result.rule, context.timestamp, view, ev.result.reason_code))
     sys.stdout.flush()
     return 0
 
@@ -186,7 +187,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(text)
         rec = execution_record(ev, ev.result, attempted=ev.result.reason_code == "DRY_RUN")
         if rec is not None:
-            memory.add(rec, arms=config.bundle.arms_cooldown(ev.result.result, ev.result.rule, context.timestamp, view))
+            memory.add(rec, arms=config.bundle.arms_cooldown(ev.result.result, ev.result.rule, context.timestamp, view, ev.result.reason_code))
     return 0
 
 
@@ -396,6 +397,36 @@ def cmd_audit_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trading_state(args: argparse.Namespace) -> int:
+    """ep4 halt / reduce-only / resume: the operator's kill switch, in the state dir, audited."""
+    import getpass
+
+    from ..audit import AuditLog
+    from ..ledger import Ledger
+
+    state_dir = _state_dir(args)
+    ledger = Ledger(state_dir)
+    try:
+        audit = AuditLog(Path(args.audit) if args.audit else state_dir / "audit.jsonl", ledger)
+        before = ledger.trading_state()
+        now_ms = int(time.time() * 1000)
+        try:
+            by = os.environ.get("EP4_OPERATOR") or getpass.getuser()
+        except (KeyError, OSError):
+            by = "unknown"
+        reason = args.reason or f"ep4 {args.command}"
+        audit.append({
+            "kind": "trading_state", "from": before["state"], "to": args.target, "reason": reason, "by": by, "timestamp": now_ms,
+        })
+        ledger.set_trading_state(args.target, reason=reason, by=by, at_ms=now_ms)
+    finally:
+        ledger.close()
+    meaning = {"ACTIVE": "every action is evaluated as usual", "REDUCING": "only cancels, closes and decreases go through",
+               "HALTED": "only cancels go through"}[args.target]
+    print(f"trading state {before['state']} -> {args.target} in {state_dir} ({meaning}); recorded in the audit log")
+    return 0
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """Orders in doubt: one read-only GET /fapi/v1/order each; what the exchange says is audited."""
     from ..audit import AuditLog
@@ -562,6 +593,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leverage-brackets", metavar="FILE")
     _add_evaluator(p)
     p.set_defaults(func=cmd_replay)
+
+    for command, target, text in (("halt", "HALTED", "kill switch: refuse everything but cancels"),
+                                  ("reduce-only", "REDUCING", "refuse everything but cancels, closes and decreases"),
+                                  ("resume", "ACTIVE", "back to normal evaluation")):
+        p = sub.add_parser(command, help=f"{text} (state dir, audited)")
+        p.add_argument("--state-dir", metavar="DIR", help="state directory (default: ./ep4-state or EP4_STATE_DIR)")
+        p.add_argument("--audit", metavar="PATH", help="audit log (default: STATE_DIR/audit.jsonl)")
+        p.add_argument("--reason", help="why (recorded in the audit log)")
+        p.set_defaults(func=cmd_trading_state, target=target)
 
     p = sub.add_parser("reconcile", help="ask the exchange (read-only) about orders whose outcome is unknown; audit the answers")
     p.add_argument("--exchange", choices=[m for m in MODES if m != "dry-run"], default="paper")
