@@ -18,7 +18,7 @@ from .authorization_gate import read_decision
 from .intent import Intent
 from .ledger import Ledger, LedgerError
 from .models import ExecutionContext, ExecutionRecord, ExecutionResult, StateView
-from .numbers import canonical_json
+from .numbers import canonical_json, sha256_digest
 from .order import OrderRequest, build_request
 from .pipeline import Config, Evaluation, evaluate, execution_record
 from .verification import ExchangeReplyData, verify_ack
@@ -37,9 +37,21 @@ def decision_text(raw: str | bytes | dict[str, Any] | Any) -> str:
     return raw if isinstance(raw, str) else canonical_json(raw)
 
 
+def state_record(state: StateView, refs: list[int | None] | None) -> dict[str, Any]:
+    """The state view as an audit record keeps it (issue 7, hole 12): each finished ``recent`` row by
+    its ledger seq (the row is in the ledger and never changes), a row still in flight inline, and the
+    sha256 of the whole list, which replay checks after rebuilding it. Without refs: all inline."""
+    dumped = state.model_dump(mode="json")
+    recent = dumped.pop("recent")
+    refs = refs if refs is not None and len(refs) == len(recent) else [None] * len(recent)
+    dumped["recent_refs"] = [seq if seq is not None else row for seq, row in zip(refs, recent)]
+    dumped["recent_digest"] = sha256_digest(recent)
+    return dumped
+
+
 def audit_record(
     kind: str, result: ExecutionResult, *, text: str, context: ExecutionContext, state: StateView,
-    reply: ExchangeReplyData | None = None, sent_timestamp: int | None = None,
+    reply: ExchangeReplyData | None = None, sent_timestamp: int | None = None, refs: list[int | None] | None = None,
 ) -> dict[str, Any]:
     """One audit record: spec §8.2 fields first, then what `ep4 replay` needs."""
     return {
@@ -57,7 +69,7 @@ def audit_record(
         "constraints_digest": result.constraints_digest,
         "input_digest": result.input_digest,
         "gate_trace": [g.model_dump(mode="json") for g in result.gate_trace],
-        "state_view": state.model_dump(mode="json"),
+        "state": state_record(state, refs),
         "input": {"decision_text": text, "context": context.model_dump(mode="json")},
         "reply": reply.model_dump(mode="json") if reply is not None else None,
         "sent_timestamp": sent_timestamp,  # the signed request's timestamp (replay signs nothing, but checks with it)
@@ -84,10 +96,11 @@ class Executor:
 
         self.recovered = recover_in_flight(self.ledger, self.audit)
 
-    def state_view(self, raw: str, context: ExecutionContext) -> StateView:
+    def state_view(self, raw: str, context: ExecutionContext) -> tuple[StateView, list[int | None]]:
+        """The state view (with the operator's trading state) and its rows' ledger seqs."""
         ids = read_decision(raw)
-        view = self.ledger.view(ids.decision_id, ids.action_id, context.timestamp, self.config.bundle.lookback_ms)
-        return view.model_copy(update={"trading_state": self.ledger.trading_state()["state"]})
+        view, refs = self.ledger.view_with_refs(ids.decision_id, ids.action_id, context.timestamp, self.config.bundle.lookback_ms)
+        return view.model_copy(update={"trading_state": self.ledger.trading_state()["state"]}), refs
 
     def execute(self, raw: str | bytes | dict[str, Any], context: ExecutionContext) -> ExecutionResult:
         """Rules 1-6 for one decision. From reading the state to the write-ahead row, the account is
@@ -96,21 +109,21 @@ class Executor:
         text = decision_text(raw)
         with self.ledger.account_lock(context.account_id):
             self.audit.check_before_sending(self.ledger.audit_anchor())
-            state = self.state_view(text, context)
+            state, refs = self.state_view(text, context)
             ev = evaluate(text, context, self.config, state)
             if ev.result is not None:  # decided by Rules 1-4 (or a duplicate / no-op): nothing is sent
                 record = execution_record(ev, ev.result, attempted=False)
-                full = self.audit.append(audit_record("execution", ev.result, text=text, context=context, state=state), anchor=False)
+                full = self.audit.append(audit_record("execution", ev.result, text=text, context=context, state=state, refs=refs), anchor=False)
                 if record is not None:
                     arms = self._arms(ev.result, state)
                     self.ledger.add(record, **self._ids(ev.result), arms=arms, anchor=(full["seq"], full["hash"]))
                 else:
                     self.ledger.set_audit_anchor(full["seq"], full["hash"])
                 return ev.result
-            refused = self._write_ahead(ev, text, context, state)
+            refused = self._write_ahead(ev, text, context, state, refs)
         if refused is not None:
             return refused
-        return self._call(ev, text, context, state, received)
+        return self._call(ev, text, context, state, received, refs)
 
     def _arms(self, result: ExecutionResult, state: StateView) -> bool:
         return self.config.bundle.arms_cooldown(result.result, result.rule, result.timestamp or 0, state, result.reason_code)
@@ -134,7 +147,9 @@ class Executor:
             timestamp=context.timestamp, attempted=True, opens=ev.intent.increases_exposure,
         )
 
-    def _write_ahead(self, ev: Evaluation, text: str, context: ExecutionContext, state: StateView) -> ExecutionResult | None:
+    def _write_ahead(
+        self, ev: Evaluation, text: str, context: ExecutionContext, state: StateView, refs: list[int | None]
+    ) -> ExecutionResult | None:
         """The durable record of the attempt, before the call; a result if the call must not be made."""
         assert ev.request is not None
         header = ev.header
@@ -150,18 +165,20 @@ class Executor:
                 message=f"the write-ahead record could not be made, so nothing was sent: {exc}",
                 gate_trace=ev.gate_trace, **header,
             )
-            self.audit.append(audit_record("execution", result, text=text, context=context, state=state))
+            self.audit.append(audit_record("execution", result, text=text, context=context, state=state, refs=refs))
             return result
         if not fresh:  # another process recorded this decision after our state view was read
             result = ExecutionResult(
                 result="NOOP", reason_code="DUPLICATE_EXECUTION", rule=None,
                 message="this (decision_id, action_id) was already processed; nothing done", **header,
             )
-            self.audit.append(audit_record("execution", result, text=text, context=context, state=state))
+            self.audit.append(audit_record("execution", result, text=text, context=context, state=state, refs=refs))
             return result
         return None
 
-    def _call(self, ev: Evaluation, text: str, context: ExecutionContext, state: StateView, received: float) -> ExecutionResult:
+    def _call(
+        self, ev: Evaluation, text: str, context: ExecutionContext, state: StateView, received: float, refs: list[int | None]
+    ) -> ExecutionResult:
         """Rule 5: exactly one call, signed with the time it is sent; Rule 6 on its reply."""
         assert ev.request is not None and ev.intent is not None
         request = ev.request.sent_at(context.timestamp + _elapsed_ms(received))
@@ -173,7 +190,7 @@ class Executor:
             )
             pending = self._pending(ev, context)
             outcome = pending.model_copy(update={"result": result.result, "reason_code": result.reason_code})
-            record = audit_record("execution", result, text=text, context=context, state=state, reply=reply, sent_timestamp=request.timestamp)
+            record = audit_record("execution", result, text=text, context=context, state=state, reply=reply, sent_timestamp=request.timestamp, refs=refs)
             try:  # the audit record is the durable outcome (fsynced); the ledger row follows it
                 full = self.audit.append(record, anchor=False)
             except AuditError as exc:
@@ -184,11 +201,12 @@ class Executor:
                 ) from None
             self.ledger.complete(outcome, arms=self._arms(result, state), anchor=(full["seq"], full["hash"]))
         if result.result == "FAILED_SAFE" and self.config.bundle.force_cancel_open_orders and ev.intent.symbol:
-            self._forced_cancel(result, ev, text, context, state, received)
+            self._forced_cancel(result, ev, text, context, state, received, refs)
         return result
 
     def _forced_cancel(
-        self, failed: ExecutionResult, ev: Evaluation, text: str, context: ExecutionContext, state: StateView, received: float
+        self, failed: ExecutionResult, ev: Evaluation, text: str, context: ExecutionContext, state: StateView, received: float,
+        refs: list[int | None],
     ) -> ExecutionResult:
         """Spec §6.3 optional forced ACTION_CANCEL_OPEN_ORDERS after an exchange-side FAILED_SAFE:
         one DELETE /fapi/v1/allOpenOrders for the symbol, recorded as its own audit record. It is
@@ -212,7 +230,7 @@ class Executor:
             reply = _reply_data(self.client.send_signed(request.method, request.path, request.params))
             result = forced_cancel_result(header, request, reply, failed)
             full = self.audit.append(
-                audit_record("forced_cancel", result, text=text, context=context, state=state, reply=reply, sent_timestamp=request.timestamp),
+                audit_record("forced_cancel", result, text=text, context=context, state=state, reply=reply, sent_timestamp=request.timestamp, refs=refs),
                 anchor=False,
             )
             self.ledger.complete(record.model_copy(update={"result": result.result, "reason_code": result.reason_code}),

@@ -202,21 +202,41 @@ class Ledger:
     # --- reads ---
 
     def _records(self, rows: Iterable[tuple]) -> list[ExecutionRecord]:
+        return [record for _, _, record in self._rows_with_seq(rows)]
+
+    def _rows_with_seq(self, rows: Iterable[tuple]) -> list[tuple[int, str, ExecutionRecord]]:
         out = []
-        for (decision_id, action_id, action_type, symbol, ts, status, result, reason, attempted, opens) in rows:
+        for (seq, decision_id, action_id, action_type, symbol, ts, status, result, reason, attempted, opens) in rows:
             if status == "IN_FLIGHT":
                 result, reason = "FAILED_SAFE", IN_DOUBT
-            out.append(
-                ExecutionRecord(
-                    decision_id=decision_id, action_id=action_id, action_type=action_type, symbol=symbol,
-                    result=result, reason_code=reason, timestamp=ts, attempted=bool(attempted), opens=bool(opens),
-                )
-            )
+            out.append((seq, status, ExecutionRecord(
+                decision_id=decision_id, action_id=action_id, action_type=action_type, symbol=symbol,
+                result=result, reason_code=reason, timestamp=ts, attempted=bool(attempted), opens=bool(opens),
+            )))
         return out
 
-    _COLS = "decision_id, action_id, action_type, symbol, timestamp, status, result, reason_code, attempted, opens"
+    _COLS = "seq, decision_id, action_id, action_type, symbol, timestamp, status, result, reason_code, attempted, opens"
 
     def view(self, decision_id: str | None, action_id: str | None, now_ms: int, lookback_ms: int) -> StateView:
+        return self.view_with_refs(decision_id, action_id, now_ms, lookback_ms)[0]
+
+    def records_at(self, seqs: Iterable[int]) -> dict[int, ExecutionRecord]:
+        """The finished rows with these seqs (a finished row never changes again)."""
+        wanted = sorted(set(seqs))
+        out: dict[int, ExecutionRecord] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            rows = self._db.execute(
+                f"SELECT {self._COLS} FROM executions WHERE status = 'DONE' AND seq IN ({', '.join('?' * len(chunk))})", chunk
+            )
+            out.update((seq, record) for seq, _, record in self._rows_with_seq(rows))
+        return out
+
+    def view_with_refs(
+        self, decision_id: str | None, action_id: str | None, now_ms: int, lookback_ms: int
+    ) -> tuple[StateView, list[int | None]]:
+        """The state view, and for each ``recent`` record its ledger seq if the row is finished (the
+        audit record then names the seq instead of repeating the row) or None (in flight: inline)."""
         db = self._db
         executed = ()
         if decision_id is not None and action_id is not None:
@@ -224,12 +244,14 @@ class Ledger:
                 "SELECT 1 FROM executions WHERE decision_id = ? AND action_id = ?", (decision_id, action_id)
             ).fetchone()
             executed = ((decision_id, action_id),) if hit else ()
-        recent = self._records(
+        rows = self._rows_with_seq(
             db.execute(
                 f"SELECT {self._COLS} FROM executions WHERE attempted = 1 AND timestamp BETWEEN ? AND ? ORDER BY timestamp, seq",
                 (now_ms - lookback_ms, now_ms),
             )
         )
+        recent = [record for _, _, record in rows]
+        refs = [seq if status == "DONE" else None for seq, status, _ in rows]
         # newest over the whole ledger, not just up to now: a context older than the ledger's newest
         # call is then visible (the pipeline refuses it) instead of silently skipping temporal gates
         last_exec = db.execute("SELECT MAX(timestamp) FROM executions WHERE attempted = 1").fetchone()[0]
@@ -239,7 +261,8 @@ class Ledger:
             "SELECT MAX(timestamp) FROM executions WHERE status = 'IN_FLIGHT' OR arms_cooldown = 1 "
             "OR (arms_cooldown IS NULL AND result = 'FAILED_SAFE' AND reason_code != 'COOLDOWN_ACTIVE')"
         ).fetchone()[0]
-        return StateView(executed=executed, recent=tuple(recent), last_execution_ms=last_exec, last_failed_safe_ms=last_failed)
+        view = StateView(executed=executed, recent=tuple(recent), last_execution_ms=last_exec, last_failed_safe_ms=last_failed)
+        return view, refs
 
     def rejection_rate(self, now_ms: int, window_ms: int) -> str:
         """Share of exchange calls in the window that the exchange refused, as exact decimal text."""

@@ -16,7 +16,7 @@ from .bundle import Bundle
 from .constraints import ConstraintsSnapshot
 from .executor import forced_cancel_request, forced_cancel_result
 from .models import ExecutionContext, ExecutionResult, StateView
-from .numbers import canonical_json, loads
+from .numbers import canonical_json, loads, sha256_digest
 from .pipeline import Config, evaluate
 from .verification import ExchangeReplyData, verify_ack
 from .version import __version__
@@ -41,9 +41,34 @@ class ReplayReport:
         return not self.problems and self.records > 0
 
 
-def _recompute(rec: dict[str, Any], config: Config, failed_by_trace: dict[str, ExecutionResult]) -> ExecutionResult | str:
+def _state(rec: dict[str, Any], ledger: Any) -> StateView | str:
+    """The state view the record was decided with: inline (older records), or rebuilt from its
+    ledger references and checked against the recorded digest."""
+    if "state_view" in rec:
+        return StateView.model_validate(rec["state_view"])
+    compact = dict(rec["state"])
+    refs = compact.pop("recent_refs")
+    digest = compact.pop("recent_digest")
+    seqs = [r for r in refs if isinstance(r, int)]
+    if seqs and ledger is None:
+        return f"its state view names {len(seqs)} ledger row(s); replay it with the ledger beside the log (or --state-dir)"
+    rows = ledger.records_at(seqs) if seqs else {}
+    missing = [s for s in seqs if s not in rows]
+    if missing:
+        return f"ledger row(s) {missing[:5]} named by its state view are not in the ledger"
+    recent = [rows[r].model_dump(mode="json") if isinstance(r, int) else r for r in refs]
+    if sha256_digest(recent) != digest:
+        return "the ledger rows its state view names differ from when it was recorded (recent_digest)"
+    return StateView.model_validate({**compact, "recent": recent})
+
+
+def _recompute(
+    rec: dict[str, Any], config: Config, failed_by_trace: dict[str, ExecutionResult], ledger: Any = None
+) -> ExecutionResult | str:
     context = ExecutionContext.model_validate(rec["input"]["context"])
-    state = StateView.model_validate(rec["state_view"])
+    state = _state(rec, ledger)
+    if isinstance(state, str):
+        return state
     ev = evaluate(rec["input"]["decision_text"], context, config, state)
     reply = ExchangeReplyData.model_validate(rec["reply"]) if rec.get("reply") is not None else None
     if rec["kind"] == "forced_cancel":
@@ -68,7 +93,10 @@ def _recompute(rec: dict[str, Any], config: Config, failed_by_trace: dict[str, E
     )
 
 
-def replay_log(path: str | Path, bundle: Bundle, constraints: ConstraintsSnapshot, evaluator: str = "compiled") -> ReplayReport:
+def replay_log(
+    path: str | Path, bundle: Bundle, constraints: ConstraintsSnapshot, evaluator: str = "compiled", ledger: Any = None
+) -> ReplayReport:
+    """Recompute every record (``ledger``: where records name their state view's rows)."""
     report = ReplayReport()
     failed_by_trace: dict[str, ExecutionResult] = {}
     for lineno, text in read_records(path):
@@ -94,7 +122,7 @@ def replay_log(path: str | Path, bundle: Bundle, constraints: ConstraintsSnapsho
             report.problems.append(f"{where}: recorded with constraints {rec.get('constraints_digest')}, replaying with {constraints.digest}")
             continue
         try:
-            got = _recompute(rec, Config(bundle, constraints, rec["mode"], evaluator=evaluator), failed_by_trace)
+            got = _recompute(rec, Config(bundle, constraints, rec["mode"], evaluator=evaluator), failed_by_trace, ledger)
         except (KeyError, TypeError, ValueError) as exc:
             report.problems.append(f"{where}: record cannot be replayed: {exc}")
             continue

@@ -117,7 +117,7 @@ def test_every_action_type_over_a_loopback_socket(socket_rig: Rig) -> None:
     # quantities reach the exchange as the exact authorized text
     assert [o.orig_qty for o in r.paper.orders] == ["0.010", "0.020", "0.005", "0.010", "0.005", "0.010"]
     assert verify_log(r.audit.path, r.ledger.audit_anchor()).ok
-    assert replay_log(r.audit.path, r.bundle, default_constraints()).ok
+    assert replay_log(r.audit.path, r.bundle, default_constraints(), ledger=r.ledger).ok
 
 
 def test_hedge_mode_orders(tmp_path: Path, fast_bundle: Any) -> None:
@@ -171,7 +171,7 @@ def test_every_fault_fails_safe_and_is_never_sent_twice(tmp_path: Path, fast_bun
         # and a fresh decision inside the cooldown is refused before the exchange
         res, _ = r.run(OPEN("0.010"), decision_id="d-next")
         assert res.reason_code == "COOLDOWN_ACTIVE"
-        assert replay_log(r.audit.path, r.bundle, default_constraints()).ok
+        assert replay_log(r.audit.path, r.bundle, default_constraints(), ledger=r.ledger).ok
     finally:
         r.close()
 
@@ -231,7 +231,7 @@ def test_audit_records_carry_the_spec_fields_and_no_secrets(rig: Rig) -> None:
     text = rig.audit.path.read_text()
     rec = json.loads(text.splitlines()[-1])
     for key in ("trace_id", "policy_decision_id", "action_id", "execution_result", "timestamp", "reason_code", "exchange_response",
-                "bundle", "constraints_digest", "input_digest", "state_view", "gate_trace", "prev_hash", "hash"):
+                "bundle", "constraints_digest", "input_digest", "state", "gate_trace", "prev_hash", "hash"):
         assert key in rec
     assert PAPER_API_SECRET not in text and "signature" not in text
 

@@ -206,7 +206,8 @@ def test_hole05_forced_cancel_after_a_timeout_is_signed_when_sent(tmp_path: Path
         ledger.close()
     from engine.replay import replay_log
 
-    assert replay_log(tmp_path / "s" / "audit.jsonl", bundle, default_constraints()).ok
+    ledger = Ledger(tmp_path / "s")
+    assert replay_log(tmp_path / "s" / "audit.jsonl", bundle, default_constraints(), ledger=ledger).ok
 
 
 # --- hole 6: a damaged audit tail kept sending orders ---
@@ -557,3 +558,39 @@ def test_an_unreadable_trading_state_counts_as_halted(tmp_path: Path) -> None:
     assert ledger.trading_state()["state"] == "HALTED"
     (tmp_path / "trading-state.json").write_text('{"state": "PAUSED"}')
     assert ledger.trading_state()["state"] == "HALTED"
+
+
+# --- hole 12: audit records grew with history ---
+
+
+def test_hole12_audit_records_stay_flat_as_history_grows(tmp_path: Path) -> None:
+    import sqlite3
+
+    from conftest import default_constraints
+    from engine.bundle import load_bundle
+    from engine.replay import replay_log
+
+    text = _bundle_text()
+    for name in ("max_actions_per_minute", "max_opens_per_symbol"):
+        text = text.replace(f"    {name}:\n      type: integer\n      value: ", f"    {name}:\n      type: integer\n      value: 100000#")
+    (tmp_path / "b.yaml").write_text(text.replace("#20\n", "\n").replace("#10\n", "\n"))
+    r = Rig(tmp_path / "s", load_bundle(tmp_path / "b.yaml"), socket=False)
+    try:
+        for i in range(60):
+            res, _ = r.run(OPEN("0.001", side="LONG" if i % 2 else "SHORT"))
+            assert res.result == "SUCCESS", res.message
+        sizes = [len(line) for line in r.audit.path.read_text().splitlines()]
+        # before the fix every record repeated the whole state view: +~200 bytes per earlier call;
+        # now a finished row is named by its ledger seq
+        assert sizes[-1] - sizes[9] < 50 * 12, (sizes[9], sizes[-1])
+        assert replay_log(r.audit.path, r.bundle, default_constraints(), ledger=r.ledger).ok
+        alone = replay_log(r.audit.path, r.bundle, default_constraints())  # without the ledger: said plainly
+        assert not alone.ok and "replay it with the ledger" in alone.problems[0]
+        db = sqlite3.connect(r.ledger.path)
+        db.execute("UPDATE executions SET reason_code = 'ORDER_ACCEPTED' WHERE seq = 1")
+        db.commit()
+        db.close()
+        tampered = replay_log(r.audit.path, r.bundle, default_constraints(), ledger=r.ledger)
+        assert not tampered.ok and any("recent_digest" in p for p in tampered.problems)
+    finally:
+        r.close()

@@ -462,9 +462,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
     log = Path(args.log)
     if not log.exists():
         raise UsageError(f"audit log not found: {log}")
-    report = replay_log(
-        log, load_config_bundle(args.bundle), load_constraints(args.constraints, args.leverage_brackets), evaluator=args.evaluator
-    )
+    from ..ledger import Ledger
+
+    ledger = Ledger.open_existing(Path(args.state_dir) if args.state_dir else log.parent)
+    try:
+        report = replay_log(
+            log, load_config_bundle(args.bundle), load_constraints(args.constraints, args.leverage_brackets),
+            evaluator=args.evaluator, ledger=ledger,
+        )
+    finally:
+        if ledger is not None:
+            ledger.close()
     if report.ok:
         print(f"ok  {log}: {report.identical} of {report.records} records recomputed byte for byte")
         return 0
@@ -591,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", metavar="FILE")
     p.add_argument("--constraints", metavar="FILE")
     p.add_argument("--leverage-brackets", metavar="FILE")
+    p.add_argument("--state-dir", metavar="DIR", help="the ledger the records' state views name (default: the log's directory)")
     _add_evaluator(p)
     p.set_defaults(func=cmd_replay)
 

@@ -83,11 +83,11 @@ def run_session(args: argparse.Namespace) -> int:
         paper.clear_faults()
     _table(rows, bundle)
     anchor = ledger.audit_anchor()
-    report = verify_log(audit.path, anchor)
+    report = verify_log(audit.path, anchor, ledger.trace_ids())
     print(f"\naudit log {audit.path}: {report.records} records, " + ("chain verified" if report.ok else "PROBLEMS:"))
     for p in report.problems:
         print(f"  {p}")
-    rep = replay_log(audit.path, bundle, constraints)
+    rep = replay_log(audit.path, bundle, constraints, ledger=ledger)
     print(f"replay: {rep.identical} of {rep.records} records recomputed byte for byte" + ("" if rep.ok else "; PROBLEMS:"))
     for p in rep.problems:
         print(f"  {p}")
