@@ -67,15 +67,22 @@ ExactDecimal = Annotated[
 ]
 
 
+MAX_TIMESTAMP_MS = 10**14  # year 5138: far beyond any real clock, and cheap to check
+
+
 def _int_ms(value: Any) -> int:
+    """Integer milliseconds since the Unix epoch, 0 <= t < 10^14 (checked before any conversion:
+    int(Decimal("1e9999999")) alone takes minutes)."""
+    if isinstance(value, Decimal) and value.is_finite() and abs(value.adjusted()) <= 15 and value == value.to_integral_value():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, Decimal) and value == value.to_integral_value():
-            return int(value)
-        raise PydanticCustomError("int_ms", "expected integer milliseconds since the Unix epoch")
+        raise PydanticCustomError("int_ms", "invalid timestamp: expected integer milliseconds since the Unix epoch")
+    if not 0 <= value < MAX_TIMESTAMP_MS:
+        raise PydanticCustomError("int_ms", "invalid timestamp: {value} is outside 0 .. 10^14 ms", {"value": value})
     return value
 
 
-Millis = Annotated[int, PlainValidator(_int_ms), WithJsonSchema({"type": "integer", "minimum": 0})]
+Millis = Annotated[int, PlainValidator(_int_ms), WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP_MS - 1})]
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,32}$", description="exchange symbol, e.g. BTCUSDT")]
