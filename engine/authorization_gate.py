@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .models import AUTHORIZED_ACTION
-from .numbers import DecimalParseError, duplicate_keys, loads
+from .numbers import DecimalParseError, duplicate_keys, loads, printable_text
 
 __all__ = ["RawDecision", "authorization_gate", "read_decision"]
 
@@ -37,7 +37,7 @@ def read_decision(raw: str | bytes | dict[str, Any] | RawDecision) -> RawDecisio
         try:
             data = loads(raw)
         except (ValueError, DecimalParseError, RecursionError) as exc:
-            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else printable_text(raw)
             return RawDecision(text, None, None, "INPUT_NOT_JSON", f"not valid JSON: {exc}")
     else:
         data = raw

@@ -18,7 +18,7 @@ from .authorization_gate import read_decision
 from .intent import Intent
 from .ledger import Ledger, LedgerError
 from .models import ExecutionContext, ExecutionRecord, ExecutionResult, StateView
-from .numbers import canonical_json, sha256_digest
+from .numbers import canonical_json, printable_text, sha256_digest
 from .order import OrderRequest, build_request
 from .pipeline import Config, Evaluation, evaluate, execution_record
 from .verification import ExchangeReplyData, verify_ack
@@ -34,7 +34,7 @@ def decision_text(raw: str | bytes | dict[str, Any] | Any) -> str:
     """The exact text the pure core evaluates, and the audit log keeps for replay."""
     if isinstance(raw, bytes):
         return raw.decode("utf-8", "replace")
-    return raw if isinstance(raw, str) else canonical_json(raw)
+    return printable_text(raw) if isinstance(raw, str) else canonical_json(raw)
 
 
 def state_record(state: StateView, refs: list[int | None] | None) -> dict[str, Any]:

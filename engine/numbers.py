@@ -17,6 +17,8 @@ from typing import Any
 __all__ = [
     "EXACT",
     "DecimalParseError",
+    "InvalidText",
+    "printable_text",
     "canonical_json",
     "decimal_text",
     "duplicate_keys",
@@ -134,12 +136,49 @@ _DECODER = json.JSONDecoder(
 )
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class InvalidText(ValueError):
+    """JSON that decodes to text that is not Unicode (a lone surrogate such as \\ud800)."""
+
+
 def loads(text: str | bytes) -> Any:
     """Parse JSON keeping every number exact: non-integers become ``Decimal``, NaN/Infinity refused.
-    An object with a repeated key comes back as :class:`DuplicateKeys` (see :func:`duplicate_keys`)."""
+    An object with a repeated key comes back as :class:`DuplicateKeys` (see :func:`duplicate_keys`).
+    A lone surrogate (``"\\ud800"``) anywhere is refused: it cannot be written out again as UTF-8."""
     if isinstance(text, (bytes, bytearray)):
         text = text.decode("utf-8")
-    return _DECODER.decode(text)
+    value = _DECODER.decode(text)
+    if (_ESCAPED_SURROGATE.search(text) or _SURROGATE.search(text)) and _has_surrogate(value):
+        raise InvalidText("the JSON holds a lone surrogate (e.g. \\ud800): not valid Unicode text")
+    return value
+
+
+def printable_text(text: str) -> str:
+    """``text`` that can be written as UTF-8: bytes that were not UTF-8 (kept as lone surrogates by
+    the reader) and lone surrogates appear as backslash escapes, so a damaged input can still be
+    digested, recorded and shown."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").encode(
+        "utf-8", "backslashreplace").decode("utf-8")
+
+
+def _has_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def duplicate_keys(value: Any, path: str = "") -> list[str]:

@@ -59,3 +59,55 @@ def test_invalid_context_timestamps_exit_2(timestamp: str, tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert code == 2 and ("invalid timestamp" in err or "out of range" in err) and "Traceback" not in err
     assert time.monotonic() - t0 < 2  # before: > 600 s for 1e9999999; -1 was accepted
+
+
+@pytest.mark.parametrize("where", ["decision_id", "symbol", "key"])
+def test_a_lone_surrogate_anywhere_is_rejected_and_the_batch_goes_on(where: str, tmp_path: Path, capsys) -> None:
+    bad = {"decision_id": "d-\\ud800", "symbol": "d", "key": "d"}[where]
+    line = decision_text()
+    if where == "decision_id":
+        line = line.replace('"decision_id": "d"', f'"decision_id": "{bad}"')
+    elif where == "symbol":
+        line = line.replace('"BTCUSDT"', '"BTC\\ud800"')
+    else:
+        line = line.replace('"quantity"', '"\\udc00quantity"')
+    good = decision_text().replace('"d"', '"d-2"')
+    (tmp_path / "b.jsonl").write_text(line + "\n" + good + "\n")
+    code = main(["execute", str(tmp_path / "b.jsonl"), "--context", str(EX / "context.json"), "--exchange", "dry-run"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0 and len(out) == 2  # before: UnicodeEncodeError traceback, batch stopped
+    assert json.loads(out[0])["result"] == "REJECTED" and json.loads(out[1])["reason_code"] == "DRY_RUN"
+
+
+@pytest.mark.parametrize("flag", ["decisions", "stdin", "--context", "--constraints"])
+def test_deeply_nested_json_is_an_input_error_not_a_recursion_traceback(flag: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    import io
+    import sys
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    argv = ["execute", str(EX / "decision-open-limit.json"), "--context", str(EX / "context.json"), "--exchange", "dry-run"]
+    if flag == "decisions":
+        argv[1] = str(deep)
+    elif flag == "stdin":
+        argv[1] = "-"
+        monkeypatch.setattr(sys, "stdin", io.StringIO("[" * 100_000))
+    else:
+        argv += [flag, str(deep)] if flag == "--constraints" else []
+        if flag == "--context":
+            argv[3] = str(deep)
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "RecursionError" not in err
+    if flag in ("decisions", "stdin"):
+        assert code == 0 and json.loads(out)["reason_code"] == "INPUT_NOT_JSON"
+    else:
+        assert code == 2 and "nested too deeply" in err
+
+
+def test_a_line_that_is_not_utf8_is_one_rejected_result(tmp_path: Path, capsys) -> None:
+    good = decision_text().encode()
+    (tmp_path / "b.jsonl").write_bytes(good.replace(b'"d"', b'"d-1"') + b"\n" + b'{"decision_id": "\xff\xfe"}\n' + good.replace(b'"d"', b'"d-3"') + b"\n")
+    code = main(["execute", str(tmp_path / "b.jsonl"), "--context", str(EX / "context.json"), "--exchange", "dry-run"])
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0 and [r["result"] for r in out] == ["NOOP", "REJECTED", "FAILED_SAFE"]  # 3rd: min interval

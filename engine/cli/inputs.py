@@ -30,6 +30,8 @@ def read_json(path: str | Path, what: str) -> Any:
         return loads(text)
     except (ValueError, DecimalParseError) as exc:
         raise InputError(f"{what} file {path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{what} file {path} is nested too deeply to be read") from None
 
 
 def _pydantic_message(exc: ValidationError) -> str:
@@ -71,11 +73,16 @@ def read_decisions(source: str) -> Iterator[str | Any]:
     processed, so memory stays flat however many lines it has."""
     if source == "-":
         stream: IO[str] = sys.stdin
+        try:  # a line with bytes that are not UTF-8 becomes one REJECTED result, not the end of the run
+            sys.stdin.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            pass
         jsonl: bool | None = None
     else:
         path = Path(source)
         try:
-            stream = path.open("r", encoding="utf-8", newline="")
+            # undecodable bytes become lone surrogates, which the JSON reader refuses for that line only
+            stream = path.open("r", encoding="utf-8", errors="surrogateescape", newline="")
         except FileNotFoundError:
             raise InputError(f"decisions file not found: {source}") from None
         except OSError as exc:
