@@ -18,7 +18,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import Composer, ComposerError
 from ruamel.yaml.constructor import RoundTripConstructor
+from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
@@ -132,6 +134,9 @@ class BundleSpec(_Doc):
     state: StateSettings
     exchangeClient: ExchangeClientSettings = ExchangeClientSettings()
     include: list[str] = Field(default=[], description="gate library files, relative to this bundle")
+    includeRoot: str = Field(
+        default=".", description="includes must lie under this directory (relative to the bundle, or absolute); default: the bundle's own"
+    )
     gates: list[GateSpec] = Field(default=[], description="gates defined inline")
     riskGates: list[str] = Field(description="Rule 3 gate ids, in evaluation order")
     waivers: list[Waiver] = Field(default=[], description="spec §5 gates deliberately left out, each with a reason")
@@ -249,12 +254,36 @@ class _NonFinite(str):
 _ExactConstructor.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
 
 
+MAX_FILE_BYTES = 1 << 20  # a bundle or gate library is a page of YAML; 1 MiB is generous
+
+
+class _NoAliasComposer(Composer):
+    """Anchors and aliases are refused: a few hundred bytes of nested aliases expand to gigabytes
+    (a "billion laughs"), and a bundle a risk officer reviews should say everything where it is used."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent) or getattr(event, "anchor", None):
+            raise ComposerError(None, None, "anchors (&) and aliases (*) are not allowed in bundles", event.start_mark)
+        return super().compose_node(parent, index)
+
+
 class _Source:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = str(path)
         try:
-            self.text = path.read_text(encoding="utf-8")
+            if not path.exists():
+                raise FileNotFoundError
+            if not path.is_file():
+                raise BundleError([Problem(self.name, 1, 1, "not a regular file")])
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise BundleError([Problem(self.name, 1, 1, f"larger than {MAX_FILE_BYTES} bytes; not a bundle")])
+            with open(path, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+            if len(data) > MAX_FILE_BYTES:
+                raise BundleError([Problem(self.name, 1, 1, f"larger than {MAX_FILE_BYTES} bytes; not a bundle")])
+            self.text = data.decode("utf-8")
         except FileNotFoundError:
             raise BundleError([Problem(self.name, 1, 1, "file not found")]) from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -262,6 +291,7 @@ class _Source:
         self.lines = self.text.splitlines()
         yaml = YAML(typ="rt")
         yaml.Constructor = _ExactConstructor
+        yaml.Composer = _NoAliasComposer
         try:
             self.root = yaml.load(self.text)
         except MarkedYAMLError as exc:
@@ -321,15 +351,20 @@ def _plain(node: Any) -> Any:
 def _validate(model: type[BaseModel], src: _Source) -> tuple[Any, list[Problem]]:
     if not isinstance(src.root, CommentedMap):
         return None, [Problem(src.name, 1, 1, "expected a YAML mapping at the top level")]
+    # a file that does not even say it is a bundle or gate library (an include pointing at the wrong
+    # file, a secret) is described by position only: its lines are never echoed
+    own = src.root.get("kind") in ("PolicyBundle", "GateLibrary")
     try:
         return model.model_validate(_plain(src.root)), []
     except ValidationError as exc:
         problems = []
-        for err in exc.errors():
+        for err in exc.errors()[:50]:
             loc = tuple(err["loc"])
             line, col = src.position(loc)
             path = ".".join(str(p) for p in loc) or "(document)"
-            problems.append(Problem(src.name, line, col, f"{path}: {err['msg']}", src.line_text(line)))
+            problems.append(Problem(src.name, line, col, f"{path}: {err['msg']}", src.line_text(line) if own else ""))
+        if not own:
+            problems.insert(0, Problem(src.name, 1, 1, "not an ep4 bundle or gate library (no kind: PolicyBundle / GateLibrary)"))
         return None, problems
 
 
@@ -433,8 +468,17 @@ def load_bundle(path: str | Path) -> Bundle:
                 continue
             defined[g.id] = (g, source, node, pos)
 
+    include_root = (bundle_path.parent / spec.includeRoot).resolve()
     for i, inc in enumerate(spec.include):
         lib_path = (bundle_path.parent / inc).resolve()
+        if not lib_path.is_relative_to(include_root):
+            line, col = src.position(("spec", "include", i))
+            problems.append(Problem(
+                src.name, line, col,
+                f"include '{inc}' is outside {include_root}; includes stay under spec.includeRoot (default: the bundle's directory)",
+                src.line_text(line),
+            ))
+            continue
         try:
             lib_src = _Source(lib_path)
         except BundleError as exc:

@@ -24,7 +24,10 @@ def test_default_bundle_loads_with_every_spec_gate() -> None:
 
 def _write(tmp_path: Path, body: str, name: str = "b.yaml") -> Path:
     path = tmp_path / name
-    path.write_text(body.replace("GATES", str(GATES)))
+    body = body.replace("GATES", str(GATES))
+    if str(GATES) in body and "includeRoot" not in body:
+        body = body.replace("  include:", f"  includeRoot: {ROOT}\n  include:", 1)
+    path.write_text(body)
     return path
 
 

@@ -61,7 +61,7 @@ def test_check_ok_and_broken(capsys, tmp_path: Path) -> None:
     code, out, _ = run(capsys, "check", str(ROOT / "policies" / "binance-perp-default.yaml"))
     assert code == 0 and "13 risk gates" in out and "sha256:" in out
     broken = tmp_path / "b.yaml"
-    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/")
+    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/").replace("includeRoot: ..", f"includeRoot: {ROOT}")
     broken.write_text(text.replace("cooldownMs: 300000", "cooldownMs: soon"))
     code, _, err = run(capsys, "check", str(broken))
     line = text.splitlines().index("    cooldownMs: 300000") + 1

@@ -33,7 +33,7 @@ HEALTH = {"api_latency_ms": "20", "order_rejection_rate": "0"}
 def fast_bundle(tmp_path_factory) -> Any:
     """The default bundle with short client timeouts, so timeout faults take milliseconds."""
     d = tmp_path_factory.mktemp("bundle")
-    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/")
+    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/").replace("includeRoot: ..", f"includeRoot: {ROOT}")
     text = text.replace("readTimeoutMs: 5000", "readTimeoutMs: 400").replace("min_interval_ms:\n      type: integer\n      value: 1000", "min_interval_ms:\n      type: integer\n      value: 0")
     (d / "fast.yaml").write_text(text)
     return load_bundle(d / "fast.yaml")

@@ -111,3 +111,64 @@ def test_a_line_that_is_not_utf8_is_one_rejected_result(tmp_path: Path, capsys) 
     code = main(["execute", str(tmp_path / "b.jsonl"), "--context", str(EX / "context.json"), "--exchange", "dry-run"])
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 0 and [r["result"] for r in out] == ["NOOP", "REJECTED", "FAILED_SAFE"]  # 3rd: min interval
+
+
+# --- bundles ---
+
+
+def _bundle(tmp_path: Path, extra_spec: str = "", include: str = "") -> Path:
+    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text()
+    text = text.replace("../gates/", str(ROOT / "gates") + "/").replace("includeRoot: ..", f"includeRoot: {ROOT}")
+    if include:
+        text = text.replace("  include:\n", f"  include:\n    - {include}\n")
+    if extra_spec:
+        text = text.replace("  postFailure:", extra_spec + "  postFailure:")
+    path = tmp_path / "b.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    from engine.bundle import load_bundle
+    from engine.errors import BundleError
+
+    bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n"
+        for i in range(8))
+    path = tmp_path / "bomb.yaml"
+    path.write_text("apiVersion: ep4.io/v1\nkind: PolicyBundle\n" + bomb)
+    t0 = time.monotonic()
+    with pytest.raises(BundleError) as info:
+        load_bundle(path)  # before: 27 s and 1.2 GB (one level more: > 180 s, 7.2 GB)
+    assert time.monotonic() - t0 < 1 and "aliases" in str(info.value) and info.value.problems[0].line == 3
+
+
+def test_include_of_a_device_is_not_a_regular_file(tmp_path: Path) -> None:
+    from engine.bundle import load_bundle
+    from engine.errors import BundleError
+
+    path = _bundle(tmp_path, extra_spec="", include="/dev/zero")
+    path.write_text(path.read_text().replace(f"includeRoot: {ROOT}", "includeRoot: /"))
+    t0 = time.monotonic()
+    with pytest.raises(BundleError) as info:
+        load_bundle(path)  # before: 8.5 GB in 20 s
+    assert time.monotonic() - t0 < 2 and "not a regular file" in str(info.value)
+
+
+def test_includes_stay_under_the_include_root_and_foreign_files_are_never_echoed(tmp_path: Path) -> None:
+    from engine.bundle import load_bundle
+    from engine.errors import BundleError
+
+    (tmp_path / "secret.yaml").write_text("api_secret: hunter2-very-secret\n")
+    inside = tmp_path / "policies"
+    inside.mkdir()
+    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("includeRoot: ..", "includeRoot: .")
+    (inside / "b.yaml").write_text(text.replace("    - ../gates/exposure.yaml\n", "    - ../secret.yaml\n"))
+    with pytest.raises(BundleError) as info:
+        load_bundle(inside / "b.yaml")  # before: accepted, and the error quoted the secret's line
+    assert "outside" in str(info.value) and "hunter2" not in str(info.value)
+    (inside / "secret.yaml").write_text("api_secret: hunter2-very-secret\n")
+    (inside / "b.yaml").write_text(text.replace("    - ../gates/exposure.yaml\n", "    - secret.yaml\n"))
+    with pytest.raises(BundleError) as info:
+        load_bundle(inside / "b.yaml")
+    assert "not an ep4 bundle or gate library" in str(info.value) and "hunter2" not in str(info.value)

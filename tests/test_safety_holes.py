@@ -133,7 +133,7 @@ def _racer(state_dir: str, bundle_path: str, decision_id: str, barrier, results)
     ledger = Ledger(state_dir)
     executor = Executor(Config(load_bundle(bundle_path), default_constraints(), "paper"), ledger, AuditLog(Path(state_dir) / "audit.jsonl", ledger), client)
     decision = json.dumps({"decision_id": decision_id, "decision_code": "AUTHORIZED_ACTION", "action": {"action_id": "a", **OPEN("0.001")}})
-    barrier.wait()
+    barrier.wait(timeout=120)
     res = executor.execute(decision, ctx)
     results.put((res.result, res.reason_code, len(paper.orders)))
 
@@ -141,15 +141,19 @@ def _racer(state_dir: str, bundle_path: str, decision_id: str, barrier, results)
 def test_hole03_min_interval_holds_across_processes(tmp_path: Path) -> None:
     import multiprocessing as mp
 
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")  # not fork: the test process has threads (paper servers) and locks
     barrier, results = ctx.Barrier(4), ctx.Queue()
     bundle = str(ROOT / "policies" / "binance-perp-default.yaml")  # min_interval_ms: 1000
     procs = [ctx.Process(target=_racer, args=(str(tmp_path), bundle, f"d-race-{i}", barrier, results)) for i in range(4)]
-    for p in procs:
-        p.start()
-    outcomes = [results.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
+    try:
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=180) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
     sent = [o for o in outcomes if o[2] > 0]
     # before the fix: the four processes read the same empty state and all four sent an order
     assert len(sent) == 1, outcomes
@@ -172,7 +176,7 @@ def test_hole05_forced_cancel_after_a_timeout_is_signed_when_sent(tmp_path: Path
     from exchange import BinanceClient, Credentials, PaperServer, fetch_context
     from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET
 
-    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/")
+    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/").replace("includeRoot: ..", f"includeRoot: {ROOT}")
     text = text.replace("recvWindowMs: 5000", "recvWindowMs: 300").replace("readTimeoutMs: 5000", "readTimeoutMs: 500")
     (tmp_path / "b.yaml").write_text(text)
     bundle = load_bundle(tmp_path / "b.yaml")
@@ -286,7 +290,7 @@ def test_hole08_which_rules_arm_the_cooldown_is_a_bundle_setting(tmp_path: Path)
     from engine.bundle import load_bundle
     from engine.models import StateView
 
-    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/")
+    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/").replace("includeRoot: ..", f"includeRoot: {ROOT}")
     default = load_bundle(ROOT / "policies" / "binance-perp-default.yaml")
     assert default.cooldown_armed_by == {3, 4, 5, 6}
     (tmp_path / "b.yaml").write_text(text.replace("    forceCancelOpenOrders: true", "    forceCancelOpenOrders: true\n    cooldownArmedBy: [5, 6]"))
@@ -323,7 +327,7 @@ def test_hole09_position_ceiling_counts_same_side_open_orders() -> None:
 
 
 def _bundle_text() -> str:
-    return (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/")
+    return (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/").replace("includeRoot: ..", f"includeRoot: {ROOT}")
 
 
 def test_hole10_every_spec_gate_must_be_present_or_waived(tmp_path: Path) -> None:
