@@ -65,8 +65,8 @@ VARIABLES: dict[str, F] = {
         fields={
             "position_mode": F("string", "ONE_WAY or HEDGE"),
             "available_margin": D,
-            "positions": F("list", "[{symbol, quantity, entry_price, leverage, margin_mode, position_side}]"),
-            "open_orders": F("list", "[{symbol, client_order_id, side, quantity, price, position_side}]"),
+            "positions": F("list", "[{symbol, quantity, entry_price, leverage, margin_mode, position_side}], at most 200", max_items=200),
+            "open_orders": F("list", "[{symbol, client_order_id, side, quantity, price, position_side}], at most 1000", max_items=1000),
         },
     ),
     "market": F("map", "symbol -> {mark_price}", item=F("object", fields={"mark_price": D})),
@@ -92,9 +92,9 @@ VARIABLES: dict[str, F] = {
             "price_filter": F("object", fields={"min_price": D, "max_price": D, "tick_size": D}, nullable=True),
             "min_notional": F("decimal", nullable=True),
             "percent_price": F("object", fields={"multiplier_up": D, "multiplier_down": D}, nullable=True),
-            "order_types": F("list"),
-            "time_in_force": F("list"),
-            "leverage_brackets": F("list", "[{bracket, initial_leverage, notional_floor, notional_cap}]", nullable=True),
+            "order_types": F("list", max_items=32),
+            "time_in_force": F("list", max_items=16),
+            "leverage_brackets": F("list", "[{bracket, initial_leverage, notional_floor, notional_cap}]", nullable=True, max_items=64),
         },
     ),
     "lot": F(

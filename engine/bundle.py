@@ -414,7 +414,7 @@ def _typed_param(name: str, spec: ParamSpec) -> tuple[Any, FieldSpec]:
             if mins[0] == mins[1]:
                 raise ValueError("a window with start == end is empty")
             windows.append(tuple(mins))
-        return windows, FieldSpec("list", spec.description)
+        return windows, FieldSpec("list", spec.description, max_items=len(windows))
     raise ValueError(f"unknown parameter type {kind}")  # pragma: no cover - Literal guards it
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .models import ExactDecimal
 from .numbers import DecimalParseError, parse_decimal, sha256_digest
@@ -59,9 +59,9 @@ class SymbolConstraints(_Frozen):
     price_filter: PriceFilter | None = None
     min_notional: ExactDecimal | None = None
     percent_price: PercentPrice | None = None
-    order_types: tuple[str, ...] = ()
-    time_in_force: tuple[str, ...] = ()
-    leverage_brackets: tuple[Bracket, ...] | None = None
+    order_types: tuple[str, ...] = Field(default=(), max_length=32)
+    time_in_force: tuple[str, ...] = Field(default=(), max_length=16)
+    leverage_brackets: tuple[Bracket, ...] | None = Field(default=None, max_length=64)
 
 
 class ConstraintsSnapshot(_Frozen):

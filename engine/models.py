@@ -67,6 +67,11 @@ ExactDecimal = Annotated[
 ]
 
 
+# Input limits (docs/reliability.md): what one context may hold, checked when it is read, so the cost
+# of a decision is bounded by them (10,000 positions took 5 s per decision, 1,000,000 took 100 s).
+MAX_POSITIONS = 200
+MAX_OPEN_ORDERS = 1000
+MAX_MARKETS = 200
 MAX_TIMESTAMP_MS = 10**14  # year 5138: far beyond any real clock, and cheap to check
 
 
@@ -216,7 +221,7 @@ class Position(_Frozen):
 
 class OpenOrder(_Frozen):
     symbol: Symbol
-    client_order_id: str
+    client_order_id: str = Field(max_length=64)
     side: Literal["BUY", "SELL"]
     quantity: ExactDecimal
     price: ExactDecimal | None = None
@@ -226,8 +231,8 @@ class OpenOrder(_Frozen):
 class Account(_Frozen):
     position_mode: Literal["ONE_WAY", "HEDGE"]
     available_margin: ExactDecimal
-    positions: tuple[Position, ...] = Field(default=(), strict=False)
-    open_orders: tuple[OpenOrder, ...] = Field(default=(), strict=False)
+    positions: tuple[Position, ...] = Field(default=(), strict=False, max_length=MAX_POSITIONS)
+    open_orders: tuple[OpenOrder, ...] = Field(default=(), strict=False, max_length=MAX_OPEN_ORDERS)
 
 
 class MarketData(_Frozen):
@@ -255,7 +260,7 @@ class ExecutionContext(_Frozen):
     timestamp: Millis
     account_id: Identifier
     account: Account
-    market: dict[Symbol, MarketData]
+    market: dict[Symbol, MarketData] = Field(max_length=MAX_MARKETS)
     health: Health
 
 

@@ -172,3 +172,47 @@ def test_includes_stay_under_the_include_root_and_foreign_files_are_never_echoed
     with pytest.raises(BundleError) as info:
         load_bundle(inside / "b.yaml")
     assert "not an ep4 bundle or gate library" in str(info.value) and "hunter2" not in str(info.value)
+
+
+# --- gate expressions ---
+
+
+def _gate_problem(tmp_path: Path, expression: str):
+    from engine.bundle import load_bundle
+    from engine.errors import BundleError
+
+    path = _bundle(tmp_path, extra_spec=f"  gates:\n    - id: health.custom\n      category: health\n      expression: '{expression}'\n"
+                                         "      reason_code: CUSTOM_GATE\n      message: m\n")
+    t0 = time.monotonic()
+    with pytest.raises(BundleError) as info:
+        load_bundle(path)
+    assert time.monotonic() - t0 < 5
+    (problem,) = [p for p in info.value.problems if "health.custom" in p.message]
+    assert problem.file == str(path) and problem.line > 1
+    return problem
+
+
+@pytest.mark.parametrize("expression", [
+    "(" * 1000 + "true" + ")" * 1000,  # before: ep4 check crashed (RecursionError)
+    "(" * 50 + "true" + ")" * 50,  # before: check ok, then every decision GATE_EVALUATION_ERROR
+    " || ".join(["true"] * 1000),
+    "!" * 5000 + "true",
+])
+def test_deep_expressions_are_reported_by_check(tmp_path: Path, expression: str) -> None:
+    assert "nested too deeply" in _gate_problem(tmp_path, expression).message
+
+
+def test_nested_macros_over_big_lists_are_refused_by_their_estimated_cost(tmp_path: Path) -> None:
+    hundred = "[" + ", ".join(["1"] * 100) + "]"
+    expression = f"{hundred}.all(a, {hundred}.all(b, {hundred}.all(c, true)))"  # before: one decision took 102 s
+    assert "estimated cost" in _gate_problem(tmp_path, expression).message
+
+
+def test_context_size_limits_are_enforced_when_it_is_read(tmp_path: Path, capsys) -> None:
+    ctx = json.loads((EX / "context.json").read_text())
+    ctx["account"]["positions"] = [{"symbol": "BTCUSDT", "quantity": "0"}] * 10_000
+    (tmp_path / "c.json").write_text(json.dumps(ctx))
+    t0 = time.monotonic()
+    code = main(["execute", str(EX / "decision-open-limit.json"), "--context", str(tmp_path / "c.json"), "--exchange", "dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "at most 200" in err and time.monotonic() - t0 < 3  # before: 5.2 s per decision

@@ -31,7 +31,7 @@ import lark
 from celpy.celparser import CELParseError
 
 from ..numbers import EXACT
-from .check import CheckError, FieldSpec, check_depth, check_names, expression_kind, read_paths, recent_windows
+from .check import MAX_COST, CheckError, FieldSpec, check_depth, check_names, estimate_cost, expression_kind, read_paths, recent_windows
 from .functions import FUNCTIONS, HELPER_FUNCTIONS, LITERAL_FUNCTION
 from .planner import PlanError, plan
 from .values import from_cel, to_cel
@@ -105,6 +105,7 @@ class CompiledExpression:
     paths: tuple[str, ...] = ()  # dotted variable paths the expression reads (for `ep4 explain`)
     fast: Any = None  # the compiled fast path alone: returns the value or raises (then use evaluate)
     windows: tuple[tuple[str, str, int, int], ...] = ()  # recent_count windows (check.recent_windows)
+    cost: int = 0  # estimated steps per evaluation (check.estimate_cost), at most MAX_COST
 
     def evaluate(self, activation: Mapping[str, Any], evaluator: str = "compiled") -> Any:
         """Evaluate against CEL values (see :func:`to_cel`); raise CelEvaluationError on any error."""
@@ -177,6 +178,12 @@ def compile_expression(
     try:
         check_depth(tree)
         roots = check_names(tree, variables)
+        cost = estimate_cost(tree, variables)
+        if cost > MAX_COST:
+            raise CheckError(
+                f"estimated cost {cost:,} steps exceeds the limit of {MAX_COST:,} per evaluation (a macro over a list "
+                "inside another multiplies); bound the lists or split the gate", 1, 1,
+            )
         if require_bool:
             kind = expression_kind(tree, variables)
             if kind != "bool":
@@ -196,7 +203,7 @@ def compile_expression(
     program = _env().program(tree, functions=FUNCTIONS)
     return CompiledExpression(
         text=text, _program=program, _function=planned.function, source=planned.source,
-        roots=frozenset(roots), paths=paths, fast=planned.fast, windows=windows,
+        roots=frozenset(roots), paths=paths, fast=planned.fast, windows=windows, cost=cost,
     )
 
 

@@ -16,11 +16,21 @@ import lark
 from .functions import HELPER_FUNCTIONS, KNOWN_FUNCTIONS
 from .planner import MACROS, macro_variable
 
-__all__ = ["CheckError", "FieldSpec", "MAX_DEPTH", "check_depth", "check_names", "expression_kind", "read_paths", "recent_windows"]
+__all__ = [
+    "CheckError", "FieldSpec", "MAX_COST", "MAX_DEPTH", "check_depth", "check_names", "estimate_cost", "expression_kind",
+    "read_paths", "recent_windows",
+]
 
 # Deepest parse tree accepted: cel-python's interpreter needs ~3 Python frames per tree level and
 # itself caps recursion at 2,500 frames; 400 levels is about 40 nested parentheses.
 MAX_DEPTH = 400
+# Operators nested inside each other (chains like a || b || c count one per operator): the compiled
+# Python nests a few brackets per operator, and CPython's parser stops at 200.
+MAX_NESTING = 32
+_WRAPPERS = {"expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication", "unary", "member",
+             "primary", "paren_expr", "exprlist", "mapinits", "literal", "ident", "relation_lt", "relation_le",
+             "relation_gt", "relation_ge", "relation_eq", "relation_ne", "relation_in", "addition_add", "addition_sub",
+             "multiplication_mul", "multiplication_div", "multiplication_mod", "unary_not", "unary_neg"}
 _BOOL_METHODS = {"all", "exists", "exists_one", "contains", "startsWith", "endsWith", "matches"}
 _METHODS = set(MACROS) | _BOOL_METHODS | {"size"}
 
@@ -44,26 +54,34 @@ class FieldSpec:
     fields: Mapping[str, "FieldSpec"] | None = None
     item: "FieldSpec | None" = None
     nullable: bool = False
+    max_items: int | None = None  # for a list: the most it can hold (input limits), for cost estimates
 
 
 def _pos(token: Any) -> tuple[int, int]:
     meta = getattr(token, "meta", None)
-    if meta is not None and not getattr(meta, "empty", True):
-        return meta.line, meta.column
+    if meta is not None and not getattr(meta, "empty", True) and getattr(meta, "line", None):
+        return meta.line, meta.column or 1
     return (getattr(token, "line", None) or 1, getattr(token, "column", None) or 1)
 
 
 def check_depth(tree: lark.Tree) -> None:
-    """Refuse a tree deeper than MAX_DEPTH (walked without recursion)."""
-    stack = [(tree, 1)]
+    """Refuse a tree deeper than MAX_DEPTH parse levels or MAX_NESTING nested operators (walked
+    without recursion, so the check itself cannot run out of stack)."""
+    stack = [(tree, 1, 0)]
     while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        node, depth, nesting = stack.pop()
+        if node.data not in _WRAPPERS or (len(node.children) > 1 and node.data in _OPERATORS):
+            nesting += 1
+        if depth > MAX_DEPTH or nesting > MAX_NESTING:
             line, col = _pos(node)
             raise CheckError(
-                f"expression nested too deeply (more than {MAX_DEPTH} levels); split it into simpler gates", line, col
+                f"expression nested too deeply (more than {MAX_NESTING} operators inside each other); "
+                "split it into simpler gates", line, col
             )
-        stack.extend((c, depth + 1) for c in node.children if isinstance(c, lark.Tree))
+        stack.extend((c, depth + 1, nesting) for c in node.children if isinstance(c, lark.Tree))
+
+
+_OPERATORS = {"expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication", "unary"}
 
 
 def member_path(node: lark.Tree) -> list[lark.Token] | None:
@@ -175,6 +193,49 @@ def _scoped_names(tree: lark.Tree) -> set[str]:
             if var is not None:
                 names.add(var)
     return names
+
+
+# Cost: an upper bound of the steps one evaluation can take, as Kubernetes estimates CEL cost at
+# admission. Lists whose size is not known are taken at UNKNOWN_LIST_SIZE.
+MAX_COST = 100_000
+UNKNOWN_LIST_SIZE = 10_000
+_LIST_HELPERS = {"recent_count": 0, "in_windows": 1}  # helpers that walk one of their arguments
+
+
+def estimate_cost(tree: lark.Tree, variables: Mapping[str, FieldSpec]) -> int:
+    """Steps, counting every node once and a macro's body once per element of its target."""
+
+    def size(node: Any) -> int:
+        inner = _unwrap(node)
+        if isinstance(inner, lark.Tree) and inner.data == "member" and isinstance(inner.children[0], lark.Tree):
+            child = inner.children[0]
+            if child.data == "primary" and isinstance(child.children[0], lark.Tree) and child.children[0].data == "list_lit":
+                lit = child.children[0]
+                return len(lit.children[0].children) if lit.children else 0
+            path = member_path(inner)
+            if path is not None:
+                try:
+                    spec = _resolve(path, variables)
+                except CheckError:
+                    spec = None
+                if spec is not None and spec.max_items is not None:
+                    return spec.max_items
+        return UNKNOWN_LIST_SIZE
+
+    def cost(node: Any) -> int:
+        if not isinstance(node, lark.Tree):
+            return 0
+        if node.data == "member_dot_arg" and str(node.children[1]) in MACROS and len(node.children) > 2:
+            args = node.children[2].children
+            return cost(node.children[0]) + size(node.children[0]) * (1 + cost(args[1]))
+        if node.data == "ident_arg" and str(node.children[0]) in _LIST_HELPERS and len(node.children) > 1:
+            args = node.children[1].children
+            scanned = _LIST_HELPERS[str(node.children[0])]
+            return 1 + sum(cost(a) for a in args) + (size(args[scanned]) if len(args) > scanned else 0)
+        total = 1 if node.data not in _WRAPPERS else 0
+        return total + sum(cost(c) for c in node.children)
+
+    return cost(tree)
 
 
 def recent_windows(tree: lark.Tree) -> tuple[tuple[str, str, int, int], ...]:

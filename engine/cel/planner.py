@@ -59,8 +59,8 @@ class Plan:
 
 def _pos(item: Any) -> tuple[int, int]:
     meta = getattr(item, "meta", None)
-    if meta is not None and not getattr(meta, "empty", True):
-        return meta.line, meta.column
+    if meta is not None and not getattr(meta, "empty", True) and getattr(meta, "line", None):
+        return meta.line, meta.column or 1
     return (getattr(item, "line", None) or 1, getattr(item, "column", None) or 1)
 
 
@@ -293,11 +293,15 @@ def plan(tree: lark.Tree, functions: Mapping[str, Callable[..., Any]], label: st
         ]
     source = "\n".join(planner.constants + lines) + "\n"
     namespace = planner.namespace
+    try:
+        code = compile(source, f"<ep4 gate {label}>", "exec")
+    except (SyntaxError, RecursionError, MemoryError) as exc:  # a limit of CPython's own parser
+        raise PlanError(f"expression too complex to compile ({type(exc).__name__}); split it into simpler gates", 1, 1) from None
     namespace["LIST"] = runtime._ListType
     namespace["NULL"] = None
     namespace["DGET"] = dict.__getitem__
     namespace["STR_EQ"] = str.__eq__
-    exec(compile(source, f"<ep4 gate {label}>", "exec"), namespace)
+    exec(code, namespace)
     return Plan(function=namespace[label], source=source, fast=namespace.get(f"{label}_fast"))
 
 
