@@ -153,6 +153,7 @@ def tail_problem(path: str | Path, anchor: tuple[int, str] | None) -> str | None
 
 
 def read_records(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of every line, read as it goes; bytes that are not UTF-8 are replaced."""
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             yield lineno, raw.decode("utf-8", "replace")
@@ -173,50 +174,54 @@ def verify_log(
     path: str | Path, anchor: tuple[int, str] | None = None, ledger_traces: dict[str, tuple[str, str]] | None = None
 ) -> VerifyReport:
     """Check every record's hash, the chain, the sequence, the tail against ``anchor``, and (given
-    the ledger's rows) that every row the ledger holds has an audit record."""
+    the ledger's rows) that every row the ledger holds has an audit record. The log is read line by
+    line; a line that is not a record (damaged, nested too deeply, not UTF-8) is a reported problem."""
     report = VerifyReport()
     prev_hash, expected_seq = GENESIS, 1
     last: dict[str, Any] | None = None
-    by_seq: dict[int, dict[str, Any]] = {}
+    anchored_hash: str | None = None
     try:
-        lines = list(read_records(path))
+        for lineno, text in read_records(path):
+            where = f"line {lineno}"
+            if not text.endswith("\n"):
+                report.problems.append(f"{where}: truncated record (no end of line)")
+            try:
+                rec = loads(text)
+            except (ValueError, RecursionError):
+                rec = None
+            if not isinstance(rec, dict):
+                report.problems.append(f"{where}: not a JSON record (truncated or damaged)")
+                continue
+            seq = rec.get("seq")
+            try:
+                intact = rec.get("hash") == record_hash(rec)
+            except (TypeError, ValueError, UnicodeError):
+                intact = False
+            if not intact:
+                report.problems.append(f"{where} (seq {seq}): edited: the record's hash does not match its content")
+            if seq != expected_seq:
+                kind = "reordered" if isinstance(seq, int) and seq < expected_seq else "dropped"
+                report.problems.append(f"{where}: {kind}: expected seq {expected_seq}, found {seq}")
+            if rec.get("prev_hash") != prev_hash:
+                report.problems.append(f"{where} (seq {seq}): chain broken: prev_hash does not name the record before it")
+            prev_hash = rec.get("hash", "")
+            expected_seq = (seq + 1) if isinstance(seq, int) and not isinstance(seq, bool) else expected_seq + 1
+            last = rec
+            if anchor is not None and seq == anchor[0] and anchored_hash is None:
+                anchored_hash = rec.get("hash")
+            if isinstance(rec.get("trace_id"), str):
+                report.traces.add(rec["trace_id"])
+            report.records += 1
     except OSError as exc:
         report.problems.append(f"cannot read {path}: {exc}")
         return report
-    for lineno, text in lines:
-        where = f"line {lineno}"
-        if not text.endswith("\n"):
-            report.problems.append(f"{where}: truncated record (no end of line)")
-        try:
-            rec = loads(text)
-            assert isinstance(rec, dict)
-        except (ValueError, AssertionError):
-            report.problems.append(f"{where}: not a JSON record (truncated or damaged)")
-            continue
-        seq = rec.get("seq")
-        if rec.get("hash") != record_hash(rec):
-            report.problems.append(f"{where} (seq {seq}): edited: the record's hash does not match its content")
-        if seq != expected_seq:
-            kind = "reordered" if isinstance(seq, int) and seq < expected_seq else "dropped"
-            report.problems.append(f"{where}: {kind}: expected seq {expected_seq}, found {seq}")
-        if rec.get("prev_hash") != prev_hash:
-            report.problems.append(f"{where} (seq {seq}): chain broken: prev_hash does not name the record before it")
-        prev_hash = rec.get("hash", "")
-        expected_seq = (seq + 1) if isinstance(seq, int) else expected_seq + 1
-        last = rec
-        if isinstance(seq, int):
-            by_seq.setdefault(seq, rec)
-        if isinstance(rec.get("trace_id"), str):
-            report.traces.add(rec["trace_id"])
-        report.records += 1
     if anchor is not None:
         seq, h = anchor
-        if last is None or last.get("seq", 0) < seq:
-            report.problems.append(f"truncated: the ledger recorded seq {seq} as written, the log ends at seq {last.get('seq') if last else 0}")
-        else:
-            match = by_seq.get(seq)
-            if match is not None and match.get("hash") != h:
-                report.problems.append(f"seq {seq}: differs from the hash the ledger recorded when it was written")
+        last_seq = last.get("seq") if last else 0
+        if not isinstance(last_seq, int) or last_seq < seq:
+            report.problems.append(f"truncated: the ledger recorded seq {seq} as written, the log ends at seq {last_seq}")
+        elif anchored_hash is not None and anchored_hash != h:
+            report.problems.append(f"seq {seq}: differs from the hash the ledger recorded when it was written")
     for trace, (decision_id, action_id) in sorted((ledger_traces or {}).items()):
         if trace not in report.traces:
             report.problems.append(

@@ -247,8 +247,22 @@ class MarketData(_Frozen):
 
 
 class Health(_Frozen):
-    api_latency_ms: ExactDecimal
+    api_latency_ms: ExactDecimal = Field(description="milliseconds, >= 0")
     order_rejection_rate: ExactDecimal = Field(description="fraction of recent orders rejected, 0..1")
+
+    @field_validator("api_latency_ms")
+    @classmethod
+    def _latency(cls, v: Decimal) -> Decimal:
+        if v < 0:
+            raise PydanticCustomError("health", "api_latency_ms must be >= 0")
+        return v
+
+    @field_validator("order_rejection_rate")
+    @classmethod
+    def _rate(cls, v: Decimal) -> Decimal:
+        if not 0 <= v <= 1:
+            raise PydanticCustomError("health", "order_rejection_rate must be between 0 and 1")
+        return v
 
 
 class ExecutionContext(_Frozen):

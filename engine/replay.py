@@ -93,6 +93,32 @@ def _recompute(
     )
 
 
+def _replay_one(
+    rec: dict[str, Any], where: str, bundle: Bundle, constraints: ConstraintsSnapshot, evaluator: str, ledger: Any,
+    failed_by_trace: dict[str, ExecutionResult],
+) -> str | None:
+    """None if the record recomputes byte for byte, else what is wrong."""
+    if rec.get("ep4_version") not in (None, __version__):
+        return (f"{where}: recorded by ep4 {rec.get('ep4_version')}, replaying with ep4 {__version__}: "
+                "install that version (its requirements.lock pins the libraries) to replay it byte for byte")
+    recorded_bundle = rec.get("bundle")
+    if not isinstance(recorded_bundle, dict) or recorded_bundle.get("digest") != bundle.digest:
+        return f"{where}: recorded with bundle {recorded_bundle!r}"[:300] + f", replaying with {bundle.digest}"
+    if rec.get("constraints_digest") != constraints.digest:
+        return f"{where}: recorded with constraints {rec.get('constraints_digest')}, replaying with {constraints.digest}"
+    got = _recompute(rec, Config(bundle, constraints, rec["mode"], evaluator=evaluator), failed_by_trace, ledger)
+    if isinstance(got, str):
+        return f"{where}: {got}"
+    if rec["kind"] == "execution" and got.result == "FAILED_SAFE":
+        failed_by_trace[got.trace_id] = got
+    expected, actual = canonical_json(rec["result"]), canonical_json(got.model_dump(mode="json"))
+    if expected != actual:
+        at = next((i for i, (a, b) in enumerate(zip(expected, actual)) if a != b), min(len(expected), len(actual)))
+        return (f"{where}: result differs at byte {at}: recorded …{expected[max(0, at - 40):at + 40]}… "
+                f"replayed …{actual[max(0, at - 40):at + 40]}…")
+    return None
+
+
 def replay_log(
     path: str | Path, bundle: Bundle, constraints: ConstraintsSnapshot, evaluator: str = "compiled", ledger: Any = None
 ) -> ReplayReport:
@@ -102,42 +128,22 @@ def replay_log(
     for lineno, text in read_records(path):
         try:
             rec = loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             report.problems.append(f"line {lineno}: not a JSON record")
             continue
-        if isinstance(rec, dict) and rec.get("kind") in _NOT_DECISIONS:
+        if not isinstance(rec, dict):
+            report.problems.append(f"line {lineno}: not a JSON record (a {type(rec).__name__})")
+            continue
+        if rec.get("kind") in _NOT_DECISIONS:
             continue  # an operator's record (audit repair, recovery note): nothing to recompute
         report.records += 1
         where = f"line {lineno} (seq {rec.get('seq')}, trace {rec.get('trace_id')})"
-        if rec.get("ep4_version") not in (None, __version__):
-            report.problems.append(
-                f"{where}: recorded by ep4 {rec.get('ep4_version')}, replaying with ep4 {__version__}: "
-                "install that version (its requirements.lock pins the libraries) to replay it byte for byte"
-            )
-            continue
-        if rec.get("bundle", {}).get("digest") != bundle.digest:
-            report.problems.append(f"{where}: recorded with bundle {rec.get('bundle')}, replaying with {bundle.digest}")
-            continue
-        if rec.get("constraints_digest") != constraints.digest:
-            report.problems.append(f"{where}: recorded with constraints {rec.get('constraints_digest')}, replaying with {constraints.digest}")
-            continue
         try:
-            got = _recompute(rec, Config(bundle, constraints, rec["mode"], evaluator=evaluator), failed_by_trace, ledger)
-        except (KeyError, TypeError, ValueError) as exc:
-            report.problems.append(f"{where}: record cannot be replayed: {exc}")
-            continue
-        if isinstance(got, str):
-            report.problems.append(f"{where}: {got}")
-            continue
-        if rec["kind"] == "execution" and got.result == "FAILED_SAFE":
-            failed_by_trace[got.trace_id] = got
-        expected, actual = canonical_json(rec["result"]), canonical_json(got.model_dump(mode="json"))
-        if expected != actual:
-            at = next((i for i, (a, b) in enumerate(zip(expected, actual)) if a != b), min(len(expected), len(actual)))
-            report.problems.append(
-                f"{where}: result differs at byte {at}: recorded …{expected[max(0, at - 40):at + 40]}… "
-                f"replayed …{actual[max(0, at - 40):at + 40]}…"
-            )
-            continue
-        report.identical += 1
+            problem = _replay_one(rec, where, bundle, constraints, evaluator, ledger, failed_by_trace)
+        except Exception as exc:  # a damaged or forged record is a reported problem, never a traceback
+            problem = f"{where}: record cannot be replayed: {type(exc).__name__}: {exc}"[:400]
+        if problem:
+            report.problems.append(problem)
+        else:
+            report.identical += 1
     return report

@@ -363,7 +363,11 @@ def _redact(text: str, secrets: Sequence[str]) -> str:
 
 
 def _check_base_url(base_url: str, *, custom_transport: bool) -> str:
-    parts = urlsplit(base_url)
+    try:
+        parts = urlsplit(base_url)
+        parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError as exc:
+        raise ValueError(f"base_url {base_url!r} is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ValueError(f"base_url must be an http(s) URL without query or fragment, got {base_url!r}")
     if parts.scheme == "http" and not custom_transport and not _is_loopback(parts.hostname):

@@ -141,6 +141,8 @@ def check_names(tree: lark.Tree, variables: Mapping[str, FieldSpec]) -> set[str]
             if str(token) not in KNOWN_FUNCTIONS:
                 line, col = _pos(token)
                 raise CheckError(f"unknown function '{token}' (known: {', '.join(sorted(KNOWN_FUNCTIONS))})", line, col)
+            if str(token) == "matches" and len(node.children) > 1 and len(node.children[1].children) > 1:
+                _check_pattern(node.children[1].children[1], token)
             if str(token) == "has":
                 args = node.children[1].children if len(node.children) > 1 else []
                 target = _unwrap(args[0]) if len(args) == 1 else None
@@ -150,6 +152,8 @@ def check_names(tree: lark.Tree, variables: Mapping[str, FieldSpec]) -> set[str]
         elif data == "member_dot_arg":
             token = node.children[1]
             method = str(token)
+            if method == "matches" and len(node.children) > 2 and node.children[2].children:
+                _check_pattern(node.children[2].children[0], token)
             if method not in _METHODS:
                 line, col = _pos(token)
                 raise CheckError(f"unknown method '{token}'", line, col)
@@ -175,6 +179,24 @@ def check_names(tree: lark.Tree, variables: Mapping[str, FieldSpec]) -> set[str]
 
     walk(tree, frozenset())
     return roots
+
+
+def _check_pattern(arg: Any, token: Any) -> None:
+    """A literal matches() pattern must be a valid RE2 expression: refused here, not at each decision."""
+    literal = next((t for t in arg.scan_values(lambda v: isinstance(v, lark.Token)) if t.type in ("STRING_LIT", "MLSTRING_LIT")), None) \
+        if isinstance(arg, lark.Tree) and len(list(arg.iter_subtrees())) <= 12 else None
+    if literal is None:
+        return
+    import re2
+    from celpy.evaluation import celstr
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print its own complaint on stderr
+    try:
+        re2.compile(str(celstr(literal)), options)
+    except Exception as exc:  # re2.error, or a pattern celstr cannot read
+        line, col = _pos(literal)
+        raise CheckError(f"matches(): the pattern is not a valid RE2 regular expression ({exc})", line, col) from None
 
 
 def _unwrap(node: Any) -> Any:

@@ -358,8 +358,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from ..audit import verify_log
 
     log = Path(args.log)
-    if not log.exists():
-        raise UsageError(f"audit log not found: {log}")
+    if not log.is_file():
+        raise UsageError(f"audit log not found (or not a file): {log}")
     anchor, traces, how = _anchor_for(log, args.state_dir)
     report = verify_log(log, anchor, traces)
     if report.ok:
@@ -460,8 +460,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .inputs import load_config_bundle, load_constraints
 
     log = Path(args.log)
-    if not log.exists():
-        raise UsageError(f"audit log not found: {log}")
+    if not log.is_file():
+        raise UsageError(f"audit log not found (or not a file): {log}")
     from ..ledger import Ledger
 
     ledger = Ledger.open_existing(Path(args.state_dir) if args.state_dir else log.parent)
@@ -538,6 +538,16 @@ def _add_execute_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audit", metavar="PATH", help="audit log (default: STATE_DIR/audit.jsonl)")
     p.add_argument("--symbol", default="BTCUSDT", help="symbol whose context is read when a decision names none")
     p.add_argument("--account-id", default="default", help="account_id of contexts read from the exchange")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (1-65535)")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -624,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     paper_sub = p.add_subparsers(dest="paper_command", metavar="COMMAND")
     paper_sub.required = True
     q = paper_sub.add_parser("serve", help="serve it on 127.0.0.1 (state kept in --state-dir)")
-    q.add_argument("--port", type=int, default=8089)
+    q.add_argument("--port", type=_port, default=8089)
     q.add_argument("--state-dir", metavar="DIR")
     q.add_argument("--mark", action="append", default=[], metavar="SYMBOL=PRICE", help="initial mark price of a new account")
     q.set_defaults(func=cmd_paper_serve)

@@ -85,7 +85,17 @@ class Venue:
 
 def open_venue(mode: str, *, bundle: Bundle, state_dir: Path, base_url: str | None, follow_context: bool) -> Venue:
     """``paper`` without a base URL is the embedded paper exchange (state in STATE_DIR); any mode
-    with a base URL talks HTTP to it. Live modes need keys from the environment."""
+    with a base URL talks HTTP to it. Live modes need keys from the environment. A base URL that
+    cannot be used is an InputError (exit 2, one message)."""
+    try:
+        return _open_venue(mode, bundle=bundle, state_dir=state_dir, base_url=base_url, follow_context=follow_context)
+    except ValueError as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"--base-url / EP4_BASE_URL: {exc}") from None
+
+
+def _open_venue(mode: str, *, bundle: Bundle, state_dir: Path, base_url: str | None, follow_context: bool) -> Venue:
     timeouts = dict(
         connect_timeout_ms=bundle.exchange_client.connectTimeoutMs, read_timeout_ms=bundle.exchange_client.readTimeoutMs
     )
