@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .models import AUTHORIZED_ACTION
-from .numbers import DecimalParseError, duplicate_keys, loads, printable_text
+from .numbers import DecimalParseError, duplicate_keys, loads, printable_text, repeats_seen
 
 __all__ = ["RawDecision", "authorization_gate", "read_decision"]
 
@@ -33,6 +33,7 @@ def read_decision(raw: str | bytes | dict[str, Any] | RawDecision) -> RawDecisio
     """Parse the decision text exactly (decimals kept) and read its ids, never raising."""
     if isinstance(raw, RawDecision):  # already read (the shell read the ids first)
         return raw
+    repeats_before = repeats_seen()
     if isinstance(raw, (str, bytes)):
         try:
             data = loads(raw)
@@ -45,7 +46,8 @@ def read_decision(raw: str | bytes | dict[str, Any] | RawDecision) -> RawDecisio
         return RawDecision(data, None, None, "INPUT_NOT_OBJECT", f"expected a JSON object, got {type(data).__name__}")
     action = data.get("action")
     ids = (_str_or_none(data.get("decision_id")), _str_or_none(action.get("action_id")) if isinstance(action, dict) else None)
-    repeated = duplicate_keys(data)
+    # a host's dict cannot repeat a key; parsed text only needs the walk if the parser met one
+    repeated = duplicate_keys(data) if repeats_seen() != repeats_before else []
     if "decision_code" in repeated:
         # Rule 1: two decision_codes are not one unambiguous authorization, whatever either says
         return RawDecision(data, *ids, unauthorized="DECISION_CODE_DUPLICATED",

@@ -22,6 +22,7 @@ __all__ = [
     "canonical_json",
     "decimal_text",
     "duplicate_keys",
+    "repeats_seen",
     "loads",
     "parse_decimal",
     "sha256_digest",
@@ -71,13 +72,15 @@ def parse_decimal(value: Any) -> Decimal:
         if len(value) > _MAX_TEXT or not _DECIMAL_TEXT.fullmatch(value):
             shown = value if len(value) <= 40 else value[:40] + "…"
             raise DecimalParseError(f"{shown!r} is not a decimal number (ASCII digits, optional sign, point and exponent)")
-        return _bounded(Decimal(value))
+        return _bounded(Decimal(value), len(value))
     raise DecimalParseError(f"expected a decimal number, got {type(value).__name__}")
 
 
-def _bounded(value: Decimal) -> Decimal:
-    digits = len(value.as_tuple().digits)
-    if value and (digits > MAX_DIGITS or abs(value.adjusted()) > MAX_EXPONENT):
+def _bounded(value: Decimal, text_length: int = 0) -> Decimal:
+    """``value`` if it is within the limits (a number written in at most MAX_DIGITS characters
+    cannot have more digits, so only its exponent is looked at)."""
+    if value and (abs(value.adjusted()) > MAX_EXPONENT or (
+            (text_length == 0 or text_length > MAX_DIGITS) and len(value.as_tuple().digits) > MAX_DIGITS)):
         raise DecimalParseError(
             f"{value:.6E} is out of range: ep4 takes at most {MAX_DIGITS} significant digits and exponents "
             f"within ±{MAX_EXPONENT}"
@@ -104,10 +107,14 @@ class DuplicateKeys(dict):
     duplicates: tuple[str, ...] = ()
 
 
+_repeats = [0]  # objects with a repeated key parsed so far: duplicate_keys() walks only if it moved
+
+
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
     if len(out) == len(pairs):
         return out
+    _repeats[0] += 1
     seen: set[str] = set()
     repeated = []
     for k, _ in pairs:
@@ -122,7 +129,7 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _json_number(text: str) -> Decimal:
     if len(text) > _MAX_TEXT:
         raise DecimalParseError(f"a number of {len(text)} characters is out of range")
-    return _bounded(Decimal(text))
+    return _bounded(Decimal(text), len(text))
 
 
 def _json_int(text: str) -> int:
@@ -179,6 +186,11 @@ def _has_surrogate(value: Any) -> bool:
         elif isinstance(node, list):
             stack.extend(node)
     return False
+
+
+def repeats_seen() -> int:
+    """A counter of parsed objects with a repeated key (compare before and after a parse)."""
+    return _repeats[0]
 
 
 def duplicate_keys(value: Any, path: str = "") -> list[str]:

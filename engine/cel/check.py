@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import lark
 
+from .errors import PositionedError
 from .functions import HELPER_FUNCTIONS, KNOWN_FUNCTIONS
 from .planner import MACROS, macro_variable
 
@@ -35,12 +36,8 @@ _BOOL_METHODS = {"all", "exists", "exists_one", "contains", "startsWith", "endsW
 _METHODS = set(MACROS) | _BOOL_METHODS | {"size"}
 
 
-class CheckError(ValueError):
-    def __init__(self, message: str, line: int, column: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-        self.column = column
+class CheckError(PositionedError):
+    """An expression the checker refuses."""
 
 
 @dataclass(frozen=True)

@@ -154,26 +154,23 @@ HELPER_FUNCTIONS: dict[str, _Helper] = {
 # gate's message names the real cause (e.g. the null field it read).
 
 
-def logical_or(x: Any, y: Any) -> Any:
-    """CEL ``||``: true absorbs an error on either side; otherwise an operand error is the result."""
-    if isinstance(x, celtypes.BoolType) or isinstance(y, celtypes.BoolType):
-        return celtypes.logical_or(x, y)
-    if isinstance(x, CELEvalError):
-        return x
-    if isinstance(y, CELEvalError):
-        return y
-    return celtypes.logical_or(x, y)  # raises: no matching overload
+def _logical(stock: Callable[[Any, Any], Any], name: str, absorbing: str) -> Callable[[Any, Any], Any]:
+    def apply(x: Any, y: Any) -> Any:
+        if isinstance(x, celtypes.BoolType) or isinstance(y, celtypes.BoolType):
+            return stock(x, y)  # a boolean operand: cel-python's own absorption rules
+        if isinstance(x, CELEvalError):
+            return x
+        if isinstance(y, CELEvalError):
+            return y
+        return stock(x, y)  # raises: no matching overload
+
+    apply.__name__ = name
+    apply.__doc__ = f"CEL ``{name}``: {absorbing} absorbs an error on either side; otherwise an operand error is the result."
+    return apply
 
 
-def logical_and(x: Any, y: Any) -> Any:
-    """CEL ``&&``: false absorbs an error on either side; otherwise an operand error is the result."""
-    if isinstance(x, celtypes.BoolType) or isinstance(y, celtypes.BoolType):
-        return celtypes.logical_and(x, y)
-    if isinstance(x, CELEvalError):
-        return x
-    if isinstance(y, CELEvalError):
-        return y
-    return celtypes.logical_and(x, y)  # raises: no matching overload
+logical_or = _logical(celtypes.logical_or, "||", "true")
+logical_and = _logical(celtypes.logical_and, "&&", "false")
 
 
 def logical_condition(e: Any, x: Any, y: Any) -> Any:

@@ -20,6 +20,7 @@ from celpy import celtypes
 from celpy.evaluation import base_functions, celstr
 
 from . import runtime
+from .errors import PositionedError
 
 __all__ = ["LITERAL_FUNCTION", "MACROS", "PlanError", "Plan", "plan"]
 
@@ -37,14 +38,8 @@ _ARITHMETIC = {
 _SINGLE = {"expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication", "unary", "member"}
 
 
-class PlanError(ValueError):
-    """A construct the planner does not compile; carries the position inside the expression."""
-
-    def __init__(self, message: str, line: int, column: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-        self.column = column
+class PlanError(PositionedError):
+    """A construct the planner does not compile."""
 
 
 @dataclass
@@ -352,18 +347,19 @@ class _Fast:
         return f"({x} if ({t} := {c}) is T else ({y} if {t} is F else bail()))", cr or xr or yr
 
     def f_conditionalor(self, node: lark.Tree, scope: dict[str, str]) -> tuple[str, bool]:
-        (a, ar), (b, br) = (self.expr(n, scope) for n in node.children)
-        if br:
-            return f"or_full({a}, {b})", True
-        t = self.tmp()
-        return f"({t} if ({t} := {a}) is T else ({b} if {t} is F else bail()))", ar
+        return self._logic(node, scope, "or_full", decisive="T", otherwise="F")
 
     def f_conditionaland(self, node: lark.Tree, scope: dict[str, str]) -> tuple[str, bool]:
+        return self._logic(node, scope, "and_full", decisive="F", otherwise="T")
+
+    def _logic(self, node: lark.Tree, scope: dict[str, str], full: str, *, decisive: str, otherwise: str) -> tuple[str, bool]:
+        """``a || b`` / ``a && b``: the decisive value of ``a`` is the result, the other one gives
+        ``b`` (whatever it is, as logical_or/and do); ``b`` is skipped only if it cannot raise."""
         (a, ar), (b, br) = (self.expr(n, scope) for n in node.children)
         if br:
-            return f"and_full({a}, {b})", True
+            return f"{full}({a}, {b})", True
         t = self.tmp()
-        return f"({t} if ({t} := {a}) is F else ({b} if {t} is T else bail()))", ar
+        return f"({t} if ({t} := {a}) is {decisive} else ({b} if {t} is {otherwise} else bail()))", ar
 
     _OPS = {"relation_lt": "<", "relation_le": "<=", "relation_gt": ">", "relation_ge": ">=", "relation_eq": "==", "relation_ne": "!="}
 

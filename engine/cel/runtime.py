@@ -20,6 +20,7 @@ Conventions the planner (``engine/cel/planner.py``) relies on:
 
 from __future__ import annotations
 
+import operator
 from decimal import Decimal
 from functools import reduce
 from typing import Any, Callable
@@ -116,74 +117,42 @@ def ternary(cond: Any, then: Callable[[], Any], other: Callable[[], Any], tree: 
 # --- relations (celpy.evaluation.boolean(operator.xx) inside Evaluator.relation) ---
 
 
-def lt(a: Any, b: Any, tree: Any) -> Any:
-    if isinstance(a, _E):
-        return a
-    if isinstance(b, _E):
-        return b
-    try:
-        return T if a < b else F
-    except TypeError as ex:
-        return _overload("'relation_lt'", ex, tree, a, b)
+def _relation(label: str, op: Callable[[Any, Any], Any]) -> Callable[[Any, Any, Any], Any]:
+    """celpy.evaluation.boolean(op) inside Evaluator.relation: an error operand is the result, a
+    TypeError is "no matching overload"."""
+
+    def apply(a: Any, b: Any, tree: Any) -> Any:
+        if isinstance(a, _E):
+            return a
+        if isinstance(b, _E):
+            return b
+        try:
+            return T if op(a, b) else F
+        except TypeError as ex:
+            return _overload(label, ex, tree, a, b)
+
+    apply.__name__ = label.strip("'")
+    return apply
 
 
-def le(a: Any, b: Any, tree: Any) -> Any:
-    if isinstance(a, _E):
-        return a
-    if isinstance(b, _E):
-        return b
-    try:
-        return T if a <= b else F
-    except TypeError as ex:
-        return _overload("'relation_le'", ex, tree, a, b)
-
-
-def gt(a: Any, b: Any, tree: Any) -> Any:
-    if isinstance(a, _E):
-        return a
-    if isinstance(b, _E):
-        return b
-    try:
-        return T if a > b else F
-    except TypeError as ex:
-        return _overload("'relation_gt'", ex, tree, a, b)
-
-
-def ge(a: Any, b: Any, tree: Any) -> Any:
-    if isinstance(a, _E):
-        return a
-    if isinstance(b, _E):
-        return b
-    try:
-        return T if a >= b else F
-    except TypeError as ex:
-        return _overload("'relation_ge'", ex, tree, a, b)
+lt = _relation("'relation_lt'", operator.lt)
+le = _relation("'relation_le'", operator.le)
+gt = _relation("'relation_gt'", operator.gt)
+ge = _relation("'relation_ge'", operator.ge)
+_eq = _relation("'relation_eq'", operator.eq)
+_ne = _relation("'relation_ne'", operator.ne)
 
 
 def eq(a: Any, b: Any, tree: Any) -> Any:
     if type(a) is _Str and type(b) is _Str:  # StringType.__eq__ is str.__eq__, minus two Python calls
         return T if _str_eq(a, b) else F
-    if isinstance(a, _E):
-        return a
-    if isinstance(b, _E):
-        return b
-    try:
-        return T if a == b else F
-    except TypeError as ex:
-        return _overload("'relation_eq'", ex, tree, a, b)
+    return _eq(a, b, tree)
 
 
 def ne(a: Any, b: Any, tree: Any) -> Any:
     if type(a) is _Str and type(b) is _Str:
         return F if _str_eq(a, b) else T
-    if isinstance(a, _E):
-        return a
-    if isinstance(b, _E):
-        return b
-    try:
-        return T if a != b else F
-    except TypeError as ex:
-        return _overload("'relation_ne'", ex, tree, a, b)
+    return _ne(a, b, tree)
 
 
 def in_(a: Any, b: Any, tree: Any) -> Any:
@@ -498,34 +467,29 @@ def fok(value: Any) -> Any:
     return value
 
 
-def fx_all(target: Any, body: Callable[[Any], Any], short: bool) -> Any:
-    if type(target) not in _LISTS:
-        raise Bail
-    result = T
-    for v in target:
-        r = body(v)
-        if r is F:
-            if short:
-                return F
-            result = F
-        elif r is not T:
+def _quantifier(decisive: Any, otherwise: Any) -> Callable[[Any, Callable[[Any], Any], bool], Any]:
+    """all (decisive F) and exists (decisive T) on a list of booleans; ``short``: the body cannot
+    raise in the interpreter, so the first decisive element ends it."""
+
+    def run(target: Any, body: Callable[[Any], Any], short: bool) -> Any:
+        if type(target) not in _LISTS:
             raise Bail
-    return result
+        result = otherwise
+        for v in target:
+            r = body(v)
+            if r is decisive:
+                if short:
+                    return decisive
+                result = decisive
+            elif r is not otherwise:
+                raise Bail
+        return result
+
+    return run
 
 
-def fx_exists(target: Any, body: Callable[[Any], Any], short: bool) -> Any:
-    if type(target) not in _LISTS:
-        raise Bail
-    result = F
-    for v in target:
-        r = body(v)
-        if r is T:
-            if short:
-                return T
-            result = T
-        elif r is not F:
-            raise Bail
-    return result
+fx_all = _quantifier(F, T)
+fx_exists = _quantifier(T, F)
 
 
 def fx_exists_one(target: Any, body: Callable[[Any], Any], short: bool) -> Any:
