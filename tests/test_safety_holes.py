@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -87,7 +86,7 @@ def test_hole02_constraints_refuse_binary_floats() -> None:
 
 
 def _verify(**over):
-    from test_verification import T, ack, ok, verify
+    from test_verification import ack, ok, verify
 
     return verify(ok(ack(**over)))
 

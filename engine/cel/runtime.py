@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import operator
 from decimal import Decimal
-from functools import reduce
 from typing import Any, Callable
 
 from celpy import celtypes
@@ -61,10 +60,6 @@ def _overflow(ex: BaseException, *, tree: Any = None, token: Any = None) -> CELE
 # --- names ---
 
 
-class Undeclared:
-    """Marker for a root variable the activation does not hold (see :func:`var`)."""
-
-
 def var(activation: Any, name: str, tree: Any) -> Any:
     """``ident``: a root variable; the interpreter falls back to the function table, then errors."""
     try:
@@ -75,7 +70,7 @@ def var(activation: Any, name: str, tree: Any) -> Any:
         return value
 
 
-# --- logic (ep4's _||_, _&&_, _?_:_ from engine.cel.operators, wrapped as the interpreter wraps them) ---
+# --- logic (ep4's _||_, _&&_, _?_:_ from engine.cel.functions, wrapped as the interpreter wraps them) ---
 
 
 def or_(a: Any, b: Any, tree: Any, _op: Callable[[Any, Any], Any]) -> Any:
@@ -405,7 +400,7 @@ def result(value: Any) -> Any:
     return value
 
 
-DECIMAL = Decimal
+DECIMAL = Decimal  # the fast path's type test for arithmetic operands
 
 
 # --- the fast path (planner's _Fast): native Python on well-typed values, or Bail ---

@@ -10,7 +10,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 
 from ..errors import MODES, AuditError, BundleError, InputError, LedgerError
