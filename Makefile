@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test differential bench lock venv clean
+.PHONY: run test differential fuzz bench lock venv clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# generated hostile decisions, contexts, bundles and CEL: counts, slowest answer, peak memory
+fuzz: $(STAMP)
+	$(BIN)/python tests/fuzz.py --count 1000000 --seed 20261127
 
 # Rules 1-4 (both evaluators), a 100,000-line dry-run batch, one paper execution over loopback
 bench: $(STAMP)

@@ -1,0 +1,215 @@
+"""`make fuzz`: generated hostile inputs against the four readers; every answer precise and quick.
+
+    python tests/fuzz.py [--count 1000000] [--seed 20261127]
+
+Targets (the count is split between them): decision JSON (evaluate must return a result, never
+raise), context JSON (a validation error or a context; a context must then evaluate), bundle YAML
+(a BundleError or a bundle) and CEL text (a CelCompileError or an expression whose evaluation gives a
+value or a CelEvaluationError). Inputs are mutations of real ones (fields replaced by random JSON,
+removed, repeated; numbers made huge, tiny or long; lone surrogates, Unicode digits, deep nesting,
+YAML anchors) plus free-form text. Prints the counts, the slowest answer and the peak memory; exit 1
+on any traceback or any answer slower than 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from cel_grammar import STR_LITERALS, Grammar, activations  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EX = ROOT / "examples"
+SLOW_S = 1.0
+
+NASTY_STRINGS = ["", " ", "\\ud800", "\\udfff", "٠.٠١", "０.０１０", "0.01\\n", "1e999999999", "-1e-999999999", "NaN",
+                 "Infinity", "0x10", "1_000", "9" * 120, "0." + "0" * 90 + "1", "\\u2028", "AUTHORIZED_ACTION", "BTCUSDT"]
+NASTY_NUMBERS = ["1e999999999", "1e-70", "1e61", "-0", "0.30000000000000004", "1" + "0" * 150, "1e5000", "-1"]
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.sampled_from(NASTY_STRINGS),
+                      st.text(max_size=20))
+json_value = st.recursive(json_leaf, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                          max_leaves=12)
+
+
+def _mutate(doc: dict, draw) -> str:
+    """A real document, damaged at the text level and at the value level."""
+    data = json.loads(json.dumps(doc))
+    for _ in range(draw(st.integers(0, 3))):
+        node, key = data, None
+        path = []
+        while isinstance(node, dict) and node and draw(st.booleans()):
+            key = draw(st.sampled_from(sorted(node)))
+            path.append((node, key))
+            node = node[key]
+        if not path:
+            continue
+        parent, key = path[-1]
+        choice = draw(st.integers(0, 3))
+        if choice == 0:
+            del parent[key]
+        else:
+            parent[key] = draw(json_value)
+    text = json.dumps(data)
+    trick = draw(st.integers(0, 7))
+    if trick == 1 and '"quantity"' in text:
+        text = text.replace('"quantity"', '"quantity": ' + draw(st.sampled_from(NASTY_NUMBERS)) + ', "quantity"', 1)
+    elif trick == 2:
+        text = text.replace('"decision_code"', '"decision_code": "HOLD", "decision_code"', 1)
+    elif trick == 3:
+        text = "[" * draw(st.sampled_from([10, 1000, 100_000])) + text
+    elif trick == 4:
+        text = text[: draw(st.integers(0, len(text)))]
+    elif trick == 5:
+        text = text.replace("1764028800000", draw(st.sampled_from(NASTY_NUMBERS)))
+    return text
+
+
+@st.composite
+def mutated(draw, doc: dict) -> str:
+    return _mutate(doc, draw)
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.slowest = (0.0, "", "")
+        self.failures: list[str] = []
+
+    def time(self, target: str, text: str, fn) -> None:
+        t0 = time.perf_counter()
+        try:
+            fn()
+        except Exception:
+            self.failures.append(f"{target}: {text[:200]!r}\n{traceback.format_exc(limit=6)}")
+        took = time.perf_counter() - t0
+        self.counts[target] = self.counts.get(target, 0) + 1
+        if took > self.slowest[0]:
+            self.slowest = (took, target, text[:120])
+        if took > SLOW_S:
+            self.failures.append(f"{target}: {took:.2f} s for {text[:200]!r}")
+
+
+def run(count: int, seed_value: int) -> Tally:
+    from engine.bundle import load_bundle
+    from engine.cel import CelCompileError, CelEvaluationError, compile_expression
+    from engine.cli.inputs import load_config_bundle, load_constraints, load_context
+    from engine.errors import BundleError
+    from engine.models import ExecutionContext
+    from engine.numbers import loads
+    from engine.pipeline import Config, evaluate
+    from pydantic import ValidationError
+    from cel_grammar import environment
+
+    tally = Tally()
+    config = Config(load_config_bundle(None), load_constraints(None, None), "dry-run")
+    context = load_context(EX / "context.json")
+    decision_doc = json.loads((EX / "decision-open-limit.json").read_text())
+    context_doc = json.loads((EX / "context.json").read_text())
+    bundle_text = (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/").replace(
+        "includeRoot: ..", f"includeRoot: {ROOT}")
+    variables = environment()[0]
+    grammar = Grammar()
+    tmp = Path(__import__("tempfile").mkdtemp(prefix="ep4-fuzz-"))
+    per = max(1, count // 4)
+
+    def decision_target(text: str) -> None:
+        result = evaluate(text, context, config).result
+        assert result is not None and result.reason_code
+        result.model_dump_json()  # the result can be written out
+
+    def context_target(text: str) -> None:
+        try:
+            ctx = ExecutionContext.model_validate(loads(text))
+        except (ValueError, ValidationError, RecursionError):
+            return
+        evaluate(json.dumps(decision_doc), ctx, config).result.model_dump_json()
+
+    def bundle_target(text: str) -> None:
+        path = tmp / "fuzz.yaml"
+        path.write_text(text, encoding="utf-8", errors="surrogateescape")
+        try:
+            load_bundle(path)
+        except BundleError as exc:
+            assert exc.problems and all(p.line >= 1 for p in exc.problems)
+
+    def cel_target(text: str, activation) -> None:
+        try:
+            expression = compile_expression(text, variables, require_bool=False)
+        except CelCompileError:
+            return
+        for evaluator in ("compiled", "interpreter"):
+            try:
+                expression.evaluate(activation, evaluator)
+            except CelEvaluationError:
+                pass
+
+    common = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck), max_examples=per)
+
+    @seed(seed_value)
+    @settings(**common)
+    @given(mutated(decision_doc))
+    def decisions(text) -> None:
+        tally.time("decision", text, lambda: decision_target(text))
+
+    @seed(seed_value)
+    @settings(**common)
+    @given(mutated(context_doc))
+    def contexts(text) -> None:
+        tally.time("context", text, lambda: context_target(text))
+
+    @seed(seed_value)
+    @settings(**common)
+    @given(st.lists(st.tuples(st.integers(0, 200), st.sampled_from(["x", "  - &a [*a]", "*b", ": :", "\t", "\\ud800", "'", "{", "include: [/dev/zero]", "expression: '((((('"])), max_size=3))
+    def bundles(edits) -> None:
+        lines = bundle_text.splitlines()
+        for where, what in edits:
+            lines.insert(min(where, len(lines)), what)
+        text = "\n".join(lines)
+        tally.time("bundle", text, lambda: bundle_target(text))
+
+    @seed(seed_value)
+    @settings(**common)
+    @given(st.one_of(st.sampled_from(["bool", "num", "any"]).flatmap(lambda k: grammar.expr(k, 3)),
+                     st.text(alphabet="()[]{}!|&<>=+-*/%.,?:\"' 0123456789abcxyz_" + "".join(s[1:2] for s in STR_LITERALS), max_size=40)),
+           activations())
+    def cel(text, activation) -> None:
+        tally.time("cel", text, lambda: cel_target(text, activation))
+
+    for target in (decisions, contexts, bundles, cel):
+        target()
+    return tally
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=20261127)
+    args = ap.parse_args()
+    if args.count < 4:
+        ap.error("--count must be at least 4")
+    t0 = time.monotonic()
+    tally = run(args.count, args.seed)
+    took = time.monotonic() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    total = sum(tally.counts.values())
+    print(f"fuzz: {total} inputs in {took:.0f} s ({', '.join(f'{k} {v}' for k, v in tally.counts.items())}); seed {args.seed}")
+    print(f"slowest answer {tally.slowest[0] * 1000:.1f} ms ({tally.slowest[1]}); peak memory {peak:.0f} MB")
+    print(f"tracebacks or answers over {SLOW_S:.0f} s: {len(tally.failures)}")
+    for f in tally.failures[:20]:
+        print("FAILED", f)
+    return 1 if tally.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
