@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test differential fuzz bench lock venv clean
+.PHONY: run test differential fuzz reliability bench lock venv clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(STAMP)
 # generated hostile decisions, contexts, bundles and CEL: counts, slowest answer, peak memory
 fuzz: $(STAMP)
 	$(BIN)/python tests/fuzz.py --count 1000000 --seed 20261127
+
+# 1,000 SIGKILLs inside write-ahead -> call -> ack -> audit against `ep4 paper serve`, 4 processes x 50
+# decisions on one state directory, the fault matrix; the figures go into docs/reliability.md
+reliability: $(STAMP)
+	$(BIN)/python tests/reliability.py --kills 1000 --processes 4 --rounds 50 --doc docs/reliability.md
 
 # Rules 1-4 (both evaluators), a 100,000-line dry-run batch, one paper execution over loopback
 bench: $(STAMP)

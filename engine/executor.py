@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .audit import AuditError, AuditLog
 from .authorization_gate import read_decision
@@ -23,7 +23,18 @@ from .order import OrderRequest, build_request
 from .pipeline import Config, Evaluation, evaluate, execution_record
 from .verification import ExchangeReplyData, verify_ack
 
-__all__ = ["ExchangeClient", "Executor", "audit_record", "decision_text", "forced_cancel_request", "forced_cancel_result"]
+__all__ = ["ExchangeClient", "Executor", "PHASES", "audit_record", "decision_text", "forced_cancel_request", "forced_cancel_result"]
+
+# The durable steps of one exchange call, in order. ``Executor.on_phase`` (None by default) is told
+# each one as it happens; the crash campaign (`make reliability`, tests/reliability.py) uses it to
+# land its SIGKILLs inside the write-ahead -> call -> ack -> audit window and to record where.
+PHASES = (
+    "write-ahead",  # the IN_FLIGHT ledger row is committed
+    "sending",  # the request is about to be written to the exchange
+    "replied",  # the exchange's reply (or the timeout / lost connection) is in hand
+    "audited",  # the audit record of the outcome is appended and fsynced
+    "completed",  # the ledger row holds the outcome
+)
 
 
 class ExchangeClient(Protocol):
@@ -89,6 +100,11 @@ class Executor:
     ledger: Ledger
     audit: AuditLog
     client: ExchangeClient
+    on_phase: Callable[[str], None] | None = None  # told each of PHASES as it happens (see above)
+
+    def _phase(self, name: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(name)
 
     def __post_init__(self) -> None:
         # a write-ahead row a dead process left IN_FLIGHT gets its audit record now (issue 7, hole 7)
@@ -123,6 +139,7 @@ class Executor:
             refused = self._write_ahead(ev, text, context, state, refs)
         if refused is not None:
             return refused
+        self._phase("write-ahead")
         return self._call(ev, text, context, state, received, refs)
 
     def _arms(self, result: ExecutionResult, state: StateView) -> bool:
@@ -183,7 +200,9 @@ class Executor:
         assert ev.request is not None and ev.intent is not None
         request = ev.request.sent_at(context.timestamp + _elapsed_ms(received))
         with self.ledger.in_flight():
+            self._phase("sending")
             reply = _reply_data(self.client.send_signed(request.method, request.path, request.params))
+            self._phase("replied")
             result = verify_ack(
                 ev.header, request, reply, sent_timestamp=request.timestamp,
                 tolerance_ms=self.config.bundle.exchange_client.ackTimestampToleranceMs, gate_trace=ev.gate_trace,
@@ -199,7 +218,9 @@ class Executor:
                     f"{exc} — the exchange call WAS made ({result.result} {result.reason_code}, trace {result.trace_id}) "
                     "and the ledger holds its outcome; only the audit record is missing"
                 ) from None
+            self._phase("audited")
             self.ledger.complete(outcome, arms=self._arms(result, state), anchor=(full["seq"], full["hash"]))
+            self._phase("completed")
         if result.result == "FAILED_SAFE" and self.config.bundle.force_cancel_open_orders and ev.intent.symbol:
             self._forced_cancel(result, ev, text, context, state, received, refs)
         return result
