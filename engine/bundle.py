@@ -27,7 +27,7 @@ from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 from .activation import variables_for
 from .cel import CelCompileError, CompiledExpression, FieldSpec, compile_expression
 from .errors import BundleError, Problem
-from .models import GateOutcome
+from .models import GateOutcome, ShadowGateOutcome
 from .numbers import DecimalParseError, parse_decimal, sha256_digest
 from .reason_codes import ENGINE_CODES
 
@@ -95,6 +95,11 @@ class GateSpec(_Doc):
     id: str = Field(pattern=r"^[a-z][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+$", description="category.name")
     category: Literal["exposure", "temporal", "frequency", "health", "exchange-constraint"]
     implements: SpecGate | None = Field(default=None, description="the spec §5 gate this gate enforces (a bundle must cover every one)")
+    enforcement: Literal["enforce", "warn", "audit"] = Field(
+        default="enforce",
+        description="enforce: a failure decides the outcome; warn / audit (a shadow gate): evaluated and recorded in the "
+        "gate trace and the audit log, never changes the outcome (warn is also printed by the CLI)",
+    )
     expression: str = Field(min_length=1, description="CEL; true = pass")
     reason_code: str = Field(pattern=r"^[A-Z][A-Z0-9_]{2,63}$")
     message: str = Field(min_length=1)
@@ -170,10 +175,17 @@ class Gate:
     message: str
     source: str  # file:line:col of the expression
     implements: str | None = None  # the spec §5 gate it enforces
+    enforcement: str = "enforce"  # "warn" / "audit": a shadow gate, recorded but never deciding
+
+    @property
+    def shadow(self) -> bool:
+        return self.enforcement != "enforce"
 
     @cached_property
     def passed(self) -> GateOutcome:
         """The trace entry of a pass: the same immutable object every time."""
+        if self.shadow:
+            return ShadowGateOutcome(id=self.id, rule=self.rule, category=self.category, passed=True, error=None, enforcement=self.enforcement)
         return GateOutcome(id=self.id, rule=self.rule, category=self.category, passed=True, error=None)
 
 
@@ -224,6 +236,13 @@ class Bundle:
         from .state import arms_cooldown
 
         return arms_cooldown(result, rule, timestamp, state, self.cooldown_ms, self.cooldown_armed_by, reason_code)
+
+    @cached_property
+    def has_shadow_gates(self) -> bool:
+        return any(g.shadow for g in self.risk_gates + self.constraint_checks)
+
+    def gate(self, gate_id: str) -> Gate | None:
+        return next((g for g in self.risk_gates + self.constraint_checks if g.id == gate_id), None)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "version": self.version, "digest": self.digest}
@@ -512,7 +531,7 @@ def load_bundle(path: str | Path) -> Bundle:
             problems.append(Problem(gsrc.name, line, col, f"gate '{gid}': {exc.message}", gsrc.line_text(line)))
             continue
         rule = 4 if g.category == RULE4_CATEGORY else 3
-        compiled[gid] = Gate(gid, g.category, rule, expr, g.reason_code, g.message, f"{gsrc.name}:{line0}:{col0}", g.implements)
+        compiled[gid] = Gate(gid, g.category, rule, expr, g.reason_code, g.message, f"{gsrc.name}:{line0}:{col0}", g.implements, g.enforcement)
         for kind, what, wline, wcol in expr.windows:
             window = _window_ms(kind, what, params)
             if window is not None and window > spec.state.lookbackMs:
@@ -600,6 +619,8 @@ def _gate_canonical(g: Gate) -> dict[str, str]:
     }
     if g.implements:
         out["implements"] = g.implements
+    if g.shadow:  # absent for enforced gates, so their bundles' digests are what they were
+        out["enforcement"] = g.enforcement
     return out
 
 
@@ -624,7 +645,7 @@ def _non_negotiable(spec: BundleSpec, risk: tuple[Gate, ...], src: "_Source", pr
     unless its gate is waived. (Skipped while other problems stand: the gate list may be incomplete.)"""
     if problems:
         return []
-    covered = {g.implements for g in risk if g.implements}
+    covered = {g.implements for g in risk if g.implements and not g.shadow}  # a shadow gate enforces nothing
     waived = {w.implements for w in spec.waivers}
     out = []
     line, col = src.position(("spec", "riskGates"))

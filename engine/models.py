@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializeAsAny,
     PlainValidator,
     WithJsonSchema,
     field_validator,
@@ -35,6 +36,7 @@ __all__ = [
     "ExecutionRecord",
     "ExecutionResult",
     "GateOutcome",
+    "ShadowGateOutcome",
     "NoopAction",
     "OpenPositionAction",
     "PolicyDecision",
@@ -324,6 +326,12 @@ class GateOutcome(_Frozen):
     error: str | None = None
 
 
+class ShadowGateOutcome(GateOutcome):
+    """The trace entry of a shadow gate (``enforcement: warn | audit``): recorded, never deciding."""
+
+    enforcement: Literal["warn", "audit"]
+
+
 class ExecutionResult(BaseModel):
     """Spec §2.2: one of SUCCESS / NOOP / REJECTED / FAILED_SAFE, always with trace_id, decision_id,
     timestamp and reason_code."""
@@ -342,7 +350,7 @@ class ExecutionResult(BaseModel):
     bundle: dict[str, str]
     constraints_digest: str
     input_digest: str
-    gate_trace: tuple[GateOutcome, ...] = ()
+    gate_trace: tuple[SerializeAsAny[Union[ShadowGateOutcome, GateOutcome]], ...] = ()  # shadow gates' entries carry "enforcement"
     order: dict[str, Any] | None = None
     errors: tuple[dict[str, str], ...] = ()
     exchange_response: Any = None

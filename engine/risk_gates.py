@@ -1,7 +1,9 @@
 """Spec §4 Rule 3 — Risk Gate Evaluation (pre-execution), and the gate runner Rule 4 shares.
 
 All gates of a rule are evaluated, in the bundle's fixed order, so the trace is complete; the
-first failing gate gives the reason code. A gate that cannot be evaluated fails (spec §6.1).
+first failing enforced gate gives the reason code. A gate that cannot be evaluated fails (spec §6.1).
+A shadow gate (``enforcement: warn | audit``) is evaluated and its outcome recorded in the trace, but
+it never decides: spec §9 extensions are rolled out observed before they are enforced.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any, Mapping, Sequence
 from .bundle import Gate
 from .cel import CelEvaluationError, exact_arithmetic
 from .cel.values import TRUE, from_cel
-from .models import GateOutcome
+from .models import GateOutcome, ShadowGateOutcome
 
 __all__ = ["GateFailure", "evaluate_gates", "risk_gates"]
 
@@ -63,6 +65,10 @@ def _evaluate_gates(
             continue
         if error is None and not isinstance(value, bool):
             error = f"gate returned {type(value).__name__}, not a boolean"
+        if gate.shadow:  # warn / audit: recorded, never deciding (issue 9, shadow gates)
+            trace.append(ShadowGateOutcome(id=gate.id, rule=gate.rule, category=gate.category, passed=False, error=error,
+                                           enforcement=gate.enforcement))
+            continue
         trace.append(GateOutcome(id=gate.id, rule=gate.rule, category=gate.category, passed=False, error=error))
         if failure is None:
             if error is None:

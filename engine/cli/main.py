@@ -82,6 +82,19 @@ def _view(memory: Any, ledger: Any, raw: Any, context: Any, config: Any) -> Any:
     return view
 
 
+def _warn_shadow(result: Any, bundle: Any) -> None:
+    """A ``warn`` shadow gate that failed: one line on stderr (the result and the audit log carry it too)."""
+    for g in result.gate_trace:
+        if not g.passed and getattr(g, "enforcement", None) == "warn":
+            gate = bundle.gate(g.id)
+            why = f"could not be evaluated: {g.error}" if g.error else gate.reason_code if gate else "failed"
+            print(
+                f"ep4: warning: shadow gate {g.id} (warn) would have refused {result.decision_id}/{result.action_id}: {why} "
+                f"(not enforced; the outcome stays {result.result} {result.reason_code})",
+                file=sys.stderr,
+            )
+
+
 def _dry_run(args: argparse.Namespace) -> int:
     from ..authorization_gate import read_decision
     from ..pipeline import evaluate, execution_record, result_json
@@ -95,6 +108,8 @@ def _dry_run(args: argparse.Namespace) -> int:
         ev = evaluate(raw, context, config, view)
         assert ev.result is not None  # dry-run always ends in Rules 1-4
         sys.stdout.write(result_json(ev.result) + "\n")
+        if config.bundle.has_shadow_gates:
+            _warn_shadow(ev.result, config.bundle)
         record = execution_record(ev, ev.result, attempted=ev.result.reason_code == "DRY_RUN")
         if record is not None:
             memory.add(record, arms=config.bundle.arms_cooldown(ev.result.result, ev.result.rule, context.timestamp, view, ev.result.reason_code))
@@ -162,6 +177,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
             result = executor.execute(text, context)
             sys.stdout.write(result_json(result) + "\n")
             sys.stdout.flush()
+            if bundle.has_shadow_gates:
+                _warn_shadow(result, bundle)
     finally:
         venue.close()
         ledger.close()
