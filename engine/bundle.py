@@ -8,6 +8,7 @@ loads can be evaluated.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -206,6 +207,10 @@ class Bundle:
     path: str = ""
     canonical: dict[str, Any] = field(default_factory=dict, repr=False)
     waivers: tuple[tuple[str, str], ...] = ()  # (spec §5 gate, reason): named in every result
+    # (file as named by the bundle, "sha256:" of its bytes) for the bundle file and each include, in
+    # order: what a certificate signs (a comment is a change a reviewer signs off too; the canonical
+    # ``digest`` ignores it)
+    sources: tuple[tuple[str, str], ...] = ()
 
     @cached_property
     def roots(self) -> frozenset[str]:
@@ -303,6 +308,7 @@ class _Source:
             if len(data) > MAX_FILE_BYTES:
                 raise BundleError([Problem(self.name, 1, 1, f"larger than {MAX_FILE_BYTES} bytes; not a bundle")])
             self.text = data.decode("utf-8")
+            self.sha256 = "sha256:" + hashlib.sha256(data).hexdigest()
         except FileNotFoundError:
             raise BundleError([Problem(self.name, 1, 1, "file not found")]) from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -488,6 +494,7 @@ def load_bundle(path: str | Path) -> Bundle:
             defined[g.id] = (g, source, node, pos)
 
     include_root = (bundle_path.parent / spec.includeRoot).resolve()
+    sources = [(bundle_path.name, src.sha256)]
     for i, inc in enumerate(spec.include):
         lib_path = (bundle_path.parent / inc).resolve()
         if not lib_path.is_relative_to(include_root):
@@ -504,6 +511,7 @@ def load_bundle(path: str | Path) -> Bundle:
             line, col = src.position(("spec", "include", i))
             problems.append(Problem(src.name, line, col, f"include '{inc}': {exc.problems[0].message}", src.line_text(line)))
             continue
+        sources.append((inc, lib_src.sha256))
         lib, lib_problems = _validate(GateLibraryDocument, lib_src)
         problems.extend(lib_problems)
         if lib is not None:
@@ -606,6 +614,7 @@ def load_bundle(path: str | Path) -> Bundle:
         path=str(bundle_path),
         canonical=canonical,
         waivers=tuple((w.implements, w.reason) for w in spec.waivers),
+        sources=tuple(sources),
     )
 
 

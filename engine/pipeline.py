@@ -52,6 +52,9 @@ class Config:
     mode: str = "dry-run"
     constraints_digest: str = field(default="")
     evaluator: str = "compiled"
+    # live modes: the bundle's certificate, named in every result next to the bundle digest
+    # (("certificate", digest)) or (("uncertified", why)) under --allow-uncertified (issue 9)
+    certificate: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -105,7 +108,7 @@ def evaluate(
         "action_id": raw.action_id,
         "timestamp": context.timestamp,
         "mode": config.mode,
-        "bundle": config.bundle.describe(),
+        "bundle": {**config.bundle.describe(), **dict(config.certificate)} if config.certificate else config.bundle.describe(),
         "constraints_digest": config.constraints_digest,
         "input_digest": input_digest,
     }

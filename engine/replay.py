@@ -41,7 +41,7 @@ class ReplayReport:
         return not self.problems and self.records > 0
 
 
-def _state(rec: dict[str, Any], ledger: Any) -> StateView | str:
+def recorded_state(rec: dict[str, Any], ledger: Any) -> StateView | str:
     """The state view the record was decided with: inline (older records), or rebuilt from its
     ledger references and checked against the recorded digest."""
     if "state_view" in rec:
@@ -66,7 +66,7 @@ def _recompute(
     rec: dict[str, Any], config: Config, failed_by_trace: dict[str, ExecutionResult], ledger: Any = None
 ) -> ExecutionResult | str:
     context = ExecutionContext.model_validate(rec["input"]["context"])
-    state = _state(rec, ledger)
+    state = recorded_state(rec, ledger)
     if isinstance(state, str):
         return state
     ev = evaluate(rec["input"]["decision_text"], context, config, state)
@@ -106,7 +106,8 @@ def _replay_one(
         return f"{where}: recorded with bundle {recorded_bundle!r}"[:300] + f", replaying with {bundle.digest}"
     if rec.get("constraints_digest") != constraints.digest:
         return f"{where}: recorded with constraints {rec.get('constraints_digest')}, replaying with {constraints.digest}"
-    got = _recompute(rec, Config(bundle, constraints, rec["mode"], evaluator=evaluator), failed_by_trace, ledger)
+    certificate = tuple((k, v) for k, v in recorded_bundle.items() if k in ("certificate", "uncertified"))
+    got = _recompute(rec, Config(bundle, constraints, rec["mode"], evaluator=evaluator, certificate=certificate), failed_by_trace, ledger)
     if isinstance(got, str):
         return f"{where}: {got}"
     if rec["kind"] == "execution" and got.result == "FAILED_SAFE":

@@ -332,6 +332,7 @@ def kill_campaign(work: Path, *, kills: int, seed: int, max_rounds: int | None =
     state = work / "state"
     audit = state / "audit.jsonl"
     base = ["--exchange", "binance-testnet", "--base-url", server.base_url, "--state-dir", str(state), "--bundle", str(bundle)]
+    live = ["--allow-uncertified"]  # the campaign's bundles are modified copies: no certificate (recorded in every record)
     os.environ["EP4_API_KEY"], os.environ["EP4_API_SECRET"] = PAPER_API_KEY, PAPER_API_SECRET
     pending_retry: dict[str, Any] | None = None
     targets = PHASES[:-1]  # a kill after "completed" is outside the window by construction
@@ -348,7 +349,7 @@ def kill_campaign(work: Path, *, kills: int, seed: int, max_rounds: int | None =
             batch.write_text("".join(json.dumps(x) + "\n" for x in lines))
             target = rng.choice(targets)
             delay_us = rng.randrange(0, 1500)
-            child = fork_ep4(["execute", str(batch), *base], work / "child.out")
+            child = fork_ep4(["execute", str(batch), *base, *live], work / "child.out")
             report.children += 1
             seen, reached = read_phases_until(child, target)
             if reached:
@@ -380,7 +381,7 @@ def kill_campaign(work: Path, *, kills: int, seed: int, max_rounds: int | None =
         if pending_retry is not None:  # the last killed decision is retried too
             batch = work / "batch.jsonl"
             batch.write_text(json.dumps(pending_retry) + "\n")
-            code, out = run_ep4(["execute", str(batch), *base], work / "child.out")
+            code, out = run_ep4(["execute", str(batch), *base, *live], work / "child.out")
             report.children += 1
             if '"DUPLICATE_EXECUTION"' not in out:
                 report.problems.append(f"the retry of {pending_retry['decision_id']} was not a NOOP DUPLICATE_EXECUTION: {out[-600:]}")
@@ -496,7 +497,7 @@ def concurrency_campaign(work: Path, *, processes: int, rounds: int, seed: int, 
             path.write_text("".join(json.dumps(d) + "\n" for d in mine))
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "engine.cli", "execute", str(path), "--exchange", "binance-testnet", "--base-url",
-                 server.base_url, "--state-dir", str(state), "--bundle", str(bundle)],
+                 server.base_url, "--state-dir", str(state), "--bundle", str(bundle), "--allow-uncertified"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT,
             ))
         for i, p in enumerate(procs):

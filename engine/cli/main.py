@@ -147,6 +147,17 @@ def cmd_execute(args: argparse.Namespace) -> int:
     from .venue import open_venue
 
     bundle = load_config_bundle(args.bundle)
+    certificate: tuple[tuple[str, str], ...] = ()
+    if args.exchange in ("binance", "binance-testnet"):  # spec §9: a live bundle is certified (issue 9)
+        from .certify import live_certificate
+
+        certificate = tuple(live_certificate(
+            bundle, args.bundle or bundle.path, certificate=args.certificate, approvers=args.approvers,
+            allow_uncertified=args.allow_uncertified,
+        ).items())
+        if certificate[0][0] == "uncertified":
+            print(f"ep4: warning: running {bundle.name} {bundle.version} UNCERTIFIED (--allow-uncertified): {certificate[0][1]}; "
+                  "every result and audit record says so", file=sys.stderr)
     decisions = read_decisions(args.decisions)
     given_context = load_context(args.context) if args.context else None
     if given_context is not None and args.exchange != "paper" and not args.constraints:
@@ -163,7 +174,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
             constraints = load_constraints(args.constraints, args.leverage_brackets)
         else:  # live: the exchange's own current filters and brackets
             constraints = venue.read_constraints(bundle.exchange_client.recvWindowMs)
-        executor = Executor(Config(bundle, constraints, args.exchange, evaluator=args.evaluator), ledger, audit, venue.client)
+        executor = Executor(Config(bundle, constraints, args.exchange, evaluator=args.evaluator, certificate=certificate), ledger, audit, venue.client)
         for raw in decisions:
             text = decision_text(raw)
             if given_context is not None:
@@ -555,6 +566,10 @@ def _add_execute_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audit", metavar="PATH", help="audit log (default: STATE_DIR/audit.jsonl)")
     p.add_argument("--symbol", default="BTCUSDT", help="symbol whose context is read when a decision names none")
     p.add_argument("--account-id", default="default", help="account_id of contexts read from the exchange")
+    p.add_argument("--certificate", metavar="FILE", help="the bundle's certificate (default: BUNDLE with .cert.json); live modes require a valid one")
+    p.add_argument("--approvers", metavar="FILE", help="approvers' public keys (default: $EP4_APPROVERS, else approvers.json next to the bundle)")
+    p.add_argument("--allow-uncertified", action="store_true",
+                   help="live modes: run a bundle without a valid certificate (recorded in every result and audit record)")
 
 
 def _port(text: str) -> int:
@@ -655,6 +670,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--state-dir", metavar="DIR")
     q.add_argument("--mark", action="append", default=[], metavar="SYMBOL=PRICE", help="initial mark price of a new account")
     q.set_defaults(func=cmd_paper_serve)
+
+    from .certify import add_parsers as add_lifecycle_parsers
+
+    add_lifecycle_parsers(sub, _add_evaluator)
 
     p = sub.add_parser("run-examples", help="the scripted example session (what `make run` shows)")
     p.add_argument("--state-dir", metavar="DIR", help="where the session keeps its state (default: a fresh temp dir)")

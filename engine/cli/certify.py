@@ -1,0 +1,712 @@
+"""``ep4 certify``, ``ep4 diff`` and ``ep4 keys new``: the bundle lifecycle of spec §9 (issue 9).
+
+Imperative shell around :mod:`engine.certification`: reads corpora, key and approver files,
+certificates; runs cases (in parallel with ``--jobs``); prints what a reviewer acts on.
+Format and workflow: docs/certification.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from ..bundle import Bundle
+from ..certification import (
+    Approver,
+    check_certificate,
+    certificate_digest,
+    certificate_payload,
+    differing_fields,
+    key_id,
+    outcome_of,
+    outcomes_digest,
+    sign_certificate,
+)
+from ..errors import InputError
+from .corpus import Case, Corpus, CorpusError, case_inputs, load_corpus, write_pin
+
+__all__ = [
+    "add_parsers",
+    "certificate_path",
+    "live_certificate",
+    "load_approvers",
+]
+
+
+# --- files: certificates, approvers, keys ---
+
+
+def certificate_path(bundle_path: str | Path, given: str | None = None) -> Path:
+    """The certificate next to the bundle: ``NAME.yaml`` -> ``NAME.cert.json`` (or ``--certificate``)."""
+    return Path(given) if given else Path(bundle_path).with_suffix(".cert.json")
+
+
+def approvers_path(bundle_path: str | Path, given: str | None = None) -> Path:
+    """``--approvers``, else ``$EP4_APPROVERS``, else ``approvers.json`` next to the bundle."""
+    return Path(given or os.environ.get("EP4_APPROVERS") or Path(bundle_path).parent / "approvers.json")
+
+
+def load_approvers(path: Path) -> list[Approver]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"approvers file {path} not found (--approvers FILE or EP4_APPROVERS)") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(f"approvers file {path}: cannot read: {exc}") from None
+    entries = data.get("approvers") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise InputError(f'approvers file {path}: expected {{"approvers": [{{"name": ..., "public_key": "ed25519:BASE64"}}]}}')
+    out = []
+    for i, e in enumerate(entries):
+        try:
+            name, key = e["name"], e["public_key"]
+            if not (isinstance(name, str) and name and isinstance(key, str) and key.startswith("ed25519:")):
+                raise ValueError("name and an ed25519:BASE64 public_key are required")
+            out.append(Approver(name, Ed25519PublicKey.from_public_bytes(base64.b64decode(key[len("ed25519:"):], validate=True))))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"approvers file {path}: entry {i + 1}: {exc}") from None
+    return out
+
+
+def _read_certificate(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return {"unreadable": f"{type(exc).__name__}: {exc}"}
+
+
+def _load_private_key(path: str) -> Any:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(Path(path).read_bytes(), password=None)
+    except FileNotFoundError:
+        raise InputError(f"signing key {path} not found (make one with `ep4 keys new --out FILE`)") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"signing key {path}: not an unencrypted PEM private key ({type(exc).__name__})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise InputError(f"signing key {path}: not an Ed25519 key")
+    return key
+
+
+def _public_entry(name: str, key: Any) -> dict[str, str]:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return {"name": name, "public_key": "ed25519:" + base64.b64encode(raw).decode("ascii")}
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    """A new Ed25519 approval key: the private key to ``--out`` (mode 0600, never printed), the
+    public entry for the approvers file on stdout."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    out = Path(args.out)
+    if out.exists():
+        raise InputError(f"{out} exists; ep4 never overwrites a key")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    entry = _public_entry(args.name, key)
+    print(f"private key written to {out} (mode 0600; keep it out of the repository)", file=sys.stderr)
+    print(f"key id {key_id(key.public_key())}; add this entry to the approvers file:", file=sys.stderr)
+    print(json.dumps(entry))
+    return 0
+
+
+# --- running a corpus ---
+
+
+@dataclass
+class CaseRun:
+    name: str
+    outcome: dict[str, Any] | None
+    error: str | None = None
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _run_one(bundle: Bundle, case: Case, constraints: Any, evaluator: str) -> CaseRun:
+    from ..pipeline import Config, evaluate
+
+    try:
+        raw, context, case_constraints, state = case_inputs(case, constraints)
+    except CorpusError as exc:
+        return CaseRun(case.name, None, str(exc))
+    ev = evaluate(raw, context, Config(bundle, case_constraints, "dry-run", evaluator=evaluator), state)
+    assert ev.result is not None
+    return CaseRun(case.name, outcome_of(ev.result))
+
+
+def _worker_run(indexes: list[int]) -> list[CaseRun]:
+    w = _WORKER
+    return [_run_one(w["bundle"], w["cases"][i], w["constraints"], w["evaluator"]) for i in indexes]
+
+
+def run_corpus(
+    bundle: Bundle, cases: Sequence[Case], *, jobs: int = 1, evaluator: str = "compiled", progress: Callable[[int], None] | None = None,
+) -> list[CaseRun]:
+    """Every case through Rules 1-4 in dry-run mode (the pinned outcome is what Rules 1-4 decide and
+    the order they would send), in order; ``jobs`` > 1 forks that many workers."""
+    from .inputs import load_constraints
+
+    constraints = load_constraints(None, None)
+    if jobs <= 1 or len(cases) < 64:
+        out = []
+        for c in cases:
+            out.append(_run_one(bundle, c, constraints, evaluator))
+            if progress:
+                progress(1)
+        return out
+    import multiprocessing
+
+    _WORKER.update(bundle=bundle, cases=list(cases), constraints=constraints, evaluator=evaluator)
+    chunk = max(16, min(512, len(cases) // (jobs * 8) or 16))
+    batches = [list(range(i, min(i + chunk, len(cases)))) for i in range(0, len(cases), chunk)]
+    out = []
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        for runs in pool.imap(_worker_run, batches):
+            out.extend(runs)
+            if progress:
+                progress(len(runs))
+    return out
+
+
+def _progress_bar(total: int, enabled: bool) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+    """A tqdm bar on stderr when it is a terminal, shown only once the run passes a second."""
+    if not enabled or not sys.stderr.isatty():
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="case", file=sys.stderr, delay=1.0, leave=False)
+    return bar.update, bar.close
+
+
+# --- differences a person can act on ---
+
+
+def _fmt_outcome(o: dict[str, Any] | None) -> str:
+    if o is None:
+        return "(not pinned)"
+    where = f"rule {o.get('rule')}" if o.get("rule") is not None else "no rule"
+    if o.get("gate"):
+        where += f", {o['gate']}"
+    return f"{o.get('result')} {o.get('reason_code')} ({where})"
+
+
+def _gate_reads(bundle: Bundle, case: Case, gate_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    """For each gate: the values it read in this case under ``bundle`` (as `ep4 explain` shows them)."""
+    from ..activation import build_activation
+    from ..authorization_gate import read_decision
+    from ..cel import from_cel
+    from ..intent import IntentError, resolve_intent
+    from ..schema_validation import SchemaFailure, schema_validation
+    from .explain import _fmt, _lookup
+    from .inputs import load_constraints
+
+    wanted = [bundle.gate(g) for g in gate_ids]
+    wanted = [g for g in wanted if g is not None]
+    if not wanted:
+        return {}
+    try:
+        raw, context, constraints, state = case_inputs(case, load_constraints(None, None))
+        checked = schema_validation(read_decision(raw).data, context)
+        if isinstance(checked, SchemaFailure):
+            return {}
+        action = checked.action
+        intent = resolve_intent(action, context)
+    except (CorpusError, IntentError, AttributeError):
+        return {}
+    sc = constraints.symbols.get(intent.symbol) if intent.symbol else None
+    activation = build_activation(action=action, intent=intent, context=context, bundle=bundle, state=state, constraints=sc)
+    data = {k: from_cel(v) for k, v in activation.items()}
+    return {g.id: {p: _fmt(_lookup(data, p)) for p in g.expression.paths} for g in wanted}
+
+
+@dataclass
+class Difference:
+    case: str
+    pinned: dict[str, Any] | None
+    actual: dict[str, Any]
+    fields: list[str]
+    gates: list[dict[str, Any]] = field(default_factory=list)  # {id, before, after, read}
+
+    def as_json(self) -> dict[str, Any]:
+        return {"case": self.case, "pinned": self.pinned, "actual": self.actual, "fields": self.fields, "gates": self.gates}
+
+
+def _explain_difference(bundle: Bundle, case: Case, pinned: dict[str, Any] | None, actual: dict[str, Any], fields: list[str]) -> Difference:
+    d = Difference(case.name, pinned, actual, fields)
+    before, after = (pinned or {}).get("gate"), actual.get("gate")
+    flips: list[tuple[str, str, str]] = []
+    if before != after:
+        if before:
+            flips.append((before, "fail", "pass" if bundle.gate(before) else "(not in this bundle)"))
+        if after:
+            flips.append((after, "pass", "fail"))
+    for s in sorted(set((pinned or {}).get("shadow", [])) ^ set(actual.get("shadow", []))):
+        flips.append((s, "fail" if s in (pinned or {}).get("shadow", []) else "pass", "pass" if s not in actual.get("shadow", []) else "fail"))
+    reads = _gate_reads(bundle, case, [g for g, _, _ in flips])
+    d.gates = [{"id": g, "before": b, "after": a, "read": reads.get(g, {})} for g, b, a in flips]
+    return d
+
+
+# --- ep4 certify ---
+
+
+@dataclass
+class CertifyReport:
+    bundle: Bundle
+    bundle_path: str
+    corpus: Corpus
+    runs: int
+    skipped: list[tuple[str, str]]
+    differences: list[Difference]
+    repinned: list[str]
+    certificate: dict[str, Any]  # {path, status, problems, signer, digest}
+    discipline: list[str]  # version-discipline failures
+    seconds: float
+    jobs: int
+
+    @property
+    def failed(self) -> bool:
+        return bool((self.differences and not self.repinned) or self.discipline or self.certificate.get("problems"))
+
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    from .inputs import load_config_bundle
+
+    if args.jobs < 1:
+        raise InputError("--jobs must be at least 1")
+    if args.sign and args.outcomes_only:
+        raise InputError("--sign makes a certificate; --outcomes-only skips certificates")
+    bundle = load_config_bundle(args.bundle)
+    corpus = load_corpus(args.cases)
+    mine = [c for c in corpus.cases if not c.own_bundle]
+    skipped = [(c.name, f"pinned to its own bundle {c.own_bundle}") for c in corpus.cases if c.own_bundle]
+    started = time.monotonic()
+    update, close = _progress_bar(len(mine), not args.no_progress)
+    try:
+        runs = run_corpus(bundle, mine, jobs=args.jobs, evaluator=args.evaluator, progress=update)
+    finally:
+        close()
+    seconds = time.monotonic() - started
+    unusable = [r.error for r in runs if r.error]
+    if unusable:
+        raise CorpusError("; ".join(unusable[:5]) + (f" (and {len(unusable) - 5} more)" if len(unusable) > 5 else ""))
+    by_name = {c.name: c for c in mine}
+    outcomes = {r.name: r.outcome for r in runs}
+    differences = []
+    for r in runs:
+        case = by_name[r.name]
+        pinned = case.expect
+        fields = ["expect"] if pinned is None else differing_fields(pinned, r.outcome)
+        if fields:
+            differences.append(_explain_difference(bundle, case, pinned, r.outcome, fields))
+    repinned: list[str] = []
+    if args.update:
+        for d in differences:
+            write_pin(by_name[d.case], d.actual)
+            repinned.append(d.case)
+        # pins that only lacked fields (an older corpus) are completed too: same outcome, more detail
+        for r in runs:
+            case = by_name[r.name]
+            if case.expect is not None and case.expect != r.outcome and r.name not in repinned:
+                write_pin(case, r.outcome)
+        corpus = load_corpus(args.cases)  # the corpus digest covers the pins
+    measured = outcomes_digest(outcomes)
+    cert_path = certificate_path(args.bundle or bundle.path, args.certificate)
+    old = _read_certificate(cert_path)
+    discipline = _version_discipline(old, bundle, [d.case for d in differences], measured)
+    certificate: dict[str, Any] = {"path": str(cert_path)}
+    if not args.outcomes_only:
+        approvers_file = approvers_path(args.bundle or bundle.path, args.approvers)
+        approvers = load_approvers(approvers_file)
+        if args.sign and not discipline and (not differences or repinned):
+            key = _load_private_key(args.sign)
+            named = next((a.name for a in approvers if a.key_id == key_id(key.public_key())), None)
+            if named is None:
+                raise InputError(
+                    f"the signing key is not in the approvers file {approvers_file}; add "
+                    f"{json.dumps(_public_entry('YOUR NAME', key))} there (the operator's file decides who may approve)"
+                )
+            payload = certificate_payload(bundle, corpus_paths=args.cases, corpus_digest=corpus.digest, cases=len(mine),
+                                          skipped=len(skipped), outcomes=measured)
+            signed = sign_certificate(payload, key, approver=named, signed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            tmp = cert_path.with_name(f".{cert_path.name}.tmp")
+            tmp.write_text(json.dumps(signed, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            tmp.replace(cert_path)
+            certificate["written"] = True
+            old = signed
+        if old is None:
+            certificate.update(status="missing", problems=[f"no certificate at {cert_path}: sign one with `ep4 certify {args.bundle or bundle.path} --cases ... --sign KEYFILE`"])
+        elif "unreadable" in old:
+            certificate.update(status="unreadable", problems=[f"{cert_path}: {old['unreadable']}"])
+        else:
+            problems = check_certificate(old, bundle, approvers, corpus_digest=corpus.digest, outcomes=measured)
+            certificate.update(
+                status="valid" if not problems else "invalid",
+                problems=[p.message for p in problems],
+                signer=(old.get("approval") or {}).get("approver"),
+                signed_at=(old.get("approval") or {}).get("signed_at"),
+                digest=certificate_digest(old),
+            )
+    report = CertifyReport(bundle, args.bundle or bundle.path, corpus, len(runs), skipped, differences, repinned, certificate,
+                           discipline, seconds, args.jobs)
+    text = {"text": _text, "markdown": _markdown, "json": _json}[args.format](report)
+    sys.stdout.write(text)
+    if args.junit:
+        Path(args.junit).write_text(_junit(report), encoding="utf-8")
+    return 1 if report.failed else 0
+
+
+def _version_discipline(old: Any, bundle: Bundle, changed_cases: list[str], measured: str) -> list[str]:
+    """Spec §9 "new version": a change to what the certificate covers needs a new metadata.version."""
+    if not isinstance(old, dict) or not isinstance(old.get("bundle"), dict):
+        return []
+    ob = old["bundle"]
+    if ob.get("name") != bundle.name or ob.get("version") != bundle.version:
+        return []  # a new version (or another bundle): nothing to compare against
+    out = []
+    certified_sources = {s.get("file"): s.get("sha256") for s in ob.get("sources", []) if isinstance(s, dict)}
+    content_changed = ob.get("digest") != bundle.digest or certified_sources != dict(bundle.sources)
+    outcomes_changed = bool(changed_cases) or old.get("outcomes_digest") != measured
+    if outcomes_changed and (changed_cases or content_changed):
+        listed = ", ".join(changed_cases[:20]) + (f" (and {len(changed_cases) - 20} more)" if len(changed_cases) > 20 else "")
+        out.append(
+            f"outcomes changed on the corpus but metadata.version is still {bundle.version}"
+            + (f": {listed}" if listed else "")
+            + "; bump the version, review the differences, re-pin (--update) and re-sign"
+        )
+    elif content_changed:
+        out.append(
+            f"content changed since the certificate, outcomes unchanged on the corpus; metadata.version is still "
+            f"{bundle.version}: bump it and re-sign (`ep4 certify ... --sign KEYFILE`)"
+        )
+    return out
+
+
+def _text(r: CertifyReport) -> str:
+    b = r.bundle
+    lines = [f"ep4 certify {r.bundle_path}: {b.name} {b.version} ({b.digest})"]
+    lines.append(
+        f"corpus {', '.join(r.corpus.roots)}: {r.runs} cases run in {r.seconds:.2f} s"
+        f" ({r.runs / r.seconds if r.seconds else 0:,.0f} cases/s, {r.jobs} job{'s' if r.jobs != 1 else ''})"
+        + (f", {len(r.skipped)} skipped (pinned to their own bundle)" if r.skipped else "")
+    )
+    for d in r.differences:
+        tag = "REPINNED" if d.case in r.repinned else "DIFF"
+        lines.append(f"{tag} {d.case}: {_fmt_outcome(d.pinned)} -> {_fmt_outcome(d.actual)}")
+        for f in d.fields:
+            if f in ("order", "shadow"):
+                lines.append(f"     {f}: {json.dumps((d.pinned or {}).get(f))} -> {json.dumps(d.actual.get(f))}")
+        for g in d.gates:
+            read = ", ".join(f"{k} = {v}" for k, v in g["read"].items())
+            lines.append(f"     gate {g['id']}: {g['before']} -> {g['after']}" + (f"; read {read}" if read else ""))
+    for m in r.discipline:
+        lines.append(f"VERSION {m}")
+    c = r.certificate
+    if "status" in c:
+        if c["status"] == "valid":
+            lines.append(f"certificate {c['path']}: valid{' (written)' if c.get('written') else ''}, approved by {c['signer']} at {c['signed_at']} ({c['digest']})")
+        else:
+            lines.append(f"certificate {c['path']}: {c['status'].upper()}")
+            lines += [f"     {p}" for p in c["problems"]]
+    diffs = len(r.differences) - len(r.repinned)
+    verdict = "FAILED" if r.failed else "ok"
+    lines.append(
+        f"{verdict}: {diffs} difference{'s' if diffs != 1 else ''} in {r.runs} cases"
+        + (f", {len(r.repinned)} re-pinned" if r.repinned else "")
+        + (f", certificate {r.certificate['status']}" if "status" in r.certificate else "")
+        + (f", {len(r.discipline)} version problem(s)" if r.discipline else "")
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown(r: CertifyReport) -> str:
+    b = r.bundle
+    out = [f"### ep4 certify: {b.name} {b.version}", "", f"Bundle digest `{b.digest}`; corpus `{', '.join(r.corpus.roots)}` "
+           f"({r.runs} cases, digest `{r.corpus.digest}`).", ""]
+    if r.differences:
+        out += ["| case | pinned | now | gates that flipped (values read) |", "|---|---|---|---|"]
+        for d in r.differences:
+            gates = "; ".join(f"`{g['id']}` {g['before']} → {g['after']}" + (" (" + ", ".join(f"{k} = {v}" for k, v in g["read"].items()) + ")" if g["read"] else "")
+                              for g in d.gates)
+            out.append(f"| `{d.case}` | {_md_cell(_fmt_outcome(d.pinned))} | {_md_cell(_fmt_outcome(d.actual))} | {_md_cell(gates) or '—'} |")
+        out.append("")
+    else:
+        out += ["No outcome differences.", ""]
+    out += [f"* version: {m}" for m in r.discipline]
+    c = r.certificate
+    if "status" in c:
+        out.append(f"* certificate `{c['path']}`: **{c['status']}**" + (f", approved by {c['signer']} at {c['signed_at']}" if c["status"] == "valid" else ""))
+        out += [f"  * {p}" for p in c.get("problems", [])]
+    out.append(f"\n**{'FAILED' if r.failed else 'ok'}**")
+    return "\n".join(out) + "\n"
+
+
+def _json(r: CertifyReport) -> str:
+    b = r.bundle
+    return json.dumps({
+        "bundle": {"path": r.bundle_path, "name": b.name, "version": b.version, "digest": b.digest},
+        "corpus": {"paths": r.corpus.roots, "digest": r.corpus.digest, "cases": r.runs, "skipped": [n for n, _ in r.skipped]},
+        "seconds": round(r.seconds, 3),
+        "differences": [d.as_json() for d in r.differences],
+        "repinned": r.repinned,
+        "version_problems": r.discipline,
+        "certificate": r.certificate,
+        "ok": not r.failed,
+    }, indent=1, ensure_ascii=False) + "\n"
+
+
+def _junit(r: CertifyReport) -> str:
+    from xml.etree import ElementTree as ET
+
+    suite = ET.Element("testsuite", name=f"ep4 certify {r.bundle.name} {r.bundle.version}", tests=str(r.runs + 1),
+                       failures=str(len(r.differences) + (1 if r.certificate.get("problems") or r.discipline else 0)),
+                       time=f"{r.seconds:.3f}")
+    diffs = {d.case: d for d in r.differences}
+    for name in sorted({c.name for c in r.corpus.cases if not c.own_bundle}):
+        tc = ET.SubElement(suite, "testcase", classname=r.bundle.name, name=name)
+        d = diffs.get(name)
+        if d is not None:
+            f = ET.SubElement(tc, "failure", message=f"{_fmt_outcome(d.pinned)} -> {_fmt_outcome(d.actual)}")
+            f.text = "\n".join(f"gate {g['id']}: {g['before']} -> {g['after']} " + ", ".join(f"{k} = {v}" for k, v in g["read"].items()) for g in d.gates)
+    tc = ET.SubElement(suite, "testcase", classname=r.bundle.name, name="certificate and version")
+    problems = list(r.certificate.get("problems", [])) + r.discipline
+    if problems:
+        ET.SubElement(tc, "failure", message=problems[0]).text = "\n".join(problems)
+    return ET.tostring(suite, encoding="unicode") + "\n"
+
+
+# --- the certificate in the live modes ---
+
+
+def live_certificate(bundle: Bundle, bundle_path: str | Path, *, certificate: str | None, approvers: str | None,
+                     allow_uncertified: bool) -> dict[str, str]:
+    """What ``binance`` / ``binance-testnet`` execution records about the bundle's certificate:
+    {"certificate": digest} when it is valid; {"uncertified": reason} under --allow-uncertified;
+    otherwise InputError (exit 2) saying why and how to fix it."""
+    path = certificate_path(bundle_path, certificate)
+    cert = _read_certificate(path)
+    try:
+        listed = load_approvers(approvers_path(bundle_path, approvers))
+    except InputError as exc:
+        listed, why = [], str(exc)
+    else:
+        why = ""
+    if cert is None:
+        why = f"no certificate at {path}"
+    elif "unreadable" in cert:
+        why = f"{path}: {cert['unreadable']}"
+    elif not why:
+        problems = check_certificate(cert, bundle, listed)
+        if not problems:
+            return {"certificate": certificate_digest(cert)}
+        why = f"{path}: " + "; ".join(p.message for p in problems)
+    if allow_uncertified:
+        return {"uncertified": why}
+    raise InputError(
+        f"{bundle.name} {bundle.version} is not certified for live trading: {why}. Certify it "
+        f"(`ep4 certify {bundle_path} --cases tests/cases --sign KEYFILE`), or pass --allow-uncertified "
+        "(recorded in every result and audit record)"
+    )
+
+
+# --- ep4 diff ---
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .inputs import load_config_bundle
+
+    if bool(args.cases) == bool(args.audit):
+        raise InputError("ep4 diff needs --cases PATH... or --audit AUDIT.jsonl (one of them)")
+    old, new = load_config_bundle(args.old), load_config_bundle(args.new)
+    if args.cases:
+        corpus = load_corpus(args.cases)
+        cases = [c for c in corpus.cases if not c.own_bundle]
+        a = run_corpus(old, cases, jobs=args.jobs)
+        b = run_corpus(new, cases, jobs=args.jobs)
+        rows = [(c.name, x.outcome, y.outcome, c) for c, x, y in zip(cases, a, b)]
+        errors = [x.error or y.error for x, y in zip(a, b) if x.error or y.error]
+        if errors:
+            raise CorpusError("; ".join(errors[:5]))
+        source = f"corpus {', '.join(args.cases)} ({len(cases)} cases)"
+    else:
+        rows, source = _audit_rows(Path(args.audit), old, new, args.state_dir)
+    report = _diff_report(old, new, rows, source, new_bundle=new)
+    sys.stdout.write({"text": _diff_text, "markdown": _diff_markdown, "json": _diff_json}[args.format](report))
+    return 1 if report["changed"] else 0
+
+
+def _audit_rows(path: Path, old: Bundle, new: Bundle, state_dir: str | None) -> tuple[list[tuple[str, Any, Any, Any]], str]:
+    """Each recorded execution's pure input (decision, context, the state view it was decided
+    with, rebuilt from the ledger as `ep4 replay` does) re-evaluated under both bundles, dry-run."""
+    from ..audit import read_records
+    from ..ledger import Ledger
+    from ..models import ExecutionContext
+    from ..numbers import loads
+    from ..pipeline import Config, evaluate
+    from ..replay import recorded_state
+    from .inputs import load_constraints
+
+    if not path.is_file():
+        raise InputError(f"audit log not found (or not a file): {path}")
+    constraints = load_constraints(None, None)
+    ledger = Ledger.open_existing(Path(state_dir) if state_dir else path.parent)
+    rows = []
+    seen = 0
+    try:
+        for line_no, rec in _records(path, read_records, loads):
+            if rec.get("kind") != "execution" or not isinstance(rec.get("input"), dict):
+                continue
+            seen += 1
+            try:
+                context = ExecutionContext.model_validate(rec["input"]["context"])
+                state = recorded_state(rec, ledger)
+                raw = rec["input"]["decision_text"]
+            except Exception as exc:  # noqa: BLE001 - a record this ep4 cannot read back: say which
+                raise InputError(f"{path}: line {line_no}: cannot read the recorded input ({type(exc).__name__}: {exc})") from None
+            if isinstance(state, str):
+                raise InputError(f"{path}: line {line_no}: {state}")
+            outs = []
+            for bundle in (old, new):
+                ev = evaluate(raw, context, Config(bundle, constraints, "dry-run"), state)
+                outs.append(outcome_of(ev.result))
+            rows.append((f"line {line_no}: {rec.get('policy_decision_id')}/{rec.get('action_id')}", outs[0], outs[1], None))
+    finally:
+        if ledger is not None:
+            ledger.close()
+    return rows, f"audit log {path} ({seen} recorded executions, re-evaluated in dry-run)"
+
+
+def _records(path: Path, read_records: Any, loads: Any) -> Iterable[tuple[int, dict[str, Any]]]:
+    for line_no, text in read_records(path):
+        try:
+            rec = loads(text)
+        except (ValueError, RecursionError):
+            raise InputError(f"{path}: line {line_no} is not a record; run `ep4 audit verify` first") from None
+        if isinstance(rec, dict):
+            yield line_no, rec
+
+
+def _diff_report(old: Bundle, new: Bundle, rows: list[tuple[str, Any, Any, Any]], source: str, *, new_bundle: Bundle) -> dict[str, Any]:
+    changed = []
+    shadow_blocks: dict[str, list[str]] = {}
+    for name, a, b, case in rows:
+        for s in b.get("shadow", []):
+            gate = new_bundle.gate(s)
+            if gate is not None and b["reason_code"] == "DRY_RUN":  # it went through, and the shadow gate would have refused it
+                shadow_blocks.setdefault(s, []).append(name)
+        fields = differing_fields(a, b)
+        if fields:
+            reads = {}
+            if case is not None:
+                reads = _gate_reads(new_bundle, case, [g for g in (a.get("gate"), b.get("gate")) if g])
+            changed.append({"case": name, "old": a, "new": b, "fields": fields,
+                            "gate": b.get("gate") or a.get("gate") or "(engine)", "read": reads})
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in changed:
+        groups.setdefault(c["gate"], []).append(c)
+    return {
+        "old": {"name": old.name, "version": old.version, "digest": old.digest},
+        "new": {"name": new.name, "version": new.version, "digest": new.digest},
+        "source": source, "total": len(rows), "changed": changed,
+        "by_gate": {g: len(v) for g, v in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))},
+        "shadow_would_block": {g: len(v) for g, v in sorted(shadow_blocks.items())},
+        "shadow_examples": {g: v[:5] for g, v in sorted(shadow_blocks.items())},
+    }
+
+
+def _diff_text(r: dict[str, Any]) -> str:
+    o, n = r["old"], r["new"]
+    lines = [f"ep4 diff {o['name']} {o['version']} -> {n['name']} {n['version']} over {r['source']}",
+             f"{len(r['changed'])} of {r['total']} change outcome"]
+    for gate, count in r["by_gate"].items():
+        lines.append(f"  {gate}: {count}")
+        for c in [c for c in r["changed"] if c["gate"] == gate][:50]:
+            lines.append(f"    {c['case']}: {_fmt_outcome(c['old'])} -> {_fmt_outcome(c['new'])}")
+            for g, values in c["read"].items():
+                if values:
+                    lines.append(f"      {g} read " + ", ".join(f"{k} = {v}" for k, v in values.items()))
+    for gate, count in r["shadow_would_block"].items():
+        lines.append(f"shadow gate {gate} would have refused {count} of {r['total']} that went through: "
+                     + ", ".join(r["shadow_examples"][gate]) + (" ..." if count > 5 else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _diff_markdown(r: dict[str, Any]) -> str:
+    o, n = r["old"], r["new"]
+    out = [f"### ep4 diff: {o['name']} {o['version']} → {n['version']}", "",
+           f"Over {r['source']}: **{len(r['changed'])} of {r['total']}** change outcome.", ""]
+    if r["by_gate"]:
+        out += ["| gate | changed |", "|---|---|"] + [f"| `{g}` | {c} |" for g, c in r["by_gate"].items()] + [""]
+        out += ["| case | old | new |", "|---|---|---|"]
+        out += [f"| `{_md_cell(c['case'])}` | {_md_cell(_fmt_outcome(c['old']))} | {_md_cell(_fmt_outcome(c['new']))} |" for c in r["changed"]]
+        out.append("")
+    for gate, count in r["shadow_would_block"].items():
+        out.append(f"* shadow gate `{gate}` would have refused {count} that went through")
+    return "\n".join(out) + "\n"
+
+
+def _diff_json(r: dict[str, Any]) -> str:
+    return json.dumps(r, indent=1, ensure_ascii=False) + "\n"
+
+
+# --- the command line ---
+
+
+def add_parsers(sub: Any, add_evaluator: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("certify", help="run a case corpus against a bundle, compare with the pins, check or sign its certificate")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--cases", nargs="+", required=True, metavar="PATH", help="case files or directories (docs/certification.md)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--update", action="store_true", help="re-pin the cases whose outcome differs (after review)")
+    p.add_argument("--sign", metavar="KEYFILE", help="write a new certificate signed with this Ed25519 key (ep4 keys new)")
+    p.add_argument("--certificate", metavar="FILE", help="the certificate (default: BUNDLE with .cert.json)")
+    p.add_argument("--approvers", metavar="FILE", help="approvers' public keys (default: $EP4_APPROVERS, else approvers.json next to the bundle)")
+    p.add_argument("--outcomes-only", action="store_true", help="compare outcomes only; no certificate is read or written")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    add_evaluator(p)
+    p.set_defaults(func=cmd_certify)
+
+    p = sub.add_parser("diff", help="which cases or recorded decisions change outcome between two bundles")
+    p.add_argument("old", metavar="OLD")
+    p.add_argument("new", metavar="NEW")
+    p.add_argument("--cases", nargs="+", metavar="PATH")
+    p.add_argument("--audit", metavar="AUDIT.jsonl")
+    p.add_argument("--state-dir", metavar="DIR", help="the ledger the records' state views name (default: the log's directory)")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("keys", help="approval keys")
+    keys_sub = p.add_subparsers(dest="keys_command", metavar="COMMAND")
+    keys_sub.required = True
+    q = keys_sub.add_parser("new", help="a new Ed25519 approval key (private key to --out; the approvers entry on stdout)")
+    q.add_argument("--out", required=True, metavar="KEYFILE")
+    q.add_argument("--name", required=True, help="the approver's name, as the approvers file will list it")
+    q.set_defaults(func=cmd_keys_new)

@@ -1,0 +1,208 @@
+"""Certification corpora on disk (imperative shell): finding, reading and re-pinning cases.
+
+A case is one JSON file: the whole pure input of one evaluation and its pinned outcome
+(docs/certification.md). A corpus is any set of case files and directories; inside a directory,
+paths with a part starting with ``_`` or ``.`` are not cases (``_base/context.json`` is the base
+context that ``context_patch`` patches).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..constraints import ConstraintsSnapshot
+from ..errors import InputError
+from ..models import ExecutionContext, StateView
+from ..numbers import loads as exact_loads
+
+__all__ = ["Case", "Corpus", "CorpusError", "case_inputs", "load_corpus", "merge", "write_pin"]
+
+MAX_CASE_BYTES = 1 << 20
+
+
+class CorpusError(InputError):
+    """A corpus that cannot be used: the message names the file and what is wrong (exit 2)."""
+
+
+@dataclass
+class Case:
+    name: str  # path under its corpus root, without .json
+    path: Path
+    data: dict[str, Any]
+    base: Path | None  # the _base directory whose context.json context_patch patches
+
+    @property
+    def expect(self) -> dict[str, Any] | None:
+        e = self.data.get("expect")
+        return e if isinstance(e, dict) else None
+
+    @property
+    def own_bundle(self) -> str | None:
+        return self.data.get("bundle")
+
+
+@dataclass
+class Corpus:
+    roots: list[str]
+    cases: list[Case]
+    digest: str
+    files: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (case, why)
+
+
+def merge(base: Any, patch: Any) -> Any:
+    """RFC 7396-style merge patch (null deletes), lists replaced whole."""
+    if not isinstance(patch, dict) or not isinstance(base, dict):
+        return patch
+    out = dict(base)
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge(out.get(k), v)
+    return out
+
+
+def _is_case(path: Path, root: Path) -> bool:
+    parts = path.relative_to(root).parts
+    return path.suffix == ".json" and not any(p.startswith(("_", ".")) for p in parts)
+
+
+def load_corpus(paths: Iterable[str]) -> Corpus:
+    """Every case under ``paths`` (files or directories), sorted by name, and the corpus digest:
+    sha256 over each case's and base file's name and bytes (pins included: re-pinning is a change)."""
+    roots = list(paths)
+    cases: list[Case] = []
+    hashed: dict[str, str] = {}
+    for given in roots:
+        root = Path(given)
+        if root.is_file():
+            files, top = [root], root.parent
+        elif root.is_dir():
+            files, top = sorted(p for p in root.rglob("*.json") if _is_case(p, root)), root
+            for base in sorted(root.rglob("_base/*.json")):
+                hashed[f"{root.name}/{base.relative_to(root)}"] = _sha(base)
+        else:
+            raise CorpusError(f"--cases {given}: no such file or directory")
+        for path in files:
+            name = str(path.relative_to(top).with_suffix("")) if root.is_dir() else path.stem
+            if any(c.name == name for c in cases):
+                raise CorpusError(f"{path}: a second case named {name!r} (two corpora with the same layout?)")
+            cases.append(Case(name, path, _read_case(path), _find_base(path, top)))
+            hashed[f"{root.name if root.is_dir() else ''}/{name}.json"] = _sha(path)
+    if not cases:
+        raise CorpusError(f"no cases in {', '.join(roots)} (a case is a .json file; see docs/certification.md)")
+    cases.sort(key=lambda c: c.name)
+    digest = "sha256:" + hashlib.sha256("".join(f"{k}\n{v}\n" for k, v in sorted(hashed.items())).encode()).hexdigest()
+    return Corpus(roots, cases, digest, files=len(hashed))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _read_case(path: Path) -> dict[str, Any]:
+    try:
+        if path.stat().st_size > MAX_CASE_BYTES:
+            raise CorpusError(f"{path}: larger than {MAX_CASE_BYTES} bytes; not a case")
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except CorpusError:
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CorpusError(f"{path}: cannot read: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise CorpusError(f"{path}: not JSON: {exc}") from None
+    if not isinstance(data, dict) or "decision" not in data:
+        raise CorpusError(f"{path}: a case is a JSON object with at least \"decision\" (see docs/certification.md)")
+    unknown = set(data) - {"description", "decision", "context", "context_patch", "state", "constraints", "leverage_brackets",
+                           "constraints_override", "bundle", "expect", "source"}
+    if unknown:
+        raise CorpusError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
+    data["_text"] = text
+    return data
+
+
+def _find_base(path: Path, top: Path) -> Path | None:
+    d = path.parent
+    while True:
+        if (d / "_base" / "context.json").is_file():
+            return d / "_base"
+        if d == top or d == d.parent:
+            return None
+        d = d.parent
+
+
+@lru_cache(maxsize=64)
+def _base_context(base: Path) -> dict[str, Any]:
+    return exact_loads((base / "context.json").read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=64)
+def _constraints_file(path: str, brackets: str | None) -> ConstraintsSnapshot:
+    from .inputs import load_constraints
+
+    return load_constraints(path, brackets)
+
+
+def case_inputs(case: Case, default_constraints: ConstraintsSnapshot) -> tuple[str, ExecutionContext, ConstraintsSnapshot, StateView]:
+    """(decision text, context, constraints, state) of a case; CorpusError naming the case if unusable."""
+    d = case.data
+    try:
+        exact = exact_loads(d["_text"])  # numbers as exact decimals, from the text as written
+        decision = d["decision"]
+        if isinstance(decision, dict) and set(decision) == {"raw_text"}:
+            raw = decision["raw_text"]
+        else:
+            raw = json.dumps(decision)  # JSON numbers stay numbers (tests/conftest.py reads cases the same way)
+        if "context" in d:
+            context_data = exact["context"]
+        else:
+            if case.base is None:
+                raise CorpusError(f"{case.path}: no \"context\" and no _base/context.json above it to patch")
+            context_data = merge(_base_context(case.base), exact.get("context_patch", {}))
+        context = ExecutionContext.model_validate(context_data)
+        if "constraints" in d:
+            where = case.path.parent
+            brackets = str(where / d["leverage_brackets"]) if d.get("leverage_brackets") else None
+            constraints = _constraints_file(str(where / d["constraints"]), brackets)
+        else:
+            constraints = default_constraints
+        if "constraints_override" in d:
+            dumped = constraints.model_dump(mode="json")
+            dumped["symbols"] = merge(dumped["symbols"], exact["constraints_override"])
+            constraints = ConstraintsSnapshot.model_validate(dumped)
+        state = StateView.model_validate(exact.get("state", {}))
+    except CorpusError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydantic / JSON / input errors: the case is unusable, say which and why
+        first = str(exc).strip().splitlines()
+        raise CorpusError(f"{case.path}: unusable case: {type(exc).__name__}: {' '.join(first[:3])}") from None
+    return raw, context, constraints, state
+
+
+def write_pin(case: Case, outcome: dict[str, Any]) -> None:
+    """Replace the case's ``expect`` with ``outcome`` (appended when absent), leaving the rest of
+    the file as written; atomically (temp file + rename)."""
+    text = case.data["_text"]
+    pin = json.dumps(outcome, indent=1, ensure_ascii=False).replace("\n", "\n ")
+    key = '\n "expect": '
+    at = text.find(key)
+    if at >= 0:
+        start = at + len(key)
+        _, end = json.JSONDecoder().raw_decode(text, start)
+        new = text[:start] + pin + text[end:]
+    else:
+        close = text.rstrip().rfind("}")
+        body = text[:close].rstrip()
+        new = body + ("," if not body.endswith("{") else "") + key + pin + "\n}" + text[close + 1:]
+    json.loads(new)  # never write a broken case
+    tmp = case.path.with_name(f".{case.path.name}.tmp")
+    tmp.write_text(new, encoding="utf-8")
+    tmp.replace(case.path)
+    case.data = {**json.loads(new), "_text": new}
