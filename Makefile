@@ -23,7 +23,7 @@ test: $(STAMP)
 
 # generated hostile decisions, contexts, bundles and CEL: counts, slowest answer, peak memory
 fuzz: $(STAMP)
-	$(BIN)/python tests/fuzz.py --count 1000000 --seed 20261127
+	$(BIN)/python tests/fuzz.py --count 1000000 --seed 20261127 --jobs 2
 
 # 1,000 SIGKILLs inside write-ahead -> call -> ack -> audit against `ep4 paper serve`, 4 processes x 50
 # decisions on one state directory, the fault matrix; the figures go into docs/reliability.md
