@@ -101,6 +101,7 @@ class Tally:
             fn()
         except Exception:
             self.failures.append(f"{target}: {text[:200]!r}\n{traceback.format_exc(limit=6)}")
+            print(f"fuzz{self.label}: FAILED {self.failures[-1]}", file=sys.stderr, flush=True)
         took, wall = time.process_time() - c0, time.perf_counter() - w0
         self.counts[target] = self.counts.get(target, 0) + 1
         if took > self.slowest[0]:
@@ -109,6 +110,7 @@ class Tally:
             self.slowest_wall = (wall, target, text[:120])
         if took > SLOW_S:
             self.failures.append(f"{target}: {took:.2f} s CPU for {text[:200]!r}")
+            print(f"fuzz{self.label}: FAILED {self.failures[-1]}", file=sys.stderr, flush=True)
         done = sum(self.counts.values())
         if done % PROGRESS_EVERY == 0:
             print(f"fuzz{self.label}: {done} inputs, {time.monotonic() - self.started:.0f} s, "

@@ -334,7 +334,8 @@ def cmd_certify(args: argparse.Namespace) -> int:
     measured = outcomes_digest(outcomes)
     cert_path = certificate_path(args.bundle or bundle.path, args.certificate)
     old = _read_certificate(cert_path)
-    discipline = _version_discipline(old, bundle, [d.case for d in differences], measured)
+    # --outcomes-only compares outcomes with the pins and nothing else: no certificate, no version discipline
+    discipline = [] if args.outcomes_only else _version_discipline(old, bundle, [d.case for d in differences], measured)
     certificate: dict[str, Any] = {"path": str(cert_path)}
     if not args.outcomes_only:
         approvers_file = approvers_path(args.bundle or bundle.path, args.approvers)
@@ -415,8 +416,10 @@ def _text(r: CertifyReport) -> str:
         tag = "REPINNED" if d.case in r.repinned else "DIFF"
         lines.append(f"{tag} {d.case}: {_fmt_outcome(d.pinned)} -> {_fmt_outcome(d.actual)}")
         for f in d.fields:
-            if f in ("order", "shadow"):
-                lines.append(f"     {f}: {json.dumps((d.pinned or {}).get(f))} -> {json.dumps(d.actual.get(f))}")
+            if f == "order":
+                lines.append(f"     order: {_order_change((d.pinned or {}).get('order'), d.actual.get('order'))}")
+            elif f == "shadow":
+                lines.append(f"     shadow: {json.dumps((d.pinned or {}).get(f))} -> {json.dumps(d.actual.get(f))}")
         for g in d.gates:
             read = ", ".join(f"{k} = {v}" for k, v in g["read"].items())
             lines.append(f"     gate {g['id']}: {g['before']} -> {g['after']}" + (f"; read {read}" if read else ""))
@@ -438,6 +441,26 @@ def _text(r: CertifyReport) -> str:
         + (f", {len(r.discipline)} version problem(s)" if r.discipline else "")
     )
     return "\n".join(lines) + "\n"
+
+
+def _order_summary(o: Any) -> str:
+    if not isinstance(o, dict):
+        return "none"
+    p = o.get("params") or {}
+    what = " ".join(str(p[k]) for k in ("symbol", "side", "positionSide", "type", "quantity", "price") if k in p)
+    return f"{o.get('method')} {o.get('path')} {what}".strip()
+
+
+def _order_change(old: Any, new: Any) -> str:
+    """What changed in the order that would be sent, in a line: the order itself when one side has
+    none, otherwise only the parameters that differ."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return f"{_order_summary(old)} -> {_order_summary(new)}"
+    a, b = old.get("params") or {}, new.get("params") or {}
+    changed = [f"{k} {a.get(k, '(none)')} -> {b.get(k, '(none)')}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if old.get("method") != new.get("method") or old.get("path") != new.get("path"):
+        changed.insert(0, f"{old.get('method')} {old.get('path')} -> {new.get('method')} {new.get('path')}")
+    return "; ".join(changed) or "same"
 
 
 def _md_cell(text: str) -> str:
@@ -702,6 +725,13 @@ def add_parsers(sub: Any, add_evaluator: Callable[[argparse.ArgumentParser], Non
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("cases", help="make certification cases: from an audit log, or at every limit of a bundle")
+    cases_sub = p.add_subparsers(dest="cases_command", metavar="COMMAND")
+    cases_sub.required = True
+    from .boundary import add_parser as add_boundary_parser
+
+    add_boundary_parser(cases_sub, add_evaluator)
 
     p = sub.add_parser("keys", help="approval keys")
     keys_sub = p.add_subparsers(dest="keys_command", metavar="COMMAND")

@@ -1,0 +1,345 @@
+"""Bundle lifecycle (spec §9, issue 9): ep4 certify, the signed certificate and its version
+discipline, ep4 diff, ep4 keys, ep4 cases boundary / from-audit, and the live modes' refusal of an
+uncertified bundle. Every test works on a copy of the shipped bundle in a temp dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import time
+from decimal import Decimal
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+
+from engine.cli import main
+from engine.cli.certify import run_corpus
+from engine.cli.corpus import load_corpus
+from engine.cli.inputs import load_config_bundle
+from engine.errors import BundleError
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = ROOT / "tests" / "cases"
+BOUNDARY = CASES / "boundary"
+SHIPPED = ROOT / "policies" / "binance-perp-default.yaml"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    """A copy of policies/ and gates/ (the bundle includes ../gates/), certificate and approvers too."""
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    shutil.copytree(ROOT / "gates", tmp_path / "gates")
+    return tmp_path
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def new_key(capsys, where: Path, name: str = "Risk Officer") -> tuple[Path, dict]:
+    code, out, err = run(capsys, "keys", "new", "--out", where, "--name", name)
+    assert code == 0, err
+    return where, json.loads(out)
+
+
+# --- what ships ---
+
+
+@pytest.mark.parametrize("bundle", sorted(p.name for p in (ROOT / "policies").glob("*.yaml")))
+def test_every_shipped_bundle_certifies_with_a_valid_signed_certificate(capsys, bundle: str) -> None:
+    code, out, err = run(capsys, "certify", ROOT / "policies" / bundle, "--cases", CASES, "--no-progress")
+    assert code == 0, out + err
+    assert re.search(r"certificate .*: valid, approved by ", out), out
+    assert "ok: 0 differences" in out
+
+
+def test_the_committed_boundary_corpus_is_what_the_generator_gives(capsys, tmp_path: Path) -> None:
+    code, out, err = run(capsys, "cases", "boundary", SHIPPED, "--out", tmp_path / "b")
+    assert code == 0, err
+    made = {p.relative_to(tmp_path / "b"): p.read_text() for p in (tmp_path / "b").rglob("*.json")}
+    committed = {p.relative_to(BOUNDARY): p.read_text() for p in BOUNDARY.rglob("*.json")}
+    assert sorted(made) == sorted(committed), "regenerate: ep4 cases boundary policies/binance-perp-default.yaml --out tests/cases/boundary --replace"
+    assert made == committed
+    # every enforced gate and check but the disabled session window is bounded on both sides
+    assert "not reached by any knob (1): temporal.session-window" in out
+
+
+def test_boundary_cases_sit_on_both_sides_of_each_limit() -> None:
+    corpus = load_corpus([str(BOUNDARY)])
+    from engine.cli.boundary import CATEGORICAL
+
+    categorical = {key for _, key, _, _ in CATEGORICAL}
+    by_gate: dict[str, set[str]] = {}
+    for c in corpus.cases:
+        src = c.data["source"]
+        assert src["generator"] == "ep4 cases boundary"
+        # a categorical probe's passing side is its scenario's base input, written once for all gates
+        by_gate.setdefault(src["gate"], set()).update({src["side"], "limit"} if src["knob"] in categorical else {src["side"]})
+        if src["side"] == "over":
+            assert c.expect["gate"] == src["gate"], c.name
+        else:
+            assert c.expect["reason_code"] == "DRY_RUN", c.name
+    bundle = load_config_bundle(SHIPPED)
+    for g in bundle.risk_gates + bundle.constraint_checks:
+        if g.id == "temporal.session-window":  # disabled by session_windows_enabled: false
+            continue
+        assert {"limit", "over"} <= by_gate.get(g.id, set()), g.id
+
+
+# --- a one-step change to any limit fails certification, naming the case and the gate ---
+
+
+def _param_variants() -> list[tuple[str, str, str]]:
+    """(label, old text, new text): each numeric param of the shipped bundle (each symbol's entry of
+    a per-symbol one) and the cooldown, one unit of its written precision up and down."""
+    text = SHIPPED.read_text()
+    out = []
+
+    def unit(v: str) -> Decimal:
+        return Decimal(1).scaleb(Decimal(v).as_tuple().exponent)
+
+    for m in re.finditer(r"\n    (\w+):\n      type: (\w+)\n      value: (.+)\n", text):
+        name, kind, value = m.groups()
+        if kind == "per_symbol_decimal":
+            for sym, v in re.findall(r'(\w+): "([\d.]+)"', value):
+                for sign in (1, -1):
+                    old = f'{sym}: "{v}"'
+                    out.append((f"{name}[{sym}]{'+' if sign > 0 else '-'}", m.group(0), m.group(0).replace(old, f'{sym}: "{Decimal(v) + sign * unit(v)}"')))
+        elif kind in ("integer", "decimal"):
+            v = value.strip('"')
+            for sign in (1, -1):
+                out.append((f"{name}{'+' if sign > 0 else '-'}", m.group(0), m.group(0).replace(f"value: {value}", f"value: {Decimal(v) + sign * unit(v)}")))
+    for sign in (1, -1):
+        out.append((f"cooldownMs{'+' if sign > 0 else '-'}", "cooldownMs: 300000", f"cooldownMs: {300000 + sign}"))
+    return out
+
+
+VARIANTS = _param_variants()
+
+
+def test_the_variants_cover_every_numeric_param() -> None:
+    bundle = load_config_bundle(SHIPPED)
+    numeric = {n for n, p in bundle.params.items() if p[0] in ("integer", "decimal", "per_symbol_decimal")}
+    assert numeric and numeric <= {label.split("[")[0].rstrip("+-") for label, _, _ in VARIANTS}
+
+
+@pytest.mark.parametrize("label,old,new", VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_a_one_step_change_to_any_param_changes_a_pinned_outcome(tmp_path: Path, label: str, old: str, new: str) -> None:
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    shutil.copytree(ROOT / "gates", tmp_path / "gates")
+    path = tmp_path / "policies" / SHIPPED.name
+    edit(path, old, new)
+    try:
+        bundle = load_config_bundle(path)
+    except BundleError as exc:  # the change itself is refused (a window longer than the lookback): caught too
+        assert "opens_window_ms" in str(exc) or "cancel_window_ms" in str(exc), exc
+        return
+    name = label.split("[")[0].rstrip("+-")
+    reads = "settings.cooldown_ms" if name == "cooldownMs" else f"params.{name}"
+    gates = {g.id for g in bundle.risk_gates + bundle.constraint_checks if reads in g.expression.text}
+    assert gates, f"no gate reads {reads}"
+    cases = [c for c in load_corpus([str(BOUNDARY)]).cases if c.data["source"]["gate"] in gates]
+    runs = run_corpus(bundle, cases)
+    flipped = [(r.name, r.outcome["gate"], c.expect["gate"]) for r, c in zip(runs, cases) if r.outcome != c.expect]
+    assert flipped, f"{label}: no pinned outcome changed"
+    assert all((now or was) in gates for _, now, was in flipped), flipped
+
+
+def test_certify_names_the_case_the_gate_and_the_values_it_read(capsys, repo: Path) -> None:
+    bundle = repo / "policies" / SHIPPED.name
+    edit(bundle, "max_api_latency_ms:\n      type: decimal\n      value: 1000", "max_api_latency_ms:\n      type: decimal\n      value: 999")
+    code, out, err = run(capsys, "certify", bundle, "--cases", CASES, "--no-progress")
+    assert code == 1, out + err
+    assert re.search(r"DIFF boundary/health\.api-latency/\S+--latency--limit: NOOP DRY_RUN \(rule 5\) -> FAILED_SAFE API_LATENCY_TOO_HIGH \(rule 3, health\.api-latency\)", out), out
+    assert "     order: POST /fapi/v1/order BTCUSDT BUY MARKET 0.001 -> none" in out
+    assert 'gate health.api-latency: pass -> fail; read intent.kind = "ORDER", intent.reduce_only = false, health.api_latency_ms = 1000, params.max_api_latency_ms = 999' in out
+    # the version did not change: its own message, listing the cases
+    assert "VERSION outcomes changed on the corpus but metadata.version is still 1.1.0: boundary/health.api-latency/" in out
+    assert out.rstrip().splitlines()[-1].startswith("FAILED:")
+
+
+def test_a_comment_only_change_asks_for_a_version_bump_and_a_re_sign(capsys, repo: Path) -> None:
+    bundle = repo / "policies" / SHIPPED.name
+    edit(bundle, "# Ceilings are deliberately conservative", "# Reviewed 2026-11-27. Ceilings are deliberately conservative")
+    code, out, err = run(capsys, "certify", bundle, "--cases", CASES, "--no-progress")
+    assert code == 1, err
+    assert "0 differences" in out
+    assert ("VERSION content changed since the certificate, outcomes unchanged on the corpus; metadata.version is still 1.1.0: "
+            "bump it and re-sign") in out
+    assert "files changed since it was signed: binance-perp-default.yaml" in out
+    # the same for a change in an included gate library
+    edit(bundle, "Reviewed 2026-11-27. ", "")
+    edit(repo / "gates" / "health.yaml", "\n", "\n# a comment\n")
+    code, out, err = run(capsys, "certify", bundle, "--cases", CASES, "--no-progress")
+    assert code == 1, err
+    assert "content changed since the certificate, outcomes unchanged" in out and "../gates/health.yaml" in out
+
+
+def test_bump_sign_and_certify_again(capsys, repo: Path) -> None:
+    bundle = repo / "policies" / SHIPPED.name
+    edit(bundle, "version: 1.1.0", "version: 1.1.1")
+    code, out, _ = run(capsys, "certify", bundle, "--cases", CASES, "--no-progress")
+    assert code == 1 and "it certifies binance-perp-default 1.1.0, not binance-perp-default 1.1.1" in out
+    key, entry = new_key(capsys, repo / "keys" / "officer.key")
+    # a key the approvers file does not list cannot sign
+    code, _, err = run(capsys, "certify", bundle, "--cases", CASES, "--sign", key, "--no-progress")
+    assert code == 2 and "not in the approvers file" in err and "BEGIN" not in err
+    approvers = repo / "policies" / "approvers.json"
+    data = json.loads(approvers.read_text())
+    data["approvers"].append(entry)
+    approvers.write_text(json.dumps(data))
+    code, out, err = run(capsys, "certify", bundle, "--cases", CASES, "--sign", key, "--no-progress")
+    assert code == 0, out + err
+    assert "valid (written), approved by Risk Officer" in out
+    cert = json.loads((repo / "policies" / "binance-perp-default.cert.json").read_text())
+    assert cert["bundle"]["version"] == "1.1.1" and cert["corpus"]["cases"] > 1000
+    assert cert["approval"]["approver"] == "Risk Officer" and cert["ep4_version"]
+    code, out, _ = run(capsys, "certify", bundle, "--cases", CASES, "--no-progress")
+    assert code == 0 and "valid, approved by Risk Officer" in out
+
+
+def test_a_tampered_certificate_or_an_unknown_key_fails(capsys, repo: Path) -> None:
+    bundle = repo / "policies" / SHIPPED.name
+    cert_path = repo / "policies" / "binance-perp-default.cert.json"
+    cert = json.loads(cert_path.read_text())
+    cert["corpus"]["cases"] += 1
+    cert_path.write_text(json.dumps(cert))
+    code, out, _ = run(capsys, "certify", bundle, "--cases", CASES, "--no-progress")
+    assert code == 1 and "does not match the certificate's content: it was edited after signing" in out
+    shutil.copy(ROOT / "policies" / cert_path.name, cert_path)
+    (repo / "other.json").write_text(json.dumps({"approvers": []}))
+    code, out, _ = run(capsys, "certify", bundle, "--cases", CASES, "--approvers", repo / "other.json", "--no-progress")
+    assert code == 1 and "which is not in the approvers file" in out
+    cert_path.write_text("{not json")
+    code, out, _ = run(capsys, "certify", bundle, "--cases", CASES, "--no-progress")
+    assert code == 1 and "UNREADABLE" in out
+
+
+def test_unusable_corpus_input_exits_2_naming_the_file(capsys, tmp_path: Path) -> None:
+    bad = tmp_path / "c"
+    bad.mkdir()
+    (bad / "x.json").write_text('{"decision": {}, "contexts": 1}')
+    code, out, err = run(capsys, "certify", SHIPPED, "--cases", bad, "--outcomes-only")
+    assert code == 2 and "x.json: unknown field(s) contexts" in err and "Traceback" not in err
+    code, _, err = run(capsys, "certify", SHIPPED, "--cases", tmp_path / "none", "--outcomes-only")
+    assert code == 2 and "no such file or directory" in err
+
+
+def test_reports_for_ci_and_review(capsys, repo: Path) -> None:
+    bundle = repo / "policies" / SHIPPED.name
+    edit(bundle, "max_open_positions:\n      type: integer\n      value: 3", "max_open_positions:\n      type: integer\n      value: 4")
+    junit = repo / "report.xml"
+    code, out, _ = run(capsys, "certify", bundle, "--cases", BOUNDARY, "--outcomes-only", "--junit", junit, "--format", "json")
+    assert code == 1
+    report = json.loads(out)
+    assert report["differences"] and all(d["case"].startswith("exposure.max-open-positions/") for d in report["differences"])
+    suite = ElementTree.parse(junit).getroot()
+    assert int(suite.get("failures")) == len(report["differences"])
+    failed = [tc.get("name") for tc in suite.iter("testcase") if tc.find("failure") is not None]
+    assert failed == sorted(d["case"] for d in report["differences"])
+    code, out, _ = run(capsys, "certify", bundle, "--cases", BOUNDARY, "--outcomes-only", "--format", "markdown")
+    assert code == 1 and "| case |" in out and "exposure.max-open-positions" in out
+
+
+def test_update_re_pins_after_review(capsys, repo: Path) -> None:
+    corpus = repo / "cases"
+    shutil.copytree(BOUNDARY / "_base", corpus / "_base")
+    for p in sorted((BOUNDARY / "health.api-latency").glob("BTCUSDT--one-way--open-market--*.json")):
+        shutil.copy(p, corpus / p.name)
+    bundle = repo / "policies" / SHIPPED.name
+    edit(bundle, "max_api_latency_ms:\n      type: decimal\n      value: 1000", "max_api_latency_ms:\n      type: decimal\n      value: 1001")
+    code, out, _ = run(capsys, "certify", bundle, "--cases", corpus, "--outcomes-only", "--update")
+    assert code == 0 and "REPINNED" in out and "1 re-pinned" in out
+    over = json.loads(next(corpus.glob("*--over.json")).read_text())
+    assert list(over)[:2] == ["description", "source"] and over["expect"]["reason_code"] == "DRY_RUN"
+    code, out, _ = run(capsys, "certify", bundle, "--cases", corpus, "--outcomes-only")
+    assert code == 0 and "ok: 0 differences" in out
+
+
+# --- ep4 diff ---
+
+
+def test_diff_over_the_corpus_groups_changes_by_gate(capsys, repo: Path) -> None:
+    new = repo / "policies" / "new.yaml"
+    shutil.copy(repo / "policies" / SHIPPED.name, new)
+    edit(new, "version: 1.1.0", "version: 1.2.0")
+    edit(new, "value: {BTCUSDT: \"30000\", ETHUSDT: \"25000\"}", "value: {BTCUSDT: \"20000\", ETHUSDT: \"25000\"}")
+    edit(new, "max_actions_per_minute:\n      type: integer\n      value: 20", "max_actions_per_minute:\n      type: integer\n      value: 19")
+    code, out, _ = run(capsys, "diff", SHIPPED, new, "--cases", CASES, "--format", "json")
+    assert code == 1
+    r = json.loads(out)
+    assert (r["old"]["version"], r["new"]["version"]) == ("1.1.0", "1.2.0")
+    assert set(r["by_gate"]) >= {"exposure.max-notional", "frequency.max-actions-per-minute"}
+    assert sum(r["by_gate"].values()) == len(r["changed"])
+    code, out, _ = run(capsys, "diff", SHIPPED, new, "--cases", CASES)
+    assert code == 1 and re.search(r"\d+ of \d+ change outcome", out) and "  exposure.max-notional: " in out
+    code, out, _ = run(capsys, "diff", SHIPPED, SHIPPED, "--cases", CASES)
+    assert code == 0 and out.splitlines()[1].startswith("0 of ")
+
+
+# --- keys ---
+
+
+def test_keys_new_writes_a_private_file_and_prints_only_the_public_entry(capsys, tmp_path: Path) -> None:
+    key, entry = new_key(capsys, tmp_path / "k" / "a.key", "A. Approver")
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert entry["name"] == "A. Approver" and entry["public_key"].startswith("ed25519:")
+    code, out, err = run(capsys, "keys", "new", "--out", key, "--name", "x")
+    assert code == 2 and "never overwrites" in err
+
+
+# --- the live modes ---
+
+
+def test_live_modes_refuse_an_uncertified_bundle(capsys, repo: Path, monkeypatch) -> None:
+    from engine.cli.inputs import open_shipped_paper
+    from exchange import ApiCredential, PaperServer
+
+    key, secret = "cert-test-key-123456", "cert-test-secret-DO-NOT-PRINT-654321"
+    monkeypatch.setenv("EP4_API_KEY", key)
+    monkeypatch.setenv("EP4_API_SECRET", secret)
+    bundle = repo / "policies" / SHIPPED.name
+    edit(bundle, "max_open_positions:\n      type: integer\n      value: 3", "max_open_positions:\n      type: integer\n      value: 4")
+    decision = repo / "d.json"
+    decision.write_text(json.dumps({"decision_id": "live-1", "decision_code": "AUTHORIZED_ACTION",
+                                    "action": {"type": "ACTION_OPEN_POSITION", "action_id": "a", "symbol": "BTCUSDT", "side": "LONG",
+                                               "quantity": "0.002", "order_type": "MARKET", "reduce_only": False}}))
+    paper = open_shipped_paper(None, mark_prices={}, extra_credentials=(ApiCredential(key, hmac_secret=secret),),
+                               clock=lambda: int(time.time() * 1000))
+    with PaperServer(paper) as server:
+        base = ["execute", decision, "--exchange", "binance-testnet", "--base-url", server.base_url, "--bundle", bundle]
+        code, out, err = run(capsys, *base, "--state-dir", repo / "s1")
+        assert code == 2 and out == ""
+        assert "binance-perp-default 1.1.0 is not certified for live trading" in err and "--allow-uncertified" in err
+        assert not (repo / "s1" / "audit.jsonl").exists() or (repo / "s1" / "audit.jsonl").read_text() == ""
+        code, out, err = run(capsys, *base, "--state-dir", repo / "s2", "--allow-uncertified")
+        assert code == 0, err
+        assert "UNCERTIFIED" in err
+        result = json.loads(out)
+        assert "files changed since it was signed" in result["bundle"]["uncertified"]
+        records = [json.loads(line) for line in (repo / "s2" / "audit.jsonl").read_text().splitlines()]
+        executions = [r for r in records if r.get("kind") == "execution"]
+        assert executions and all("uncertified" in json.dumps(r["result"]["bundle"]) for r in executions)
+        # the shipped bundle, certified: the certificate digest is named in the result
+        code, out, err = run(capsys, "execute", decision, "--exchange", "binance-testnet", "--base-url", server.base_url,
+                             "--state-dir", repo / "s3")
+        assert code == 0, err
+        assert json.loads(out)["bundle"]["certificate"].startswith("sha256:")
+        everything = out + err + (repo / "s2" / "audit.jsonl").read_text()
+        assert secret not in everything and key not in everything
+    # dry-run and paper need no certificate
+    code, out, err = run(capsys, "execute", decision, "--exchange", "dry-run", "--bundle", bundle,
+                         "--context", ROOT / "examples" / "context.json")
+    assert code == 0 and "certificate" not in out and "uncertified" not in out
