@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test differential fuzz reliability bench lock venv clean
+.PHONY: run test certify differential fuzz reliability bench lock venv clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# every bundle in policies/ against the committed corpus and its signed certificate (make test does it too)
+certify: $(STAMP)
+	set -e; for b in policies/*.yaml; do $(BIN)/ep4 certify "$$b" --cases tests/cases --jobs 2 --no-progress; done
+
 # generated hostile decisions, contexts, bundles and CEL: counts, slowest answer, peak memory
 fuzz: $(STAMP)
 	$(BIN)/python tests/fuzz.py --count 1000000 --seed 20261127 --jobs 2
@@ -30,11 +34,13 @@ fuzz: $(STAMP)
 reliability: $(STAMP)
 	$(BIN)/python tests/reliability.py --kills 1000 --processes 4 --rounds 50 --doc docs/reliability.md
 
-# Rules 1-4 (both evaluators), a 100,000-line dry-run batch, one paper execution over loopback
+# Rules 1-4 (both evaluators), a 100,000-line dry-run batch, one paper execution over loopback, ep4 certify
+# over a 10,000-case corpus
 bench: $(STAMP)
 	$(BIN)/ep4 bench
 	$(BIN)/python tests/bench/bench_batch.py
 	$(BIN)/python tests/bench/bench_exchange.py
+	$(BIN)/python tests/bench/bench_certify.py
 
 # compiled gates vs cel-python's interpreter on 100,000 random (expression, activation) pairs
 differential: $(STAMP)

@@ -343,3 +343,36 @@ def test_live_modes_refuse_an_uncertified_bundle(capsys, repo: Path, monkeypatch
     code, out, err = run(capsys, "execute", decision, "--exchange", "dry-run", "--bundle", bundle,
                          "--context", ROOT / "examples" / "context.json")
     assert code == 0 and "certificate" not in out and "uncertified" not in out
+
+
+# --- recorded decisions: ep4 cases from-audit, ep4 diff --audit ---
+
+
+def test_recorded_executions_become_cases_and_a_diff_over_the_log(capsys, repo: Path) -> None:
+    state = repo / "s"
+    code, _, err = run(capsys, "execute", ROOT / "examples" / "decisions.jsonl", "--exchange", "paper", "--state-dir", state)
+    assert code in (0, 1), err
+    code, out, err = run(capsys, "cases", "from-audit", state / "audit.jsonl", "--out", repo / "recorded")
+    assert code == 0, out + err
+    written = sorted((repo / "recorded").glob("*.json"))
+    assert len(written) == 8 and "8 recorded executions, 8 cases written" in out
+    first = json.loads(written[0].read_text())
+    assert first["source"]["recorded"]["result"] == "SUCCESS" and first["expect"]["reason_code"] == "DRY_RUN"
+    assert first["expect"]["order"]["params"]["quantity"] == "0.010"  # exact, as recorded
+    code, out, _ = run(capsys, "certify", SHIPPED, "--cases", repo / "recorded", "--outcomes-only")
+    assert code == 0 and "ok: 0 differences in 8 cases" in out
+    # again into the same directory: refused rather than overwritten
+    code, _, err = run(capsys, "cases", "from-audit", state / "audit.jsonl", "--out", repo / "recorded")
+    assert code == 2 and "--replace" in err
+    # another bundle did not decide these records: nothing is written, each line says why
+    new = repo / "policies" / SHIPPED.name
+    edit(new, "version: 1.1.0", "version: 1.2.0")
+    edit(new, 'value: {BTCUSDT: "0.5", ETHUSDT: "8"}', 'value: {BTCUSDT: "0.02", ETHUSDT: "8"}')
+    code, out, _ = run(capsys, "cases", "from-audit", state / "audit.jsonl", "--out", repo / "other", "--bundle", new)
+    assert code == 1 and "0 cases written" in out and "line 1: decided by bundle sha256:" in out
+    # what the tighter position ceiling would have changed over the recorded decisions
+    code, out, _ = run(capsys, "diff", SHIPPED, new, "--audit", state / "audit.jsonl", "--format", "json")
+    assert code == 1
+    r = json.loads(out)
+    assert r["total"] == 8 and r["by_gate"] == {"exposure.max-abs-position": len(r["changed"])} and r["changed"]
+    assert all(c["new"]["reason_code"] == "MAX_POSITION_EXCEEDED" for c in r["changed"])

@@ -141,6 +141,7 @@ class CaseRun:
 
 
 _WORKER: dict[str, Any] = {}
+_CONFIGS: dict[tuple[int, int, str], tuple[Any, Any]] = {}
 
 
 def _run_one(bundle: Bundle, case: Case, constraints: Any, evaluator: str) -> CaseRun:
@@ -150,7 +151,13 @@ def _run_one(bundle: Bundle, case: Case, constraints: Any, evaluator: str) -> Ca
         raw, context, case_constraints, state = case_inputs(case, constraints)
     except CorpusError as exc:
         return CaseRun(case.name, None, str(exc))
-    ev = evaluate(raw, context, Config(bundle, case_constraints, "dry-run", evaluator=evaluator), state)
+    key = (id(bundle), id(case_constraints), evaluator)
+    held = _CONFIGS.get(key)
+    if held is None or held[0] is not case_constraints:  # a Config computes the constraints digest: once per snapshot
+        if len(_CONFIGS) > 256:
+            _CONFIGS.clear()
+        held = _CONFIGS[key] = (case_constraints, Config(bundle, case_constraints, "dry-run", evaluator=evaluator))
+    ev = evaluate(raw, context, held[1], state)
     assert ev.result is not None
     return CaseRun(case.name, outcome_of(ev.result))
 
@@ -732,6 +739,9 @@ def add_parsers(sub: Any, add_evaluator: Callable[[argparse.ArgumentParser], Non
     from .boundary import add_parser as add_boundary_parser
 
     add_boundary_parser(cases_sub, add_evaluator)
+    from .from_audit import add_parser as add_from_audit_parser
+
+    add_from_audit_parser(cases_sub, add_evaluator)
 
     p = sub.add_parser("keys", help="approval keys")
     keys_sub = p.add_subparsers(dest="keys_command", metavar="COMMAND")

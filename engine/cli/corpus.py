@@ -18,6 +18,7 @@ from typing import Any, Iterable
 from ..constraints import ConstraintsSnapshot
 from ..errors import InputError
 from ..models import ExecutionContext, StateView
+from ..numbers import canonical_json
 from ..numbers import loads as exact_loads
 
 __all__ = ["Case", "Corpus", "CorpusError", "case_inputs", "load_corpus", "merge", "write_pin"]
@@ -150,6 +151,23 @@ def _constraints_file(path: str, brackets: str | None) -> ConstraintsSnapshot:
     return load_constraints(path, brackets)
 
 
+_OVERRIDDEN: dict[tuple[int, str], tuple[ConstraintsSnapshot, ConstraintsSnapshot]] = {}
+
+
+def _overridden(constraints: ConstraintsSnapshot, override: Any) -> ConstraintsSnapshot:
+    """The snapshot with a case's ``constraints_override`` (exact values) merged in; one object per
+    distinct override (cases share them), so its digest is computed once."""
+    key = (id(constraints), canonical_json(override))
+    held = _OVERRIDDEN.get(key)
+    if held is None or held[0] is not constraints:
+        if len(_OVERRIDDEN) > 1024:
+            _OVERRIDDEN.clear()
+        dumped = constraints.model_dump(mode="json")
+        dumped["symbols"] = merge(dumped["symbols"], override)
+        held = _OVERRIDDEN[key] = (constraints, ConstraintsSnapshot.model_validate(dumped))
+    return held[1]
+
+
 def case_inputs(case: Case, default_constraints: ConstraintsSnapshot) -> tuple[str, ExecutionContext, ConstraintsSnapshot, StateView]:
     """(decision text, context, constraints, state) of a case; CorpusError naming the case if unusable."""
     d = case.data
@@ -174,9 +192,7 @@ def case_inputs(case: Case, default_constraints: ConstraintsSnapshot) -> tuple[s
         else:
             constraints = default_constraints
         if "constraints_override" in d:
-            dumped = constraints.model_dump(mode="json")
-            dumped["symbols"] = merge(dumped["symbols"], exact["constraints_override"])
-            constraints = ConstraintsSnapshot.model_validate(dumped)
+            constraints = _overridden(constraints, exact["constraints_override"])
         state = StateView.model_validate(exact.get("state", {}))
     except CorpusError:
         raise
