@@ -376,3 +376,13 @@ def test_recorded_executions_become_cases_and_a_diff_over_the_log(capsys, repo: 
     r = json.loads(out)
     assert r["total"] == 8 and r["by_gate"] == {"exposure.max-abs-position": len(r["changed"])} and r["changed"]
     assert all(c["new"]["reason_code"] == "MAX_POSITION_EXCEEDED" for c in r["changed"])
+
+
+def test_the_interpreter_agrees_at_every_refusing_boundary() -> None:
+    """Issue 6's reference evaluator on the cases where a limit refuses (the flips): same outcomes
+    as the compiled one pinned. (`ep4 certify --evaluator interpreter` runs the whole corpus.)"""
+    bundle = load_config_bundle(SHIPPED)
+    cases = [c for c in load_corpus([str(BOUNDARY)]).cases if c.data["source"]["side"] == "over"]
+    assert len(cases) > 300
+    runs = run_corpus(bundle, cases, evaluator="interpreter")
+    assert [r.outcome for r in runs] == [c.expect for c in cases]

@@ -649,7 +649,8 @@ def _diff_report(old: Bundle, new: Bundle, rows: list[tuple[str, Any, Any, Any]]
             gate = new_bundle.gate(s)
             if gate is not None and b["reason_code"] == "DRY_RUN":  # it went through, and the shadow gate would have refused it
                 shadow_blocks.setdefault(s, []).append(name)
-        fields = differing_fields(a, b)
+        # a shadow gate never decides: what it would have refused is reported on its own, below
+        fields = [f for f in differing_fields(a, b) if f != "shadow"]
         if fields:
             reads = {}
             if case is not None:
@@ -663,6 +664,7 @@ def _diff_report(old: Bundle, new: Bundle, rows: list[tuple[str, Any, Any, Any]]
         "old": {"name": old.name, "version": old.version, "digest": old.digest},
         "new": {"name": new.name, "version": new.version, "digest": new.digest},
         "source": source, "total": len(rows), "changed": changed,
+        "went_through": sum(1 for _, _, b, _ in rows if b["reason_code"] == "DRY_RUN"),
         "by_gate": {g: len(v) for g, v in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))},
         "shadow_would_block": {g: len(v) for g, v in sorted(shadow_blocks.items())},
         "shadow_examples": {g: v[:5] for g, v in sorted(shadow_blocks.items())},
@@ -677,11 +679,13 @@ def _diff_text(r: dict[str, Any]) -> str:
         lines.append(f"  {gate}: {count}")
         for c in [c for c in r["changed"] if c["gate"] == gate][:50]:
             lines.append(f"    {c['case']}: {_fmt_outcome(c['old'])} -> {_fmt_outcome(c['new'])}")
+            if "order" in c["fields"]:
+                lines.append(f"      order: {_order_change(c['old'].get('order'), c['new'].get('order'))}")
             for g, values in c["read"].items():
                 if values:
                     lines.append(f"      {g} read " + ", ".join(f"{k} = {v}" for k, v in values.items()))
     for gate, count in r["shadow_would_block"].items():
-        lines.append(f"shadow gate {gate} would have refused {count} of {r['total']} that went through: "
+        lines.append(f"shadow gate {gate} would have refused {count} of the {r['went_through']} that went through: "
                      + ", ".join(r["shadow_examples"][gate]) + (" ..." if count > 5 else ""))
     return "\n".join(lines) + "\n"
 
@@ -696,7 +700,7 @@ def _diff_markdown(r: dict[str, Any]) -> str:
         out += [f"| `{_md_cell(c['case'])}` | {_md_cell(_fmt_outcome(c['old']))} | {_md_cell(_fmt_outcome(c['new']))} |" for c in r["changed"]]
         out.append("")
     for gate, count in r["shadow_would_block"].items():
-        out.append(f"* shadow gate `{gate}` would have refused {count} that went through")
+        out.append(f"* shadow gate `{gate}` would have refused {count} of the {r['went_through']} that went through")
     return "\n".join(out) + "\n"
 
 
