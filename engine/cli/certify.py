@@ -291,6 +291,7 @@ class CertifyReport:
     discipline: list[str]  # version-discipline failures
     seconds: float
     jobs: int
+    completed: int = 0  # --update: pins that only lacked fields, completed (same outcome, more detail)
 
     @property
     def failed(self) -> bool:
@@ -328,6 +329,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
         if fields:
             differences.append(_explain_difference(bundle, case, pinned, r.outcome, fields))
     repinned: list[str] = []
+    completed = 0
     if args.update:
         for d in differences:
             write_pin(by_name[d.case], d.actual)
@@ -337,6 +339,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
             case = by_name[r.name]
             if case.expect is not None and case.expect != r.outcome and r.name not in repinned:
                 write_pin(case, r.outcome)
+                completed += 1
         corpus = load_corpus(args.cases)  # the corpus digest covers the pins
     measured = outcomes_digest(outcomes)
     cert_path = certificate_path(args.bundle or bundle.path, args.certificate)
@@ -377,7 +380,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
                 digest=certificate_digest(old),
             )
     report = CertifyReport(bundle, args.bundle or bundle.path, corpus, len(runs), skipped, differences, repinned, certificate,
-                           discipline, seconds, args.jobs)
+                           discipline, seconds, args.jobs, completed)
     text = {"text": _text, "markdown": _markdown, "json": _json}[args.format](report)
     sys.stdout.write(text)
     if args.junit:
@@ -444,6 +447,7 @@ def _text(r: CertifyReport) -> str:
     lines.append(
         f"{verdict}: {diffs} difference{'s' if diffs != 1 else ''} in {r.runs} cases"
         + (f", {len(r.repinned)} re-pinned" if r.repinned else "")
+        + (f", {r.completed} pins completed (same outcome, fields added)" if r.completed else "")
         + (f", certificate {r.certificate['status']}" if "status" in r.certificate else "")
         + (f", {len(r.discipline)} version problem(s)" if r.discipline else "")
     )
@@ -504,6 +508,7 @@ def _json(r: CertifyReport) -> str:
         "seconds": round(r.seconds, 3),
         "differences": [d.as_json() for d in r.differences],
         "repinned": r.repinned,
+        "pins_completed": r.completed,
         "version_problems": r.discipline,
         "certificate": r.certificate,
         "ok": not r.failed,
