@@ -151,6 +151,22 @@ def _constraints_file(path: str, brackets: str | None) -> ConstraintsSnapshot:
     return load_constraints(path, brackets)
 
 
+_VALIDATED: dict[tuple[type, str], Any] = {}
+
+
+def _validated(model: Any, data: Any) -> Any:
+    """``model.model_validate(data)``, one immutable object per distinct input: cases of a corpus
+    share contexts and state views, and what ep4 derives from a context once (its CEL values, its
+    canonical JSON) is kept with the object, as for a host that reuses its context."""
+    key = (model, canonical_json(data))
+    hit = _VALIDATED.get(key)
+    if hit is None:
+        if len(_VALIDATED) > 4096:
+            _VALIDATED.clear()
+        hit = _VALIDATED[key] = model.model_validate(data)
+    return hit
+
+
 _OVERRIDDEN: dict[tuple[int, str], tuple[ConstraintsSnapshot, ConstraintsSnapshot]] = {}
 
 
@@ -184,7 +200,7 @@ def case_inputs(case: Case, default_constraints: ConstraintsSnapshot) -> tuple[s
             if case.base is None:
                 raise CorpusError(f"{case.path}: no \"context\" and no _base/context.json above it to patch")
             context_data = merge(_base_context(case.base), exact.get("context_patch", {}))
-        context = ExecutionContext.model_validate(context_data)
+        context = _validated(ExecutionContext, context_data)
         if "constraints" in d:
             where = case.path.parent
             brackets = str(where / d["leverage_brackets"]) if d.get("leverage_brackets") else None
@@ -193,7 +209,7 @@ def case_inputs(case: Case, default_constraints: ConstraintsSnapshot) -> tuple[s
             constraints = default_constraints
         if "constraints_override" in d:
             constraints = _overridden(constraints, exact["constraints_override"])
-        state = StateView.model_validate(exact.get("state", {}))
+        state = _validated(StateView, exact.get("state", {}))
     except CorpusError:
         raise
     except Exception as exc:  # noqa: BLE001 - pydantic / JSON / input errors: the case is unusable, say which and why
