@@ -17,6 +17,7 @@ progress line goes to stderr every 50,000 inputs.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import sys
@@ -84,6 +85,7 @@ def mutated(draw, doc: dict) -> str:
 
 
 PROGRESS_EVERY = 50_000
+BATCH = 5_000  # inputs per target per hypothesis run (see run.batch)
 
 
 class Tally:
@@ -178,40 +180,51 @@ def run(count: int, seed_value: int, label: str = "") -> Tally:
             except CelEvaluationError:
                 pass
 
-    common = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck), max_examples=per)
+    def batch(batch_seed: int, n: int) -> None:
+        """n inputs per target from one seed. Hypothesis keeps every example it tried in memory
+        for the life of a @given test, so a million in one would grow the heap (and the garbage
+        collector's pauses, which land in some answer's time): batches keep both flat."""
+        common = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck), max_examples=n)
 
-    @seed(seed_value)
-    @settings(**common)
-    @given(mutated(decision_doc))
-    def decisions(text) -> None:
-        tally.time("decision", text, lambda: decision_target(text))
+        @seed(batch_seed)
+        @settings(**common)
+        @given(mutated(decision_doc))
+        def decisions(text) -> None:
+            tally.time("decision", text, lambda: decision_target(text))
 
-    @seed(seed_value)
-    @settings(**common)
-    @given(mutated(context_doc))
-    def contexts(text) -> None:
-        tally.time("context", text, lambda: context_target(text))
+        @seed(batch_seed)
+        @settings(**common)
+        @given(mutated(context_doc))
+        def contexts(text) -> None:
+            tally.time("context", text, lambda: context_target(text))
 
-    @seed(seed_value)
-    @settings(**common)
-    @given(st.lists(st.tuples(st.integers(0, 200), st.sampled_from(["x", "  - &a [*a]", "*b", ": :", "\t", "\\ud800", "'", "{", "include: [/dev/zero]", "expression: '((((('"])), max_size=3))
-    def bundles(edits) -> None:
-        lines = bundle_text.splitlines()
-        for where, what in edits:
-            lines.insert(min(where, len(lines)), what)
-        text = "\n".join(lines)
-        tally.time("bundle", text, lambda: bundle_target(text))
+        @seed(batch_seed)
+        @settings(**common)
+        @given(st.lists(st.tuples(st.integers(0, 200), st.sampled_from(["x", "  - &a [*a]", "*b", ": :", "\t", "\\ud800", "'", "{", "include: [/dev/zero]", "expression: '((((('"])), max_size=3))
+        def bundles(edits) -> None:
+            lines = bundle_text.splitlines()
+            for where, what in edits:
+                lines.insert(min(where, len(lines)), what)
+            text = "\n".join(lines)
+            tally.time("bundle", text, lambda: bundle_target(text))
 
-    @seed(seed_value)
-    @settings(**common)
-    @given(st.one_of(st.sampled_from(["bool", "num", "any"]).flatmap(lambda k: grammar.expr(k, 3)),
-                     st.text(alphabet="()[]{}!|&<>=+-*/%.,?:\"' 0123456789abcxyz_" + "".join(s[1:2] for s in STR_LITERALS), max_size=40)),
-           activations())
-    def cel(text, activation) -> None:
-        tally.time("cel", text, lambda: cel_target(text, activation))
+        @seed(batch_seed)
+        @settings(**common)
+        @given(st.one_of(st.sampled_from(["bool", "num", "any"]).flatmap(lambda k: grammar.expr(k, 3)),
+                         st.text(alphabet="()[]{}!|&<>=+-*/%.,?:\"' 0123456789abcxyz_" + "".join(s[1:2] for s in STR_LITERALS), max_size=40)),
+               activations())
+        def cel(text, activation) -> None:
+            tally.time("cel", text, lambda: cel_target(text, activation))
 
-    for target in (decisions, contexts, bundles, cel):
-        target()
+        for target in (decisions, contexts, bundles, cel):
+            target()
+
+    done, index = 0, 0
+    while done < per:
+        n = min(BATCH, per - done)
+        batch(seed_value * 100_003 + index, n)
+        gc.collect()
+        done, index = done + n, index + 1
     return tally
 
 
