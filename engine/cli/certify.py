@@ -366,6 +366,11 @@ def cmd_certify(args: argparse.Namespace) -> int:
             tmp.replace(cert_path)
             certificate["written"] = True
             old = signed
+        elif args.sign:
+            certificate["not_signed"] = (
+                "fix the version problem(s) first: bump metadata.version" if discipline
+                else "the corpus has differences: review them, re-pin with --update, then sign"
+            )
         if old is None:
             certificate.update(status="missing", problems=[f"no certificate at {cert_path}: sign one with `ep4 certify {args.bundle or bundle.path} --cases ... --sign KEYFILE`"])
         elif "unreadable" in old:
@@ -436,6 +441,8 @@ def _text(r: CertifyReport) -> str:
     for m in r.discipline:
         lines.append(f"VERSION {m}")
     c = r.certificate
+    if c.get("not_signed"):
+        lines.append(f"NOT SIGNED (--sign): {c['not_signed']}")
     if "status" in c:
         if c["status"] == "valid":
             lines.append(f"certificate {c['path']}: valid{' (written)' if c.get('written') else ''}, approved by {c['signer']} at {c['signed_at']} ({c['digest']})")
@@ -493,6 +500,8 @@ def _markdown(r: CertifyReport) -> str:
         out += ["No outcome differences.", ""]
     out += [f"* version: {m}" for m in r.discipline]
     c = r.certificate
+    if c.get("not_signed"):
+        lines.append(f"NOT SIGNED (--sign): {c['not_signed']}")
     if "status" in c:
         out.append(f"* certificate `{c['path']}`: **{c['status']}**" + (f", approved by {c['signer']} at {c['signed_at']}" if c["status"] == "valid" else ""))
         out += [f"  * {p}" for p in c.get("problems", [])]
