@@ -343,6 +343,10 @@ def test_live_modes_refuse_an_uncertified_bundle(capsys, repo: Path, monkeypatch
         assert json.loads(out)["bundle"]["certificate"].startswith("sha256:")
         everything = out + err + (repo / "s2" / "audit.jsonl").read_text()
         assert secret not in everything and key not in everything
+    # the records replay byte for byte, certificate and override included
+    for d, used in (("s2", bundle), ("s3", SHIPPED)):
+        code, out, err = run(capsys, "replay", repo / d / "audit.jsonl", "--bundle", used)
+        assert code == 0, out + err
     # dry-run and paper need no certificate
     code, out, err = run(capsys, "execute", decision, "--exchange", "dry-run", "--bundle", bundle,
                          "--context", ROOT / "examples" / "context.json")
