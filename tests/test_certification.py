@@ -77,7 +77,9 @@ def test_the_committed_boundary_corpus_is_what_the_generator_gives(capsys, tmp_p
 
 
 def test_boundary_cases_sit_on_both_sides_of_each_limit() -> None:
-    corpus = load_corpus([str(BOUNDARY)])
+    # the session window is disabled in the default bundle: its boundaries are pinned to the test bundle
+    # that enables it (ep4 cases boundary ... --gate temporal.session-window --pin-bundle)
+    corpus = load_corpus([str(BOUNDARY), str(CASES / "boundary-session-windows")])
     from engine.cli.boundary import CATEGORICAL
 
     categorical = {key for _, key, _, _ in CATEGORICAL}
@@ -93,9 +95,16 @@ def test_boundary_cases_sit_on_both_sides_of_each_limit() -> None:
             assert c.expect["reason_code"] == "DRY_RUN", c.name
     bundle = load_config_bundle(SHIPPED)
     for g in bundle.risk_gates + bundle.constraint_checks:
-        if g.id == "temporal.session-window":  # disabled by session_windows_enabled: false
-            continue
         assert {"limit", "over"} <= by_gate.get(g.id, set()), g.id
+
+
+def test_cases_pinned_to_a_bundle_run_when_that_bundle_is_certified(capsys) -> None:
+    sw = CASES / "bundles" / "session-windows.yaml"
+    pinned = [CASES / "boundary-session-windows", CASES / "gate-session-window.json", CASES / "gate-session-window-inside.json"]
+    code, out, _ = run(capsys, "certify", sw, "--cases", *pinned, "--outcomes-only")
+    assert code == 0 and "ok: 0 differences in 142 cases" in out
+    code, out, _ = run(capsys, "certify", SHIPPED, "--cases", *pinned, "--outcomes-only")
+    assert code == 0 and "0 cases run" in out and "142 skipped (pinned to their own bundle)" in out
 
 
 # --- a one-step change to any limit fails certification, naming the case and the gate ---

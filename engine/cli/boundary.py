@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +43,7 @@ __all__ = ["BASE_CONTEXT", "Boundary", "generate_boundaries", "cmd_cases_boundar
 
 NOW = 1764028800000  # 2025-11-25T00:00:00Z: the timestamp of the base context
 HOUR = 3_600_000
+DAY = 24 * HOUR
 
 # The base context of every generated case (written to DIR/_base/context.json); the scenarios and
 # knobs patch it. Two symbols with live filters in the shipped exchangeInfo sample.
@@ -90,6 +93,10 @@ class Scenario:
     state: dict[str, Any]
     constraints_override: dict[str, Any]
     filters: dict[str, Any]  # the symbol's filters in the snapshot (read only)
+
+    @property
+    def now(self) -> int:
+        return int(self.context["timestamp"])
 
     @property
     def orders(self) -> bool:
@@ -227,17 +234,17 @@ def _count_get(s: Scenario) -> Decimal:
     return Decimal(len(s.state.get("recent", [])))
 
 
-def _placed(n: int, where: str) -> list[int]:
+def _placed(n: int, where: str, now: int) -> list[int]:
     """n record times: "recent" inside the last minute (the newest 2 s old, clear of the min
     interval), "older" just over a minute old (clear of the per-minute ceiling)."""
     if where == "recent":
-        return _spread(n, NOW - 59_000, NOW - 2_000 - n)
-    return _spread(n, NOW - 61_000 - 10 * n, NOW - 61_000)
+        return _spread(n, now - 59_000, now - 2_000 - n)
+    return _spread(n, now - 61_000 - 10 * n, now - 61_000)
 
 
 def _count_put(kind: str, where: str) -> Callable[[Scenario, Decimal], None]:
     def put(s: Scenario, x: Decimal) -> None:
-        _set_recent(s, _rows(kind, s.symbol, _placed(int(x), where)))
+        _set_recent(s, _rows(kind, s.symbol, _placed(int(x), where, s.now)))
 
     return put
 
@@ -246,14 +253,14 @@ def _age_put(kind: str, where: str, count: int) -> Callable[[Scenario, Decimal],
     """``count`` records of ``kind``: count - 1 placed as the count knob placed them, one ``x`` ms old."""
 
     def put(s: Scenario, x: Decimal) -> None:
-        _set_recent(s, _rows(kind, s.symbol, _placed(count - 1, where) + [NOW - int(x)]))
+        _set_recent(s, _rows(kind, s.symbol, _placed(count - 1, where, s.now) + [s.now - int(x)]))
 
     return put
 
 
 def _since_put(field: str) -> Callable[[Scenario, Decimal], None]:
     def put(s: Scenario, x: Decimal) -> None:
-        s.state[field] = NOW - int(x)
+        s.state[field] = s.now - int(x)
 
     return put
 
@@ -261,7 +268,7 @@ def _since_put(field: str) -> Callable[[Scenario, Decimal], None]:
 def _since_get(field: str) -> Callable[[Scenario], Decimal]:
     def get(s: Scenario) -> Decimal:
         v = s.state.get(field)
-        return Decimal(NOW - v) if v is not None else Decimal(10 * HOUR)
+        return Decimal(s.now - v) if v is not None else Decimal(10 * HOUR)
 
     return get
 
@@ -358,6 +365,9 @@ def knobs(lookback_ms: int) -> list[Knob]:
              _since_put("last_execution_ms"), _const(0), _const(lookback_ms)),
         Knob("ms since the last FAILED_SAFE", "since-failed-safe", lambda s: True, _one, _since_get("last_failed_safe_ms"),
              _since_put("last_failed_safe_ms"), _const(0), _const(lookback_ms)),
+        Knob("time of day (ms after 00:00 UTC)", "time-of-day", lambda s: not s.state, _one,
+             lambda s: Decimal(s.now % DAY), lambda s, x: s.context.__setitem__("timestamp", s.now - s.now % DAY + int(x)),
+             _const(0), _const(DAY - 1)),
         Knob("exchange actions in the last minute", "actions-per-minute", lambda s: True, _one, _count_get,
              _count_put("any", "recent"), _const(0), _const(300)),
         Knob("opens on the symbol in the last minute", "opens-recent", lambda s: True, _one, _count_get, _count_put("open", "recent"),
@@ -530,6 +540,13 @@ def generate_boundaries(bundle: Any, constraints: Any, *, evaluator: str = "comp
     for base in scenarios(dumped):
         filters = dumped["symbols"][base.symbol]
         o = run.outcome(base)
+        for hours in range(1, 24):  # a bundle that trades only in session windows: find an hour that passes
+            if _passes(o):
+                break
+            moved = base.copy()
+            moved.context["timestamp"] = NOW + hours * HOUR
+            if _passes(o2 := run.outcome(moved)):
+                base, o = moved, o2
         if not _passes(o):
             unusable.append(f"{base.name}: the base input does not pass ({o and o['reason_code']}); its knobs were not searched")
             continue
@@ -636,13 +653,14 @@ def dump_case(doc: dict[str, Any]) -> str:
     return text.replace(json.dumps(marker), "[\n" + rows + "\n  ]") + "\n"
 
 
-def write_corpus(out: Path, boundaries: list[Boundary]) -> dict[str, int]:
+def write_corpus(out: Path, boundaries: list[Boundary], *, pin_bundle: Path | None = None) -> dict[str, int]:
     """Write DIR/_base/context.json and one file per case (DIR/GATE/SCENARIO--KNOB--SIDE.json);
     identical inputs are written once. Returns {gate: cases written}."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "_base").mkdir(exist_ok=True)
     (out / "_base" / "context.json").write_text(json.dumps(BASE_CONTEXT, indent=1) + "\n", encoding="utf-8")
     seen: set[str] = set()
+    written: set[Path] = set()
     per_gate: dict[str, int] = {}
     for b in boundaries:
         for side, s, outcome, value in b.cases:
@@ -651,10 +669,20 @@ def write_corpus(out: Path, boundaries: list[Boundary]) -> dict[str, int]:
             if key in seen:
                 continue
             seen.add(key)
-            tail = "-dn" if isinstance(value, Decimal) and b.step and b.over < b.limit else ""
-            name = f"{s.name.replace('/', '--')}--{b.knob}{tail}--{side}.json"
-            path = out / b.gate / name
+            if not b.step:  # a categorical probe: the alternative value names the case
+                tail = "" if side == "limit" else "-" + re.sub(r"[^A-Za-z0-9]+", "-", str(value)).strip("-").lower()
+            else:
+                tail = "-dn" if b.over < b.limit else ""
+            name = f"{s.name.replace('/', '--')}--{b.knob}{tail}--{side}"
+            path = out / b.gate / f"{name}.json"
+            n = 2
+            while path in written:  # never overwrite a case of this run
+                path, n = out / b.gate / f"{name}-{n}.json", n + 1
+            written.add(path)
             path.parent.mkdir(parents=True, exist_ok=True)
+            if pin_bundle is not None:  # the case runs only against this bundle (`ep4 certify` of another skips it)
+                doc = {"description": doc["description"], "bundle": os.path.relpath(pin_bundle, path.parent),
+                       **{k: v for k, v in doc.items() if k != "description"}}
             path.write_text(dump_case(doc), encoding="utf-8")
             per_gate[b.gate] = per_gate.get(b.gate, 0) + 1
     return per_gate
@@ -682,12 +710,20 @@ def cmd_cases_boundary(args: argparse.Namespace) -> int:
         for p in sorted(out.rglob("*.json")):
             p.unlink()
     boundaries, unusable, run = generate_boundaries(bundle, constraints, evaluator=args.evaluator)
-    per_gate = write_corpus(out, boundaries)
+    if args.gate:
+        unknown = sorted(set(args.gate) - set(enforced_gates(bundle)))
+        if unknown:
+            raise InputError(f"--gate {', '.join(unknown)}: not an enforced gate or check of {bundle.name}")
+        boundaries = [b for b in boundaries if b.gate in args.gate]
+    pin = Path(args.bundle).resolve() if args.pin_bundle and args.bundle else None
+    if args.pin_bundle and pin is None:
+        raise InputError("--pin-bundle needs the BUNDLE path (the embedded default is what unpinned cases run against)")
+    per_gate = write_corpus(out, boundaries, pin_bundle=pin)
     total = sum(per_gate.values())
     print(f"ep4 cases boundary {args.bundle or 'binance-perp-default (embedded)'}: {bundle.name} {bundle.version}")
     print(f"{total} cases written to {out} ({len(boundaries)} boundaries, {run.runs} evaluations)")
     missing = []
-    for gid in enforced_gates(bundle):
+    for gid in [g for g in enforced_gates(bundle) if not args.gate or g in args.gate]:
         bs = [b for b in boundaries if b.gate == gid]
         if not bs:
             missing.append(gid)
@@ -710,6 +746,8 @@ def add_parser(cases_sub: Any, add_evaluator: Callable[[argparse.ArgumentParser]
     q.add_argument("bundle", metavar="BUNDLE", nargs="?", help="the bundle (default: the embedded binance-perp-default)")
     q.add_argument("--out", required=True, metavar="DIR")
     q.add_argument("--replace", action="store_true", help="delete the case files already in DIR first")
+    q.add_argument("--gate", action="append", metavar="ID", help="write only the cases of this gate or check (repeatable)")
+    q.add_argument("--pin-bundle", action="store_true", help="pin every case to BUNDLE (\"bundle\": its path): certifying another bundle skips them")
     q.add_argument("--constraints", metavar="EXCHANGE_INFO", help="exchangeInfo JSON (default: the shipped sample)")
     q.add_argument("--leverage-brackets", metavar="FILE")
     add_evaluator(q)

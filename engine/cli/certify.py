@@ -307,8 +307,9 @@ def cmd_certify(args: argparse.Namespace) -> int:
         raise InputError("--sign makes a certificate; --outcomes-only skips certificates")
     bundle = load_config_bundle(args.bundle)
     corpus = load_corpus(args.cases)
-    mine = [c for c in corpus.cases if not c.own_bundle]
-    skipped = [(c.name, f"pinned to its own bundle {c.own_bundle}") for c in corpus.cases if c.own_bundle]
+    path = Path(args.bundle) if args.bundle else None
+    mine = [c for c in corpus.cases if not c.own_bundle or _pinned_to(c, path)]
+    skipped = [(c.name, f"pinned to its own bundle {c.own_bundle}") for c in corpus.cases if c.own_bundle and not _pinned_to(c, path)]
     started = time.monotonic()
     update, close = _progress_bar(len(mine), not args.no_progress)
     try:
@@ -391,6 +392,16 @@ def cmd_certify(args: argparse.Namespace) -> int:
     if args.junit:
         Path(args.junit).write_text(_junit(report), encoding="utf-8")
     return 1 if report.failed else 0
+
+
+def _pinned_to(case: Case, bundle_path: Path | None) -> bool:
+    """A case pinned (``"bundle"``, relative to the case file) to the bundle being certified runs."""
+    if bundle_path is None or not case.own_bundle:
+        return False
+    try:
+        return (case.path.parent / case.own_bundle).resolve() == bundle_path.resolve()
+    except (OSError, RuntimeError):
+        return False
 
 
 def _version_discipline(old: Any, bundle: Bundle, changed_cases: list[str], measured: str) -> list[str]:
