@@ -291,3 +291,25 @@ def test_paper_serve_port_out_of_range_exits_2(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["paper", "serve", "--port", "99999"])
     assert info.value.code == 2 and "not a port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("macro", ["exists", "all"])
+def test_errors_combined_by_a_macro_cost_linear_time(macro: str) -> None:
+    """Found by `make fuzz`: cel-python combines two errors in a macro into a new error whose message
+    quotes both (escaped), so the message doubled with every element: 23 elements took 1.5 s, 40
+    would never finish. Both evaluators now say CELEvalError(…) for a quoted error."""
+    from engine.cel import CelEvaluationError, compile_expression
+
+    from cel_grammar import environment
+
+    variables, _ = environment()
+    items = ", ".join(["{}"] * 24)  # 3 s before the fix (each element doubled the message)
+    expression = compile_expression(f"[{items}].{macro}(x, x[null] == 1)", variables, require_bool=False)
+    messages = []
+    for evaluator in ("compiled", "interpreter"):
+        t0 = time.process_time()
+        with pytest.raises(CelEvaluationError) as info:
+            expression.evaluate({}, evaluator)
+        assert time.process_time() - t0 < 0.5
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] and len(messages[0]) < 500

@@ -20,6 +20,8 @@ Numbers inside gates are exact decimals (spec §4 Rule 4: no rounding heuristics
 
 from __future__ import annotations
 
+from . import celpy_patches  # noqa: F401  (before anything binds celtypes.logical_or / logical_and)
+
 import decimal
 import logging
 import re

@@ -9,6 +9,8 @@ Helpers work on exact decimals (spec §4 Rule 4: no rounding heuristics) and are
 
 from __future__ import annotations
 
+from . import celpy_patches  # noqa: F401  (before anything binds celtypes.logical_or / logical_and)
+
 import decimal
 import operator
 from dataclasses import dataclass

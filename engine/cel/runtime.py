@@ -20,6 +20,8 @@ Conventions the planner (``engine/cel/planner.py``) relies on:
 
 from __future__ import annotations
 
+from . import celpy_patches  # noqa: F401  (before anything binds celtypes.logical_or / logical_and)
+
 import operator
 from decimal import Decimal
 from typing import Any, Callable
