@@ -21,8 +21,10 @@ reaches (a gate disabled by a param, or one reading an input the knobs do not mo
 change to any limit the corpus pins (a param, a setting, an exchange filter) moves one of these
 flips, so ``ep4 certify`` fails naming the case and the gate.
 
-Categorical inputs (symbol status, margin mode, supported order types, the cancel scope) are
-probed by trying each alternative value against the passing base.
+Categorical inputs (symbol status, margin mode, supported order types, a quantity or price off the
+exchange's grid, the cancel scope, the leverage brackets) are probed by trying each alternative
+value against the passing base. A base refused at 00:00 UTC (a bundle trading only in session
+windows) is moved through the day an hour at a time, and the time of day is a knob too.
 """
 
 from __future__ import annotations
@@ -75,8 +77,7 @@ def _d(x: Any) -> Decimal:
 
 def _s(x: Decimal) -> str:
     """A decimal as the exact text a case carries (never through float, no exponent)."""
-    text = format(x, "f")
-    return text
+    return format(x, "f")
 
 
 # --- scenarios: one passing input per action type x symbol x position mode ---
