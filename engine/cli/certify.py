@@ -202,7 +202,12 @@ def _progress_bar(total: int, enabled: bool) -> tuple[Callable[[int], None] | No
         return None, lambda: None
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="case", file=sys.stderr, delay=1.0, leave=False)
+    try:
+        width = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        width = 0
+    # a terminal that reports no size (a bare pty) gets 80 columns rather than an empty bar
+    bar = tqdm(total=total, unit="case", file=sys.stderr, delay=1.0, leave=False, ncols=None if width else 80)
     return bar.update, bar.close
 
 
