@@ -240,6 +240,14 @@ def test_a_tampered_certificate_or_an_unknown_key_fails(capsys, repo: Path) -> N
     assert code == 1 and "UNREADABLE" in out
 
 
+def test_a_sub_directory_or_a_single_case_uses_the_base_above_it(capsys) -> None:
+    code, out, err = run(capsys, "certify", SHIPPED, "--cases", BOUNDARY / "health.api-latency", "--outcomes-only")
+    assert code == 0 and "ok: 0 differences in 48 cases" in out, out + err
+    one = next((BOUNDARY / "exposure.max-notional").glob("*--over.json"))
+    code, out, err = run(capsys, "certify", SHIPPED, "--cases", one, "--outcomes-only")
+    assert code == 0 and "ok: 0 differences in 1 cases" in out, out + err
+
+
 def test_unusable_corpus_input_exits_2_naming_the_file(capsys, tmp_path: Path) -> None:
     bad = tmp_path / "c"
     bad.mkdir()

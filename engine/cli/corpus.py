@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -94,8 +95,12 @@ def load_corpus(paths: Iterable[str]) -> Corpus:
             name = str(path.relative_to(top).with_suffix("")) if root.is_dir() else path.stem
             if any(c.name == name for c in cases):
                 raise CorpusError(f"{path}: a second case named {name!r} (two corpora with the same layout?)")
-            cases.append(Case(name, path, _read_case(path), _find_base(path, top)))
+            base = _find_base(path)
+            cases.append(Case(name, path, _read_case(path), base))
             hashed[f"{root.name if root.is_dir() else ''}/{name}.json"] = _sha(path)
+            if base is not None:  # a base above the given path (a sub-directory of a corpus) counts too
+                hashed.setdefault(f"{root.name if root.is_dir() else ''}/{os.path.relpath(base / 'context.json', top)}",
+                                  _sha(base / "context.json"))
     if not cases:
         raise CorpusError(f"no cases in {', '.join(roots)} (a case is a .json file; see docs/certification.md)")
     cases.sort(key=lambda c: c.name)
@@ -129,12 +134,14 @@ def _read_case(path: Path) -> dict[str, Any]:
     return data
 
 
-def _find_base(path: Path, top: Path) -> Path | None:
-    d = path.parent
+def _find_base(path: Path) -> Path | None:
+    """The nearest ``_base/context.json`` in the case's directory or any directory above it (so a
+    sub-directory of a corpus can be given on its own)."""
+    d = path.resolve().parent
     while True:
         if (d / "_base" / "context.json").is_file():
             return d / "_base"
-        if d == top or d == d.parent:
+        if d == d.parent:
             return None
         d = d.parent
 
