@@ -159,6 +159,8 @@ def check_certificate(
         wanted = {"name": cb["name"], "version": cb["version"], "digest": cb["digest"],
                   "sources": [(s["file"], s["sha256"]) for s in cb["sources"]]}
         corpus, stated_outcomes, version = certificate["corpus"], certificate["outcomes_digest"], certificate["ep4_version"]
+        if not isinstance(corpus, dict) or not isinstance(approval, dict):
+            raise TypeError("corpus and approval must be objects")
         signature = base64.b64decode(approval["signature"], validate=True)
         signer = approval["key_id"]
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
