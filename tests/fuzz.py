@@ -104,14 +104,18 @@ class Tally:
         self.gc_total = 0.0
         self.gc_longest = 0.0
         self.slowest_with_gc = (0.0, "", "")
-        self._gc_started = 0.0
+        self._gc_started: float | None = None
         gc.callbacks.append(self._gc)
 
     def _gc(self, phase: str, info: dict) -> None:
+        # a collection that starts at the recursion limit (a deeply nested input) can make this
+        # callback fail on entry: a pause is only subtracted when both of its ends were seen, so a
+        # missed end counts the pause in the answer, never the other way round
         if phase == "start":
             self._gc_started = time.process_time()
-        else:
+        elif self._gc_started is not None:
             pause = time.process_time() - self._gc_started
+            self._gc_started = None
             self.gc_total += pause
             self.gc_longest = max(self.gc_longest, pause)
 
