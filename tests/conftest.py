@@ -12,6 +12,7 @@ import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from engine.bundle import Bundle, load_bundle
+from engine.cli.corpus import decision_text
 from engine.cli.inputs import load_constraints
 from engine.constraints import ConstraintsSnapshot
 from engine.models import ExecutionContext, StateView
@@ -70,13 +71,14 @@ def load_case(name: str) -> dict[str, Any]:
     """Case data with exact decimals; the decision is kept as JSON text, exactly as written."""
     text = (CASES / f"{name}.json").read_text()
     case = exact_loads(text)
-    case["decision"] = json.loads(text)["decision"]  # re-dumped below: JSON numbers stay numbers
+    case["decision"] = json.loads(text)["decision"]
+    case["decision_text"] = decision_text(text)  # exactly as written (engine/cli/corpus.py reads it the same way)
     return case
 
 
 def case_inputs(case: dict[str, Any]) -> tuple[Any, ExecutionContext, Bundle, ConstraintsSnapshot, StateView]:
     decision = case["decision"]
-    raw = decision["raw_text"] if isinstance(decision, dict) and set(decision) == {"raw_text"} else json.dumps(decision)
+    raw = decision["raw_text"] if isinstance(decision, dict) and set(decision) == {"raw_text"} else case["decision_text"]
     context = ExecutionContext.model_validate(merge(base_context(), case.get("context_patch", {})))
     constraints = default_constraints()
     if "constraints_override" in case:

@@ -248,6 +248,20 @@ def test_a_sub_directory_or_a_single_case_uses_the_base_above_it(capsys) -> None
     assert code == 0 and "ok: 0 differences in 1 cases" in out, out + err
 
 
+def test_a_json_number_in_a_case_is_read_exactly_as_written(capsys, tmp_path: Path) -> None:
+    """Never through float: 0.0100000000000000000001 (22 digits) is not 0.01."""
+    shutil.copytree(CASES / "_base", tmp_path / "_base")
+    text = (CASES / "dry-run-open-limit.json").read_text()
+    case = json.loads(text)
+    case.pop("expect")
+    body = json.dumps(case, indent=1).replace('"quantity": "0.010"', '"quantity": 0.0100000000000000000001')
+    assert "0.0100000000000000000001" in body
+    (tmp_path / "exact.json").write_text(body)
+    code, out, _ = run(capsys, "certify", SHIPPED, "--cases", tmp_path, "--outcomes-only", "--update")
+    pinned = json.loads((tmp_path / "exact.json").read_text())["expect"]
+    assert (pinned["result"], pinned["gate"]) == ("FAILED_SAFE", "exchange.qty-step"), pinned
+
+
 def test_unusable_corpus_input_exits_2_naming_the_file(capsys, tmp_path: Path) -> None:
     bad = tmp_path / "c"
     bad.mkdir()

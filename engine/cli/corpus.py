@@ -22,7 +22,7 @@ from ..models import ExecutionContext, StateView
 from ..numbers import canonical_json
 from ..numbers import loads as exact_loads
 
-__all__ = ["Case", "Corpus", "CorpusError", "case_inputs", "load_corpus", "merge", "write_pin"]
+__all__ = ["Case", "Corpus", "CorpusError", "case_inputs", "decision_text", "load_corpus", "merge", "write_pin"]
 
 MAX_CASE_BYTES = 1 << 20
 
@@ -158,6 +158,38 @@ def _constraints_file(path: str, brackets: str | None) -> ConstraintsSnapshot:
     return load_constraints(path, brackets)
 
 
+_WS = " \t\r\n"
+
+
+def decision_text(text: str, key: str = "decision") -> str:
+    """The text of a case's top-level ``decision`` value, exactly as the file writes it (never
+    re-encoded: ``0.010`` stays ``0.010``, a 30-digit number keeps its 30 digits)."""
+    decoder = json.JSONDecoder()
+
+    def skip(i: int) -> int:
+        while i < len(text) and text[i] in _WS:
+            i += 1
+        return i
+
+    i = skip(0)
+    if text[i:i + 1] != "{":
+        raise ValueError("a case is a JSON object")
+    i = skip(i + 1)
+    while i < len(text) and text[i] != "}":
+        name, i = decoder.raw_decode(text, i)
+        i = skip(i)
+        if text[i:i + 1] != ":":
+            raise ValueError(f"expected ':' at character {i}")
+        start = skip(i + 1)
+        _, end = decoder.raw_decode(text, start)
+        if name == key:
+            return text[start:end]
+        i = skip(end)
+        if text[i:i + 1] == ",":
+            i = skip(i + 1)
+    raise ValueError(f"no {key!r} in the case")
+
+
 _VALIDATED: dict[tuple[type, str], Any] = {}
 
 
@@ -200,7 +232,7 @@ def case_inputs(case: Case, default_constraints: ConstraintsSnapshot) -> tuple[s
         if isinstance(decision, dict) and set(decision) == {"raw_text"}:
             raw = decision["raw_text"]
         else:
-            raw = json.dumps(decision)  # JSON numbers stay numbers (tests/conftest.py reads cases the same way)
+            raw = decision_text(d["_text"])  # exactly as written: a JSON number keeps its digits
         if "context" in d:
             context_data = exact["context"]
         else:
