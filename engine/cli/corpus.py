@@ -80,6 +80,7 @@ def load_corpus(paths: Iterable[str]) -> Corpus:
     sha256 over each case's and base file's name and bytes (pins included: re-pinning is a change)."""
     roots = list(paths)
     cases: list[Case] = []
+    names: set[str] = set()
     hashed: dict[str, str] = {}
     for given in roots:
         root = Path(given)
@@ -93,9 +94,10 @@ def load_corpus(paths: Iterable[str]) -> Corpus:
             raise CorpusError(f"--cases {given}: no such file or directory")
         for path in files:
             name = str(path.relative_to(top).with_suffix("")) if root.is_dir() else path.stem
-            if any(c.name == name for c in cases):
+            if name in names:
                 raise CorpusError(f"{path}: a second case named {name!r} (two corpora with the same layout?)")
             base = _find_base(path)
+            names.add(name)
             cases.append(Case(name, path, _read_case(path), base))
             hashed[f"{root.name if root.is_dir() else ''}/{name}.json"] = _sha(path)
             if base is not None:  # a base above the given path (a sub-directory of a corpus) counts too
