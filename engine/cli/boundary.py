@@ -436,40 +436,32 @@ CATEGORICAL: list[tuple[str, str, Callable[[Scenario], bool], list[tuple[str, Ca
 
 class Runner:
     def __init__(self, bundle: Any, constraints: Any, evaluator: str) -> None:
-        from ..constraints import ConstraintsSnapshot
         from ..models import ExecutionContext, StateView
-        from ..pipeline import Config, evaluate
+        from ..pipeline import evaluate
 
         self.bundle = bundle
         self.constraints = constraints
         self.dumped = constraints.model_dump(mode="json")
-        self._snap, self._ctx, self._state, self._config, self._evaluate = ConstraintsSnapshot, ExecutionContext, StateView, Config, evaluate
+        self._ctx, self._state, self._evaluate = ExecutionContext, StateView, evaluate
         self.evaluator = evaluator
         self.runs = 0
-        self._cons_cache: dict[str, Any] = {}
 
     def outcome(self, s: Scenario) -> dict[str, Any] | None:
         """The pinned outcome of this input, or None when it is not a usable input (the knob left
         the domain of valid contexts: no case is written there)."""
         from ..certification import outcome_of
-        from .corpus import merge
+        from .certify import dry_run_config
+        from .corpus import overridden
 
         self.runs += 1
         try:
             context = self._ctx.model_validate(copy.deepcopy(s.context))
             state = self._state.model_validate(s.state)
-            constraints = self.constraints
-            if s.constraints_override:
-                key = json.dumps(s.constraints_override, sort_keys=True)
-                if key not in self._cons_cache:
-                    dumped = copy.deepcopy(self.dumped)
-                    dumped["symbols"] = merge(dumped["symbols"], s.constraints_override)
-                    self._cons_cache[key] = self._snap.model_validate(dumped)
-                constraints = self._cons_cache[key]
+            constraints = overridden(self.constraints, s.constraints_override) if s.constraints_override else self.constraints
         except Exception:  # noqa: BLE001 - a context the models refuse is outside the domain
             return None
         decision = {"decision_id": "d-1", "decision_code": "AUTHORIZED_ACTION", "action": s.action}
-        config = self._config(self.bundle, constraints, "dry-run", evaluator=self.evaluator)
+        config = dry_run_config(self.bundle, constraints, self.evaluator)
         ev = self._evaluate(json.dumps(decision), context, config, state)
         return outcome_of(ev.result)
 

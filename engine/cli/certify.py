@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..bundle import Bundle
 from ..certification import (
@@ -144,20 +144,28 @@ _WORKER: dict[str, Any] = {}
 _CONFIGS: dict[tuple[int, int, str], tuple[Any, Any]] = {}
 
 
+def dry_run_config(bundle: Bundle, constraints: Any, evaluator: str) -> Any:
+    """The dry-run Config of (bundle, snapshot, evaluator), one per distinct snapshot object: a
+    Config computes the constraints digest, which a corpus of cases would otherwise repeat per case."""
+    from ..pipeline import Config
+
+    key = (id(bundle), id(constraints), evaluator)
+    held = _CONFIGS.get(key)
+    if held is None or held[0] is not constraints or held[1].bundle is not bundle:
+        if len(_CONFIGS) > 256:
+            _CONFIGS.clear()
+        held = _CONFIGS[key] = (constraints, Config(bundle, constraints, "dry-run", evaluator=evaluator))
+    return held[1]
+
+
 def _run_one(bundle: Bundle, case: Case, constraints: Any, evaluator: str) -> CaseRun:
-    from ..pipeline import Config, evaluate
+    from ..pipeline import evaluate
 
     try:
         raw, context, case_constraints, state = case_inputs(case, constraints)
     except CorpusError as exc:
         return CaseRun(case.name, None, str(exc))
-    key = (id(bundle), id(case_constraints), evaluator)
-    held = _CONFIGS.get(key)
-    if held is None or held[0] is not case_constraints:  # a Config computes the constraints digest: once per snapshot
-        if len(_CONFIGS) > 256:
-            _CONFIGS.clear()
-        held = _CONFIGS[key] = (case_constraints, Config(bundle, case_constraints, "dry-run", evaluator=evaluator))
-    ev = evaluate(raw, context, held[1], state)
+    ev = evaluate(raw, context, dry_run_config(bundle, case_constraints, evaluator), state)
     assert ev.result is not None
     return CaseRun(case.name, outcome_of(ev.result))
 
@@ -620,44 +628,51 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 1 if report["changed"] else 0
 
 
-def _audit_rows(path: Path, old: Bundle, new: Bundle, state_dir: str | None) -> tuple[list[tuple[str, Any, Any, Any]], str]:
-    """Each recorded execution's pure input (decision, context, the state view it was decided
-    with, rebuilt from the ledger as `ep4 replay` does) re-evaluated under both bundles, dry-run."""
+def recorded_executions(path: Path, state_dir: str | None) -> Iterator[tuple[int, dict[str, Any], Any]]:
+    """(line number, record, (decision text, context, state view) or why it cannot be read back)
+    for every execution record of an audit log; the state view is rebuilt from the ledger as
+    `ep4 replay` does (``state_dir``, default the log's directory)."""
     from ..audit import read_records
     from ..ledger import Ledger
     from ..models import ExecutionContext
     from ..numbers import loads
-    from ..pipeline import Config, evaluate
     from ..replay import recorded_state
-    from .inputs import load_constraints
 
     if not path.is_file():
         raise InputError(f"audit log not found (or not a file): {path}")
-    constraints = load_constraints(None, None)
     ledger = Ledger.open_existing(Path(state_dir) if state_dir else path.parent)
-    rows = []
-    seen = 0
     try:
         for line_no, rec in _records(path, read_records, loads):
             if rec.get("kind") != "execution" or not isinstance(rec.get("input"), dict):
                 continue
-            seen += 1
             try:
                 context = ExecutionContext.model_validate(rec["input"]["context"])
                 state = recorded_state(rec, ledger)
                 raw = rec["input"]["decision_text"]
             except Exception as exc:  # noqa: BLE001 - a record this ep4 cannot read back: say which
-                raise InputError(f"{path}: line {line_no}: cannot read the recorded input ({type(exc).__name__}: {exc})") from None
-            if isinstance(state, str):
-                raise InputError(f"{path}: line {line_no}: {state}")
-            outs = []
-            for bundle in (old, new):
-                ev = evaluate(raw, context, Config(bundle, constraints, "dry-run"), state)
-                outs.append(outcome_of(ev.result))
-            rows.append((f"line {line_no}: {rec.get('policy_decision_id')}/{rec.get('action_id')}", outs[0], outs[1], None))
+                yield line_no, rec, f"cannot read the recorded input ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+                continue
+            yield line_no, rec, state if isinstance(state, str) else (raw, context, state)
     finally:
         if ledger is not None:
             ledger.close()
+
+
+def _audit_rows(path: Path, old: Bundle, new: Bundle, state_dir: str | None) -> tuple[list[tuple[str, Any, Any, Any]], str]:
+    """Each recorded execution's pure input re-evaluated under both bundles, dry-run."""
+    from ..pipeline import evaluate
+    from .inputs import load_constraints
+
+    constraints = load_constraints(None, None)
+    rows = []
+    seen = 0
+    for line_no, rec, inputs in recorded_executions(path, state_dir):
+        seen += 1
+        if isinstance(inputs, str):
+            raise InputError(f"{path}: line {line_no}: {inputs}")
+        raw, context, state = inputs
+        outs = [outcome_of(evaluate(raw, context, dry_run_config(b, constraints, "compiled"), state).result) for b in (old, new)]
+        rows.append((f"line {line_no}: {rec.get('policy_decision_id')}/{rec.get('action_id')}", outs[0], outs[1], None))
     return rows, f"audit log {path} ({seen} recorded executions, re-evaluated in dry-run)"
 
 

@@ -22,7 +22,7 @@ from ..models import ExecutionContext, StateView
 from ..numbers import canonical_json
 from ..numbers import loads as exact_loads
 
-__all__ = ["Case", "Corpus", "CorpusError", "case_inputs", "decision_text", "load_corpus", "merge", "write_pin"]
+__all__ = ["Case", "Corpus", "CorpusError", "case_inputs", "decision_text", "load_corpus", "overridden", "merge", "write_pin"]
 
 MAX_CASE_BYTES = 1 << 20
 
@@ -211,7 +211,7 @@ def _validated(model: Any, data: Any) -> Any:
 _OVERRIDDEN: dict[tuple[int, str], tuple[ConstraintsSnapshot, ConstraintsSnapshot]] = {}
 
 
-def _overridden(constraints: ConstraintsSnapshot, override: Any) -> ConstraintsSnapshot:
+def overridden(constraints: ConstraintsSnapshot, override: Any) -> ConstraintsSnapshot:
     """The snapshot with a case's ``constraints_override`` (exact values) merged in; one object per
     distinct override (cases share them), so its digest is computed once."""
     key = (id(constraints), canonical_json(override))
@@ -249,7 +249,7 @@ def case_inputs(case: Case, default_constraints: ConstraintsSnapshot) -> tuple[s
         else:
             constraints = default_constraints
         if "constraints_override" in d:
-            constraints = _overridden(constraints, exact["constraints_override"])
+            constraints = overridden(constraints, exact["constraints_override"])
         state = _validated(StateView, exact.get("state", {}))
     except CorpusError:
         raise

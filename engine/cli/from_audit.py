@@ -56,101 +56,81 @@ def _safe(text: Any) -> str:
 
 
 def cmd_cases_from_audit(args: argparse.Namespace) -> int:
-    from ..audit import read_records
     from ..certification import outcome_of
-    from ..ledger import Ledger
-    from ..models import ExecutionContext
-    from ..numbers import loads
     from ..pipeline import Config, evaluate
-    from ..replay import recorded_state
     from .boundary import dump_case
-    from .certify import _records
+    from .certify import recorded_executions
     from .inputs import load_config_bundle, load_constraints
 
     path = Path(args.audit)
-    if not path.is_file():
-        raise InputError(f"audit log not found (or not a file): {path}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")
     bundle = load_config_bundle(args.bundle)
     constraints = load_constraints(args.constraints, args.leverage_brackets)
     config = Config(bundle, constraints, "dry-run")
-    ledger = Ledger.open_existing(Path(args.state_dir) if args.state_dir else path.parent)
     written: list[str] = []
     problems: list[str] = []
     seen: set[str] = set()
     executions = 0
     constraints_rel: str | None = None
-    try:
-        for line_no, rec in _records(path, read_records, loads):
-            if rec.get("kind") != "execution" or not isinstance(rec.get("input"), dict):
-                continue
-            executions += 1
-            where = f"line {line_no}"
-            named = (rec.get("bundle") or {}).get("digest")
-            if named != bundle.digest:
-                problems.append(f"{where}: decided by bundle {named}, not {bundle.name} {bundle.version} ({bundle.digest}); pass that bundle with --bundle")
-                continue
-            if rec.get("constraints_digest") != config.constraints_digest:
-                problems.append(f"{where}: decided with constraints {rec.get('constraints_digest')}; pass that exchangeInfo with --constraints")
-                continue
-            try:
-                raw = rec["input"]["decision_text"]
-                context_data = rec["input"]["context"]
-                context = ExecutionContext.model_validate(context_data)
-                state = recorded_state(rec, ledger)
-            except Exception as exc:  # noqa: BLE001 - a record this ep4 cannot read back: say which
-                problems.append(f"{where}: cannot read the recorded input ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
-                continue
-            if isinstance(state, str):
-                problems.append(f"{where}: {state}")
-                continue
-            result = evaluate(raw, context, config, state).result
-            outcome = outcome_of(result)
-            recorded = rec.get("result") or {}
-            if recorded.get("rule") in (1, 2, 3, 4) and (recorded.get("result"), recorded.get("reason_code")) != (outcome["result"], outcome["reason_code"]):
-                problems.append(f"{where}: recorded {recorded.get('result')} {recorded.get('reason_code')} but a dry run now gives "
-                                f"{outcome['result']} {outcome['reason_code']}: not reproducible, not written")
-                continue
-            doc: dict[str, Any] = {
-                "description": f"recorded {recorded.get('result')} {recorded.get('reason_code')} ({rec.get('mode')}) for "
-                               f"{rec.get('policy_decision_id')}/{rec.get('action_id')}",
-                "source": {"audit": path.name, "line": line_no, "trace_id": rec.get("trace_id"), "mode": rec.get("mode"),
-                           "recorded": {"result": recorded.get("result"), "reason_code": recorded.get("reason_code"),
-                                        "rule": recorded.get("rule")}},
-                "decision": _decision_field(raw),
-                "context": context_data,
-            }
-            state_data = state.model_dump(mode="json", exclude_defaults=True)
-            if state_data:
-                doc["state"] = state_data
-            if args.constraints:
-                if constraints_rel is None:
-                    out.mkdir(parents=True, exist_ok=True)
-                    (out / "_constraints").mkdir(exist_ok=True)
-                    shutil.copyfile(args.constraints, out / "_constraints" / "exchange-info.json")
-                    constraints_rel = "_constraints/exchange-info.json"
-                    if args.leverage_brackets:
-                        shutil.copyfile(args.leverage_brackets, out / "_constraints" / "leverage-brackets.json")
-                doc["constraints"] = constraints_rel
+    for line_no, rec, inputs in recorded_executions(path, args.state_dir):
+        executions += 1
+        where = f"line {line_no}"
+        named = (rec.get("bundle") or {}).get("digest")
+        if named != bundle.digest:
+            problems.append(f"{where}: decided by bundle {named}, not {bundle.name} {bundle.version} ({bundle.digest}); pass that bundle with --bundle")
+            continue
+        if rec.get("constraints_digest") != config.constraints_digest:
+            problems.append(f"{where}: decided with constraints {rec.get('constraints_digest')}; pass that exchangeInfo with --constraints")
+            continue
+        if isinstance(inputs, str):
+            problems.append(f"{where}: {inputs}")
+            continue
+        raw, context, state = inputs
+        context_data = rec["input"]["context"]
+        result = evaluate(raw, context, config, state).result
+        outcome = outcome_of(result)
+        recorded = rec.get("result") or {}
+        if recorded.get("rule") in (1, 2, 3, 4) and (recorded.get("result"), recorded.get("reason_code")) != (outcome["result"], outcome["reason_code"]):
+            problems.append(f"{where}: recorded {recorded.get('result')} {recorded.get('reason_code')} but a dry run now gives "
+                            f"{outcome['result']} {outcome['reason_code']}: not reproducible, not written")
+            continue
+        doc: dict[str, Any] = {
+            "description": f"recorded {recorded.get('result')} {recorded.get('reason_code')} ({rec.get('mode')}) for "
+                           f"{rec.get('policy_decision_id')}/{rec.get('action_id')}",
+            "source": {"audit": path.name, "line": line_no, "trace_id": rec.get("trace_id"), "mode": rec.get("mode"),
+                       "recorded": {"result": recorded.get("result"), "reason_code": recorded.get("reason_code"),
+                                    "rule": recorded.get("rule")}},
+            "decision": _decision_field(raw),
+            "context": context_data,
+        }
+        state_data = state.model_dump(mode="json", exclude_defaults=True)
+        if state_data:
+            doc["state"] = state_data
+        if args.constraints:
+            if constraints_rel is None:
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "_constraints").mkdir(exist_ok=True)
+                shutil.copyfile(args.constraints, out / "_constraints" / "exchange-info.json")
+                constraints_rel = "_constraints/exchange-info.json"
                 if args.leverage_brackets:
-                    doc["leverage_brackets"] = "_constraints/leverage-brackets.json"
-            doc["expect"] = outcome
-            key = json.dumps([doc["decision"], doc["context"], doc.get("state")], sort_keys=True)
-            if key in seen:
-                continue  # the same input twice (a replayed or duplicate decision): one case
-            seen.add(key)
-            name = f"{line_no:06d}-{_safe(rec.get('policy_decision_id'))}-{_safe(rec.get('action_id'))}.json"
-            target = out / name
-            if target.exists() and not args.replace:
-                raise InputError(f"{target} exists; pass --replace to overwrite cases made from this log before")
-            out.mkdir(parents=True, exist_ok=True)
-            target.write_text(dump_case(doc), encoding="utf-8")
-            written.append(name)
-    finally:
-        if ledger is not None:
-            ledger.close()
+                    shutil.copyfile(args.leverage_brackets, out / "_constraints" / "leverage-brackets.json")
+            doc["constraints"] = constraints_rel
+            if args.leverage_brackets:
+                doc["leverage_brackets"] = "_constraints/leverage-brackets.json"
+        doc["expect"] = outcome
+        key = json.dumps([doc["decision"], doc["context"], doc.get("state")], sort_keys=True)
+        if key in seen:
+            continue  # the same input twice (a replayed or duplicate decision): one case
+        seen.add(key)
+        name = f"{line_no:06d}-{_safe(rec.get('policy_decision_id'))}-{_safe(rec.get('action_id'))}.json"
+        target = out / name
+        if target.exists() and not args.replace:
+            raise InputError(f"{target} exists; pass --replace to overwrite cases made from this log before")
+        out.mkdir(parents=True, exist_ok=True)
+        target.write_text(dump_case(doc), encoding="utf-8")
+        written.append(name)
     print(f"ep4 cases from-audit {path}: {executions} recorded executions, {len(written)} cases written to {out}"
           + (f", {len(problems)} not written" if problems else ""))
     for p in problems[:50]:
