@@ -192,6 +192,8 @@ def test_a_comment_only_change_asks_for_a_version_bump_and_a_re_sign(capsys, rep
     key, entry = new_key(capsys, repo / "k.key")
     code, out, _ = run(capsys, "certify", bundle, "--cases", CASES, "--no-progress", "--sign", key)
     assert code == 1 and "NOT SIGNED (--sign): fix the version problem(s) first" in out
+    code, out, _ = run(capsys, "certify", bundle, "--cases", CASES, "--no-progress", "--sign", key, "--format", "markdown")
+    assert code == 1 and "* **not signed** (--sign): fix the version problem(s) first" in out
     # the same for a change in an included gate library
     edit(bundle, "Reviewed 2026-11-27. ", "")
     edit(repo / "gates" / "health.yaml", "\n", "\n# a comment\n")

@@ -525,7 +525,7 @@ def _markdown(r: CertifyReport) -> str:
     out += [f"* version: {m}" for m in r.discipline]
     c = r.certificate
     if c.get("not_signed"):
-        lines.append(f"NOT SIGNED (--sign): {c['not_signed']}")
+        out.append(f"* **not signed** (--sign): {c['not_signed']}")
     if "status" in c:
         out.append(f"* certificate `{c['path']}`: **{c['status']}**" + (f", approved by {c['signer']} at {c['signed_at']}" if c["status"] == "valid" else ""))
         out += [f"  * {p}" for p in c.get("problems", [])]
