@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e '.[dev]'
+	$(BIN)/python -m compileall -q engine exchange >/dev/null
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -37,6 +38,7 @@ reliability: $(STAMP)
 # Rules 1-4 (both evaluators), a 100,000-line dry-run batch, one paper execution over loopback, ep4 certify
 # over a 10,000-case corpus
 bench: $(STAMP)
+	$(BIN)/python -m compileall -q engine exchange >/dev/null  # bytecode, as pip gives installed packages
 	$(BIN)/ep4 bench
 	$(BIN)/python tests/bench/bench_batch.py
 	$(BIN)/python tests/bench/bench_exchange.py

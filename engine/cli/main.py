@@ -671,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--mark", action="append", default=[], metavar="SYMBOL=PRICE", help="initial mark price of a new account")
     q.set_defaults(func=cmd_paper_serve)
 
-    from .certify import add_parsers as add_lifecycle_parsers
+    from .lifecycle import add_parsers as add_lifecycle_parsers
 
     add_lifecycle_parsers(sub, _add_evaluator)
 
