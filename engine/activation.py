@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from .cel import FieldSpec as F
 from .cel import to_cel
-from .cel.values import _Map
+from .cel.values import _List, _Map
 from .constraints import SymbolConstraints
 from .intent import Intent
 from .memo import memo
@@ -159,10 +159,12 @@ def build_activation(
         elif name == "intent":
             out[name] = _Map({attr: to_cel(value) for attr, value in intent.__dict__.items()})
         elif name == "state":
-            out[name] = to_cel({
-                "recent": [r.model_dump() for r in state.recent],
-                "last_execution_ms": state.last_execution_ms,
-                "last_failed_safe_ms": state.last_failed_safe_ms,
+            # a record is immutable and the ledger hands out the same object for an unchanged row:
+            # its CEL value is built once (to_cel of its dump, as before), not per decision
+            out[name] = _Map({
+                "recent": _List([memo(r, "cel", lambda r=r: to_cel(r.model_dump())) for r in state.recent]),
+                "last_execution_ms": to_cel(state.last_execution_ms),
+                "last_failed_safe_ms": to_cel(state.last_failed_safe_ms),
             })
         elif name == "params":
             symbol = intent.symbol or context.symbol

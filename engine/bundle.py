@@ -243,6 +243,20 @@ class Bundle:
         return arms_cooldown(result, rule, timestamp, state, self.cooldown_ms, self.cooldown_armed_by, reason_code)
 
     @cached_property
+    def risk_chain(self) -> Any:
+        """Rule 3's gates as one generated fast-path function (engine.gate_chain)."""
+        from .gate_chain import gate_chain
+
+        return gate_chain(self.risk_gates)
+
+    @cached_property
+    def constraint_chain(self) -> Any:
+        """Rule 4's checks as one generated fast-path function (engine.gate_chain)."""
+        from .gate_chain import gate_chain
+
+        return gate_chain(self.constraint_checks)
+
+    @cached_property
     def has_shadow_gates(self) -> bool:
         return any(g.shadow for g in self.risk_gates + self.constraint_checks)
 

@@ -3,7 +3,7 @@ leverage bounds). No rounding heuristics: incompatible means FAILED_SAFE."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .bundle import Gate
 from .models import GateOutcome
@@ -13,6 +13,7 @@ __all__ = ["constraint_alignment"]
 
 
 def constraint_alignment(
-    checks: Sequence[Gate], activation: Mapping[str, Any], evaluator: str = "compiled"
+    checks: Sequence[Gate], activation: Mapping[str, Any], evaluator: str = "compiled",
+    chain: Callable[[Mapping[str, Any]], int] | None = None,
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
-    return evaluate_gates(checks, activation, "CONSTRAINT_EVALUATION_ERROR", evaluator)
+    return evaluate_gates(checks, activation, "CONSTRAINT_EVALUATION_ERROR", evaluator, chain)

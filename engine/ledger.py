@@ -26,6 +26,8 @@ __all__ = ["IN_DOUBT", "IN_DOUBT_CODES", "TRADING_STATES", "Ledger", "LedgerErro
 IN_DOUBT = "OUTCOME_UNKNOWN"
 # Outcomes after which the order may or may not exist on the exchange (Binance: 5xx = unknown status).
 TRADING_STATES = ("ACTIVE", "REDUCING", "HALTED")
+_RECORD_CACHE_SIZE = 100_000  # ledger rows kept as records (a row is ~1 KB with its derived forms)
+
 IN_DOUBT_CODES = (IN_DOUBT, "EXCHANGE_TIMEOUT", "EXCHANGE_NO_ACK", "EXCHANGE_STATUS_UNKNOWN", "ACK_MALFORMED")
 
 _SCHEMA = """
@@ -68,6 +70,7 @@ _ANCHOR_SQL = (
 class Ledger:
     def __init__(self, state_dir: str | Path) -> None:
         self.dir = Path(state_dir)
+        self._record_cache: dict[tuple, ExecutionRecord] = {}
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.path = self.dir / "ledger.sqlite"
@@ -205,14 +208,25 @@ class Ledger:
         return [record for _, _, record in self._rows_with_seq(rows)]
 
     def _rows_with_seq(self, rows: Iterable[tuple]) -> list[tuple[int, str, ExecutionRecord]]:
+        """Rows as records. A row read before with exactly the same columns gives the same (immutable)
+        record object, so what the core derives from a record once (its CEL value, its canonical JSON,
+        engine.memo) is reused by every later state view instead of being rebuilt per decision."""
         out = []
-        for (seq, decision_id, action_id, action_type, symbol, ts, status, result, reason, attempted, opens) in rows:
-            if status == "IN_FLIGHT":
-                result, reason = "FAILED_SAFE", IN_DOUBT
-            out.append((seq, status, ExecutionRecord(
-                decision_id=decision_id, action_id=action_id, action_type=action_type, symbol=symbol,
-                result=result, reason_code=reason, timestamp=ts, attempted=bool(attempted), opens=bool(opens),
-            )))
+        cache = self._record_cache
+        for row in rows:
+            record = cache.get(row)
+            if record is None:
+                (_, decision_id, action_id, action_type, symbol, ts, status, result, reason, attempted, opens) = row
+                if status == "IN_FLIGHT":
+                    result, reason = "FAILED_SAFE", IN_DOUBT
+                record = ExecutionRecord(
+                    decision_id=decision_id, action_id=action_id, action_type=action_type, symbol=symbol,
+                    result=result, reason_code=reason, timestamp=ts, attempted=bool(attempted), opens=bool(opens),
+                )
+                if len(cache) >= _RECORD_CACHE_SIZE:
+                    cache.clear()  # bounded: a long-lived process keeps at most this many
+                cache[row] = record
+            out.append((row[0], row[6], record))
         return out
 
     _COLS = "seq, decision_id, action_id, action_type, symbol, timestamp, status, result, reason_code, attempted, opens"

@@ -86,11 +86,23 @@ def _digests(raw: RawDecision, context: ExecutionContext, state: StateView, conf
     text = "".join((
         '{"context":', memo(context, "json", lambda: canonical_json(context.model_dump(mode="json"))),
         ',"decision":', canonical_json(decision),
-        ',"state":', memo(state, "json", lambda: canonical_json(state.model_dump(mode="json"))), "}",
+        ',"state":', memo(state, "json", lambda: _state_json(state)), "}",
     ))
     input_digest = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
     seed = "\n".join([input_digest, config.bundle.digest, config.constraints_digest, config.mode])
     return input_digest, "ep4-" + hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32]
+
+
+def _state_json(state: StateView) -> str:
+    """``canonical_json(state.model_dump(mode="json"))``, byte for byte, with each record's canonical
+    text computed once per (immutable) record: a state view repeats the records of the one before."""
+    if not state.recent:
+        return canonical_json(state.model_dump(mode="json"))
+    rest = canonical_json(state.model_dump(mode="json", exclude={"recent"}) | {"recent": []})
+    records = ",".join(memo(r, "json", lambda r=r: canonical_json(r.model_dump(mode="json"))) for r in state.recent)
+    # sorted keys: "recent" is a top-level key exactly once, and an unescaped `"recent":[]` cannot
+    # occur inside a JSON string (its quotes would be escaped)
+    return rest.replace('"recent":[]', '"recent":[' + records + "]", 1)
 
 
 def evaluate(
@@ -117,7 +129,10 @@ def evaluate(
         result: str, code: str, rule: int | None, message: str, *, decision: PolicyDecision | None = None,
         intent: Intent | None = None, trace: tuple[GateOutcome, ...] = (), **extra: Any,
     ) -> Evaluation:
-        res = ExecutionResult(result=result, reason_code=code, rule=rule, message=message, gate_trace=trace, **header, **extra)
+        # every value here is ep4's own, already typed (the header, the trace's outcome models, the
+        # order's text fields): built without re-validation, as the model's fields in its order
+        res = ExecutionResult.model_construct(
+            result=result, reason_code=code, rule=rule, message=message, gate_trace=trace, **header, **extra)
         return Evaluation(res, decision, intent, None, header, trace, input_digest)
 
     if raw.problem is not None:
@@ -175,7 +190,7 @@ def evaluate(
         action=action, intent=intent, context=context, bundle=bundle, state=state, constraints=symbol_constraints,
         roots=bundle.roots,
     )
-    trace3, failure = risk_gates(bundle.risk_gates, activation, config.evaluator)
+    trace3, failure = risk_gates(bundle.risk_gates, activation, config.evaluator, bundle.risk_chain)
     if failure is not None:
         return done("FAILED_SAFE", failure.reason_code, 3, failure.message, decision=decision, intent=intent, trace=trace3)
 
@@ -186,7 +201,7 @@ def evaluate(
             f"the constraints snapshot has no {intent.symbol}; alignment cannot be checked",
             decision=decision, intent=intent, trace=trace3,
         )
-    trace4, failure = constraint_alignment(bundle.constraint_checks, activation, config.evaluator)
+    trace4, failure = constraint_alignment(bundle.constraint_checks, activation, config.evaluator, bundle.constraint_chain)
     trace = trace3 + trace4
     if failure is not None:
         return done("FAILED_SAFE", failure.reason_code, 4, failure.message, decision=decision, intent=intent, trace=trace)

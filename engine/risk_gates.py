@@ -9,7 +9,7 @@ it never decides: spec §9 extensions are rolled out observed before they are en
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .bundle import Gate
 from .cel import CelEvaluationError, exact_arithmetic
@@ -29,19 +29,27 @@ class GateFailure:
 
 
 def evaluate_gates(
-    gates: Sequence[Gate], activation: Mapping[str, Any], error_code: str, evaluator: str = "compiled"
+    gates: Sequence[Gate], activation: Mapping[str, Any], error_code: str, evaluator: str = "compiled",
+    chain: Callable[[Mapping[str, Any]], int] | None = None,
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
-    """Every gate, in order, with the given evaluator (``compiled`` or the reference ``interpreter``)."""
+    """Every gate, in order, with the given evaluator (``compiled`` or the reference ``interpreter``).
+
+    ``chain`` (:func:`engine.gate_chain.gate_chain` of the same ``gates``) runs the leading fast
+    paths in one call; the loop decides every gate from the first one that did not pass there."""
     with exact_arithmetic():
-        return _evaluate_gates(gates, activation, error_code, evaluator)
+        return _evaluate_gates(gates, activation, error_code, evaluator, chain)
 
 
 def _evaluate_gates(
-    gates: Sequence[Gate], activation: Mapping[str, Any], error_code: str, evaluator: str
+    gates: Sequence[Gate], activation: Mapping[str, Any], error_code: str, evaluator: str,
+    chain: Callable[[Mapping[str, Any]], int] | None = None,
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
-    trace: list[GateOutcome] = []
+    start = chain(activation) if chain is not None and evaluator == "compiled" else 0
+    if start == len(gates):
+        return tuple(g.passed for g in gates), None
+    trace: list[GateOutcome] = [g.passed for g in gates[:start]]
     failure: GateFailure | None = None
-    for gate in gates:
+    for gate in gates[start:]:
         error = None
         value: Any = _UNSET
         fast = gate.expression.fast if evaluator == "compiled" else None
@@ -79,7 +87,8 @@ def _evaluate_gates(
 
 
 def risk_gates(
-    gates: Sequence[Gate], activation: Mapping[str, Any], evaluator: str = "compiled"
+    gates: Sequence[Gate], activation: Mapping[str, Any], evaluator: str = "compiled",
+    chain: Callable[[Mapping[str, Any]], int] | None = None,
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
     """Rule 3: any failure (or evaluation error) means FAILED_SAFE."""
-    return evaluate_gates(gates, activation, "GATE_EVALUATION_ERROR", evaluator)
+    return evaluate_gates(gates, activation, "GATE_EVALUATION_ERROR", evaluator, chain)
