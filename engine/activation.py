@@ -13,7 +13,7 @@ from .cel import to_cel
 from .cel.values import _List, _Map
 from .constraints import SymbolConstraints
 from .intent import Intent
-from .memo import memo
+from .memo import memo, memo_of
 from .models import ExecutionContext, StateView
 
 __all__ = ["VARIABLES", "build_activation", "variables_for", "variables_markdown"]
@@ -162,7 +162,7 @@ def build_activation(
             # a record is immutable and the ledger hands out the same object for an unchanged row:
             # its CEL value is built once (to_cel of its dump, as before), not per decision
             out[name] = _Map({
-                "recent": _List([memo(r, "cel", lambda r=r: to_cel(r.model_dump())) for r in state.recent]),
+                "recent": _List([memo_of(r, "cel", _record_cel) for r in state.recent]),
                 "last_execution_ms": to_cel(state.last_execution_ms),
                 "last_failed_safe_ms": to_cel(state.last_failed_safe_ms),
             })
@@ -179,6 +179,10 @@ def build_activation(
         elif name == "action":
             out[name] = to_cel(action.model_dump())
     return out
+
+
+def _record_cel(record: Any) -> Any:
+    return to_cel(record.model_dump())
 
 
 _CONTEXT_ROOTS = frozenset({"context", "now", "account", "market", "health"})

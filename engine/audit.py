@@ -60,10 +60,29 @@ def _last_record(f: Any) -> dict[str, Any] | None:
         raise AuditError("the audit log ends in a damaged record; run `ep4 audit verify` before writing more") from None
 
 
+def _file_id(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def chained_record_text(record: dict[str, Any]) -> tuple[str, str]:
+    """(``record_hash(record)``, ``canonical_json`` of the record with that ``hash`` added), each
+    top-level value serialised once: canonical JSON of an object is its items in key order, joined,
+    so both texts are built from the same pieces (byte for byte what the two separate calls give)."""
+    parts = {k: canonical_json(k) + ":" + canonical_json(v) for k, v in record.items() if k != "hash"}
+    body = "{" + ",".join(parts[k] for k in sorted(parts)) + "}"
+    digest = "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
+    parts["hash"] = '"hash":' + canonical_json(digest)
+    return digest, "{" + ",".join(parts[k] for k in sorted(parts)) + "}"
+
+
 class AuditLog:
     def __init__(self, path: str | Path, anchor: Anchor | None = None) -> None:
         self.path = Path(path)
         self.anchor = anchor
+        # (device, inode, size, mtime) of the log right after this process's last fsynced append,
+        # with that record's seq, hash and prev_hash: while the file is exactly as this process left
+        # it, its tail is that record and is not read back and re-hashed before every call (issue 6)
+        self._tail: tuple[tuple[int, int, int, int], dict[str, Any]] | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -81,12 +100,25 @@ class AuditLog:
                 pass
         except OSError as exc:
             raise AuditError(f"the audit log {self.path} cannot be written ({exc.strerror or exc}); nothing was sent") from None
-        problem = tail_problem(self.path, anchor)
+        problem = self._known_tail_problem(anchor)
+        if problem is _UNKNOWN:
+            problem = tail_problem(self.path, anchor)
         if problem:
             raise AuditError(
                 f"the audit log {self.path} is damaged: {problem}; nothing was sent. "
                 "Run `ep4 audit verify` to see it and `ep4 audit repair` to set the damaged bytes aside"
             )
+
+    def _known_tail_problem(self, anchor: tuple[int, str] | None) -> str | None:
+        """The tail check without reading the file, when the file is exactly as this process's last
+        append left it (same device, inode, size and mtime); ``_UNKNOWN`` otherwise."""
+        if self._tail is None:
+            return _UNKNOWN
+        try:
+            same = _file_id(os.stat(self.path)) == self._tail[0]
+        except OSError:
+            return _UNKNOWN
+        return _tail_against_anchor(self._tail[1], anchor) if same else _UNKNOWN
 
     def last_record(self) -> dict[str, Any] | None:
         """The newest record (read from the end of the file), or None for an empty log."""
@@ -104,18 +136,24 @@ class AuditLog:
         try:
             with open(self.path, "a+b") as f:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-                last = _last_record(f)
+                last = self._tail[1] if self._tail is not None and self._tail[0] == _file_id(os.fstat(f.fileno())) else _last_record(f)
                 full = {"seq": (last["seq"] + 1) if last else 1, "prev_hash": last["hash"] if last else GENESIS, **record}
-                full["hash"] = record_hash(full)
+                full["hash"], line = chained_record_text(full)
                 f.seek(0, os.SEEK_END)
-                f.write((canonical_json(full) + "\n").encode("utf-8"))
+                f.write((line + "\n").encode("utf-8"))
                 f.flush()
                 os.fsync(f.fileno())
+                self._tail = (_file_id(os.fstat(f.fileno())),
+                              {"seq": full["seq"], "hash": full["hash"], "prev_hash": full["prev_hash"]})
         except OSError as exc:
+            self._tail = None
             raise AuditError(f"cannot write the audit log {self.path}: {exc}") from None
         if anchor and self.anchor is not None:
             self.anchor.set_audit_anchor(full["seq"], full["hash"])
         return full
+
+
+_UNKNOWN = "?"
 
 
 def tail_problem(path: str | Path, anchor: tuple[int, str] | None) -> str | None:
@@ -139,6 +177,12 @@ def tail_problem(path: str | Path, anchor: tuple[int, str] | None) -> str | None
         return f"cannot be read ({exc})"
     if not isinstance(last, dict) or last.get("hash") != record_hash(last):
         return "the last record's hash does not match its content"
+    return _tail_against_anchor(last, anchor)
+
+
+def _tail_against_anchor(last: dict[str, Any], anchor: tuple[int, str] | None) -> str | None:
+    """Whether a sound last record (its hash checked) is the one the ledger anchored, or the one
+    just after it (written by a process that stopped before it updated the anchor)."""
     seq = last.get("seq")
     if anchor is None:
         return None if seq == 1 else f"the log ends at seq {seq} but the ledger anchored none"

@@ -18,9 +18,10 @@ from .authorization_gate import read_decision
 from .intent import Intent
 from .ledger import Ledger, LedgerError
 from .models import ExecutionContext, ExecutionRecord, ExecutionResult, StateView
-from .numbers import canonical_json, printable_text, sha256_digest
+from .numbers import canonical_json, printable_text
 from .order import OrderRequest, build_request
-from .pipeline import Config, Evaluation, evaluate, execution_record
+from .memo import memo_of
+from .pipeline import Config, Evaluation, evaluate, execution_record, record_json
 from .verification import ExchangeReplyData, verify_ack
 
 __all__ = ["ExchangeClient", "Executor", "PHASES", "audit_record", "decision_text", "forced_cancel_request", "forced_cancel_result"]
@@ -52,11 +53,13 @@ def state_record(state: StateView, refs: list[int | None] | None) -> dict[str, A
     """The state view as an audit record keeps it (issue 7, hole 12): each finished ``recent`` row by
     its ledger seq (the row is in the ledger and never changes), a row still in flight inline, and the
     sha256 of the whole list, which replay checks after rebuilding it. Without refs: all inline."""
-    dumped = state.model_dump(mode="json")
-    recent = dumped.pop("recent")
+    dumped = state.model_dump(mode="json", exclude={"recent"})
+    recent = state.recent
     refs = refs if refs is not None and len(refs) == len(recent) else [None] * len(recent)
-    dumped["recent_refs"] = [seq if seq is not None else row for seq, row in zip(refs, recent)]
-    dumped["recent_digest"] = sha256_digest(recent)
+    dumped["recent_refs"] = [seq if seq is not None else row.model_dump(mode="json") for seq, row in zip(refs, recent)]
+    # sha256_digest of the dumped list, from each (immutable) record's canonical text kept with it
+    text = "[" + ",".join([memo_of(r, "json", record_json) for r in recent]) + "]"
+    dumped["recent_digest"] = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
     return dumped
 
 

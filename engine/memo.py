@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-__all__ = ["memo"]
+__all__ = ["memo", "memo_of"]
 
 _KEY = "__ep4_memo__"
 _MISSING = object()
@@ -17,10 +17,26 @@ _MISSING = object()
 
 def memo(owner: Any, key: Any, build: Callable[[], Any]) -> Any:
     """``build()`` once per (owner, key)."""
+    try:
+        return owner.__dict__[_KEY][key]  # the common case: two lookups, no call
+    except KeyError:
+        pass
     store = owner.__dict__.get(_KEY)
     if store is None:
         store = owner.__dict__[_KEY] = {}
-    value = store.get(key, _MISSING)
-    if value is _MISSING:
-        value = store[key] = build()
+    value = store[key] = build()
+    return value
+
+
+def memo_of(owner: Any, key: Any, build: Callable[[Any], Any]) -> Any:
+    """``build(owner)`` once per (owner, key): for a loop over many owners with one module-level
+    ``build`` (no closure made per item)."""
+    try:
+        return owner.__dict__[_KEY][key]
+    except KeyError:
+        pass
+    store = owner.__dict__.get(_KEY)
+    if store is None:
+        store = owner.__dict__[_KEY] = {}
+    value = store[key] = build(owner)
     return value

@@ -30,7 +30,7 @@ from .models import (
     StateView,
 )
 from .errors import MODES
-from .memo import memo
+from .memo import memo, memo_of
 from .numbers import canonical_json
 from .order import OrderRequest, build_request
 from .risk_gates import risk_gates
@@ -93,13 +93,18 @@ def _digests(raw: RawDecision, context: ExecutionContext, state: StateView, conf
     return input_digest, "ep4-" + hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32]
 
 
+def record_json(record: ExecutionRecord) -> str:
+    """A record's canonical JSON (kept with the record: engine.memo.memo_of(r, "json", record_json))."""
+    return canonical_json(record.model_dump(mode="json"))
+
+
 def _state_json(state: StateView) -> str:
     """``canonical_json(state.model_dump(mode="json"))``, byte for byte, with each record's canonical
     text computed once per (immutable) record: a state view repeats the records of the one before."""
     if not state.recent:
         return canonical_json(state.model_dump(mode="json"))
     rest = canonical_json(state.model_dump(mode="json", exclude={"recent"}) | {"recent": []})
-    records = ",".join(memo(r, "json", lambda r=r: canonical_json(r.model_dump(mode="json"))) for r in state.recent)
+    records = ",".join([memo_of(r, "json", record_json) for r in state.recent])
     # sorted keys: "recent" is a top-level key exactly once, and an unescaped `"recent":[]` cannot
     # occur inside a JSON string (its quotes would be escaped)
     return rest.replace('"recent":[]', '"recent":[' + records + "]", 1)

@@ -119,14 +119,23 @@ def _recent_count(records: Any, since_ms: Any, match: Any) -> Decimal:
     entry of ``match``: a counter computed in Python rather than by a CEL filter over the list."""
     _need_decimal("recent_count", since_ms)
     wanted = list(match.items())
+    # ep4's own record maps (type _Map, plain str keys) are read with plain dict lookups by plain str
+    # keys (a StringType key hashes in Python); a key not found there (absent, or not a valid CEL
+    # key type) is read the reference way, r.get(k), which gives the same value or error as before
+    plain = [(str(k) if isinstance(k, str) else k, k, v) for k, v in wanted]
     n = 0
     for r in records:
-        if type(r) is _Map:  # ep4's own record maps (plain str keys): the same reads without celpy's per-read checks
+        if type(r) is _Map:
             ts = _dict_get(r, _TIMESTAMP, _ABSENT)
-            if (r[_TIMESTAMP] if ts is _ABSENT else ts) > since_ms and all(
-                (a is v or a == v) if (a := _dict_get(r, k, _ABSENT)) is not _ABSENT else r.get(k) == v for k, v in wanted
-            ):
-                n += 1
+            if (r[_TIMESTAMP] if ts is _ABSENT else ts) > since_ms:
+                for p, k, v in plain:  # all(), in order, stopping at the first field that differs
+                    a = _dict_get(r, p, _ABSENT)
+                    if a is _ABSENT:
+                        a = r.get(k)
+                    if not (a is v or a == v):
+                        break
+                else:
+                    n += 1
         elif r[_TIMESTAMP] > since_ms and all(r.get(k) == v for k, v in wanted):
             n += 1
     return Decimal(n)
