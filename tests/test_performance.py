@@ -1,0 +1,195 @@
+"""The shortcuts issue 6 took for speed give exactly what the plain code gives (no timing here:
+benchmarks are `ep4 bench` and tests/bench/).
+
+Each test compares a fast form with the straightforward computation it replaces, on the inputs
+where they could differ: records repeated across state views, keys and values that are not what
+ep4 writes, decision ids holding JSON syntax, an audit log changed behind the writer's back.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from celpy import celtypes
+
+from engine.audit import AuditError, AuditLog, chained_record_text, record_hash
+from engine.bundle import load_bundle
+from engine.cel import CelEvaluationError, FieldSpec, compile_expression, to_cel
+from engine.cel.functions import _recent_count
+from engine.executor import state_record
+from engine.intent import Intent, _new_intent
+from engine.ledger import Ledger
+from engine.models import ExecutionRecord, StateView
+from engine.numbers import canonical_json, sha256_digest
+from engine.pipeline import _state_json
+from engine.risk_gates import evaluate_gates
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _record(i: int, decision_id: str | None = None, **over) -> ExecutionRecord:
+    fields = dict(decision_id=decision_id or f"d-{i}", action_id="a", action_type="ACTION_OPEN_POSITION", symbol="BTCUSDT",
+                  result="SUCCESS", reason_code="ORDER_ACCEPTED", timestamp=1_764_028_800_000 + i, attempted=True, opens=i % 2 == 0)
+    fields.update(over)
+    return ExecutionRecord(**fields)
+
+
+# --- the state's canonical text, the audit's state record ---
+
+ODD_IDS = ['"recent":[]', 'x","recent":[]}', "ü\u2028", "\\", '{"recent":[1]}']
+
+
+def test_state_json_is_canonical_json_of_the_dump() -> None:
+    records = tuple(_record(i, ODD_IDS[i % len(ODD_IDS)] + str(i)) for i in range(12))
+    states = [
+        StateView(),
+        StateView(recent=records[:1]),
+        StateView(recent=records, executed=((ODD_IDS[0], ODD_IDS[1]),), last_execution_ms=5, last_failed_safe_ms=3, trading_state="REDUCING"),
+    ]
+    for state in states:
+        assert _state_json(state) == canonical_json(state.model_dump(mode="json"))
+    # the per-record text is kept with the record: a second view of the same records gives the same text
+    again = StateView(recent=records, executed=((ODD_IDS[0], ODD_IDS[1]),), last_execution_ms=5, last_failed_safe_ms=3, trading_state="REDUCING")
+    assert _state_json(again) == _state_json(states[2])
+
+
+def test_state_record_is_what_the_full_dump_gives() -> None:
+    state = StateView(recent=tuple(_record(i, ODD_IDS[i % len(ODD_IDS)]) for i in range(9)), last_execution_ms=8)
+
+    def plain(refs):
+        dumped = state.model_dump(mode="json")
+        recent = dumped.pop("recent")
+        refs = refs if refs is not None and len(refs) == len(recent) else [None] * len(recent)
+        dumped["recent_refs"] = [seq if seq is not None else row for seq, row in zip(refs, recent)]
+        dumped["recent_digest"] = sha256_digest(recent)
+        return dumped
+
+    for refs in (None, list(range(9)), [None if i % 3 else i for i in range(9)], [1, 2]):
+        assert canonical_json(state_record(state, refs)) == canonical_json(plain(refs))
+
+
+def test_the_ledger_hands_out_one_record_object_per_unchanged_row(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    try:
+        ledger.add(_record(1), trace_id="t1", input_digest="i", bundle_digest="b", constraints_digest="c", arms=False)
+        first = ledger.view(None, None, 1_764_028_800_010, 3_600_000).recent
+        second = ledger.view(None, None, 1_764_028_800_010, 3_600_000).recent
+        assert len(first) == 1 and first[0] is second[0]
+        # a row that changes is a new record
+        ledger.add(_record(2), trace_id="t2", input_digest="i", bundle_digest="b", constraints_digest="c", arms=False)
+        third = ledger.view(None, None, 1_764_028_800_010, 3_600_000).recent
+        assert third[0] is first[0] and third[1].decision_id == "d-2"
+    finally:
+        ledger.close()
+
+
+# --- the audit record's hash and line ---
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6) | st.decimals(allow_nan=False, allow_infinity=False, places=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=8), max_size=8))
+def test_chained_record_text_is_record_hash_and_canonical_json(record: dict) -> None:
+    record = {k: v for k, v in record.items() if k != "hash"}
+    digest, line = chained_record_text(record)
+    assert digest == record_hash(record)
+    assert line == canonical_json({**record, "hash": digest})
+
+
+def test_a_tail_changed_behind_the_writer_is_still_caught(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    full = log.append({"kind": "test", "n": 1})
+    log.check_before_sending((full["seq"], full["hash"]))  # as this process left it: sound
+    data = (tmp_path / "audit.jsonl").read_bytes()
+    (tmp_path / "audit.jsonl").write_bytes(data.replace(b'"n":1', b'"n":2'))  # same size, content changed
+    with pytest.raises(AuditError, match="hash does not match"):
+        log.check_before_sending((full["seq"], full["hash"]))
+    # another writer appended: the next append chains on the record it finds in the file
+    other = AuditLog(tmp_path / "second.jsonl")
+    a = other.append({"kind": "test"})
+    b = AuditLog(tmp_path / "second.jsonl").append({"kind": "test"})
+    c = other.append({"kind": "test"})
+    assert (a["seq"], b["seq"], c["seq"]) == (1, 2, 3) and c["prev_hash"] == b["hash"]
+
+
+# --- recent_count: the plain-dict reads against the reference reads ---
+
+
+def _reference_recent_count(records, since_ms, match):
+    wanted = list(match.items())
+    return Decimal(sum(1 for r in records if r["timestamp"] > since_ms and all(r.get(k) == v for k, v in wanted)))
+
+
+def _outcome(f, *args):
+    try:
+        return ("ok", f(*args))
+    except Exception as exc:  # noqa: BLE001 - the kind and text are what is compared
+        return ("error", type(exc).__name__, str(exc))
+
+
+_values = st.sampled_from([True, False, "BTCUSDT", "ETHUSDT", None, Decimal(1), Decimal("1.0")])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.dictionaries(st.sampled_from(["timestamp", "symbol", "opens", "attempted", "x"]), _values, max_size=4)
+             .map(lambda d: {**d, "timestamp": Decimal(len(d))}), max_size=6),
+    st.dictionaries(st.sampled_from(["symbol", "opens", "attempted", "missing"]), _values, max_size=3),
+    st.booleans(),
+)
+def test_recent_count_reads_as_the_reference_does(records, match, odd_key) -> None:
+    cel_records, cel_match = to_cel(records), to_cel(match)
+    if odd_key:  # a key that is not a string: the reference's MapType.get refuses it
+        cel_match = celtypes.MapType({**cel_match, celtypes.IntType(1): celtypes.BoolType(True)})
+    assert _outcome(_recent_count, cel_records, Decimal(1), cel_match) == _outcome(_reference_recent_count, cel_records, Decimal(1), cel_match)
+
+
+# --- intents, gate chains ---
+
+
+def test_new_intent_is_the_dataclass() -> None:
+    fields = dict(kind="ORDER", action_type="ACTION_OPEN_POSITION", symbol="BTCUSDT", side="BUY", quantity=Decimal("0.010"),
+                  position_after=Decimal("0.03"), increases_exposure=True)
+    fast, plain = _new_intent(**fields), Intent(**fields)
+    assert fast == plain and list(fast.__dict__.items()) == list(plain.__dict__.items()) and repr(fast) == repr(plain)
+    with pytest.raises(TypeError, match="missing"):
+        _new_intent(kind="ORDER")
+    with pytest.raises(TypeError, match="unknown"):
+        _new_intent(kind="ORDER", action_type="x", symbol=None, colour="red")
+
+
+def test_a_gate_chain_hands_over_to_the_loop_at_the_first_gate_that_is_not_a_plain_pass() -> None:
+    """Pass, error value, refusal, a fast path that raises, a shadow gate: the chain and the loop give
+    the same trace and failure for every order of them."""
+    bundle = load_bundle(ROOT / "policies" / "binance-perp-default.yaml")
+    variables = {"v": FieldSpec("object", fields={"n": FieldSpec("decimal"), "s": FieldSpec("string")}),
+                 "m": FieldSpec("map", item=FieldSpec("decimal"))}
+    exprs = {
+        "pass": "v.n > 0",
+        "fail": "v.n < 0",
+        "error": "v.n / 0 > 1",
+        "raises": "v.s > 0",
+        "missing": 'm["absent"] == 1',
+    }
+    compiled = {k: compile_expression(t, variables) for k, t in exprs.items()}
+    template = bundle.risk_gates[0]
+    import dataclasses
+
+    from engine.gate_chain import gate_chain
+
+    names = list(exprs)
+    for order in (names, names[::-1], ["pass", "pass", "raises", "pass", "fail"], ["pass"] * 3):
+        gates = tuple(dataclasses.replace(template, id=f"g{i}-{n}", expression=compiled[n]) for i, n in enumerate(order))
+        activation = {"v": to_cel({"n": Decimal(1), "s": "x"}), "m": to_cel({"k": Decimal(1)})}
+        chained = evaluate_gates(gates, activation, "GATE_EVALUATION_ERROR", "compiled", gate_chain(gates))
+        looped = evaluate_gates(gates, activation, "GATE_EVALUATION_ERROR", "compiled")
+        assert chained == looped
+        assert json.dumps([g.model_dump() for g in chained[0]]) == json.dumps([g.model_dump() for g in looped[0]])
+    assert CelEvaluationError  # the error path is exercised by "error" and "missing"
