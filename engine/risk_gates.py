@@ -30,65 +30,78 @@ class GateFailure:
 
 def evaluate_gates(
     gates: Sequence[Gate], activation: Mapping[str, Any], error_code: str, evaluator: str = "compiled",
-    chain: Callable[[Mapping[str, Any]], int] | None = None,
+    chain: Callable[[Mapping[str, Any], int], int] | None = None,
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
     """Every gate, in order, with the given evaluator (``compiled`` or the reference ``interpreter``).
 
-    ``chain`` (:func:`engine.gate_chain.gate_chain` of the same ``gates``) runs the leading fast
-    paths in one call; the loop decides every gate from the first one that did not pass there."""
+    ``chain`` (:func:`engine.gate_chain.gate_chain` of the same ``gates``) runs the runs of fast-path
+    passes in one call; every other gate is decided here, one by one, in order."""
     with exact_arithmetic():
         return _evaluate_gates(gates, activation, error_code, evaluator, chain)
 
 
+def _no_chain(activation: Mapping[str, Any], start: int) -> int:
+    return start  # no fast passes: the loop decides every gate
+
+
 def _evaluate_gates(
     gates: Sequence[Gate], activation: Mapping[str, Any], error_code: str, evaluator: str,
-    chain: Callable[[Mapping[str, Any]], int] | None = None,
+    chain: Callable[[Mapping[str, Any], int], int] | None = None,
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
-    start = chain(activation) if chain is not None and evaluator == "compiled" else 0
-    if start == len(gates):
+    count = len(gates)
+    if chain is None or evaluator != "compiled":
+        chain = _no_chain
+    i = chain(activation, 0)
+    if i == count:
         return tuple(g.passed for g in gates), None
-    trace: list[GateOutcome] = [g.passed for g in gates[:start]]
+    trace: list[GateOutcome] = [g.passed for g in gates[:i]]
     failure: GateFailure | None = None
-    for gate in gates[start:]:
-        error = None
-        value: Any = _UNSET
-        fast = gate.expression.fast if evaluator == "compiled" else None
-        if fast is not None:  # the typed case, without the general path's wrapping
-            try:
-                value = fast(activation)
-            except Exception:
-                value = _UNSET  # anything else: the general path decides (reference semantics)
-            if value is TRUE:
-                trace.append(gate.passed)
-                continue
-        if value is _UNSET:
-            try:
-                value = gate.expression.evaluate_exact(activation, evaluator)
-            except CelEvaluationError as exc:
-                value, error = None, str(exc)
-        else:
-            value = from_cel(value)
-        if value is True:
-            trace.append(gate.passed)
-            continue
-        if error is None and not isinstance(value, bool):
-            error = f"gate returned {type(value).__name__}, not a boolean"
-        if gate.shadow:  # warn / audit: recorded, never deciding (issue 9, shadow gates)
-            trace.append(ShadowGateOutcome(id=gate.id, rule=gate.rule, category=gate.category, passed=False, error=error,
-                                           enforcement=gate.enforcement))
-            continue
-        trace.append(GateOutcome(id=gate.id, rule=gate.rule, category=gate.category, passed=False, error=error))
+    while i < count:
+        outcome, failed = _decide(gates[i], activation, error_code, evaluator)
+        trace.append(outcome)
         if failure is None:
-            if error is None:
-                failure = GateFailure(gate, gate.reason_code, f"{gate.id}: {gate.message}")
-            else:
-                failure = GateFailure(gate, error_code, f"{gate.id} could not be evaluated: {error}")
+            failure = failed
+        nxt = chain(activation, i + 1)  # the gates after it that pass on their fast paths
+        trace.extend(g.passed for g in gates[i + 1:nxt])
+        i = nxt
     return tuple(trace), failure
+
+
+def _decide(gate: Gate, activation: Mapping[str, Any], error_code: str, evaluator: str) -> tuple[GateOutcome, GateFailure | None]:
+    """One gate, decided in full: its trace entry, and its failure if it refuses (an enforced gate)."""
+    error = None
+    value: Any = _UNSET
+    fast = gate.expression.fast if evaluator == "compiled" else None
+    if fast is not None:  # the typed case, without the general path's wrapping
+        try:
+            value = fast(activation)
+        except Exception:
+            value = _UNSET  # anything else: the general path decides (reference semantics)
+        if value is TRUE:
+            return gate.passed, None
+    if value is _UNSET:
+        try:
+            value = gate.expression.evaluate_exact(activation, evaluator)
+        except CelEvaluationError as exc:
+            value, error = None, str(exc)
+    else:
+        value = from_cel(value)
+    if value is True:
+        return gate.passed, None
+    if error is None and not isinstance(value, bool):
+        error = f"gate returned {type(value).__name__}, not a boolean"
+    if gate.shadow:  # warn / audit: recorded, never deciding (issue 9, shadow gates)
+        return ShadowGateOutcome(id=gate.id, rule=gate.rule, category=gate.category, passed=False, error=error,
+                                 enforcement=gate.enforcement), None
+    outcome = GateOutcome(id=gate.id, rule=gate.rule, category=gate.category, passed=False, error=error)
+    if error is None:
+        return outcome, GateFailure(gate, gate.reason_code, f"{gate.id}: {gate.message}")
+    return outcome, GateFailure(gate, error_code, f"{gate.id} could not be evaluated: {error}")
 
 
 def risk_gates(
     gates: Sequence[Gate], activation: Mapping[str, Any], evaluator: str = "compiled",
-    chain: Callable[[Mapping[str, Any]], int] | None = None,
+    chain: Callable[[Mapping[str, Any], int], int] | None = None,
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
     """Rule 3: any failure (or evaluation error) means FAILED_SAFE."""
     return evaluate_gates(gates, activation, "GATE_EVALUATION_ERROR", evaluator, chain)
