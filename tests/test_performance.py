@@ -193,3 +193,18 @@ def test_a_gate_chain_hands_over_to_the_loop_at_the_first_gate_that_is_not_a_pla
         assert chained == looped
         assert json.dumps([g.model_dump() for g in chained[0]]) == json.dumps([g.model_dump() for g in looped[0]])
     assert CelEvaluationError  # the error path is exercised by "error" and "missing"
+
+
+def test_a_copy_with_other_fields_never_reads_the_originals_memo() -> None:
+    from engine.memo import memo_of
+    from engine.pipeline import record_json
+
+    record = _record(1)
+    assert '"result":"SUCCESS"' in memo_of(record, "json", record_json)
+    copy = record.model_copy(update={"result": "FAILED_SAFE"})
+    assert '"result":"FAILED_SAFE"' in memo_of(copy, "json", record_json)
+    assert '"result":"SUCCESS"' in memo_of(record, "json", record_json)
+    state = StateView(recent=(record,))
+    assert _state_json(state) == canonical_json(state.model_dump(mode="json"))
+    halted = state.model_copy(update={"trading_state": "HALTED"})
+    assert _state_json(halted) == canonical_json(halted.model_dump(mode="json"))
