@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from decimal import Decimal
 from pathlib import Path
@@ -182,6 +182,9 @@ class Gate:
     def shadow(self) -> bool:
         return self.enforcement != "enforce"
 
+    def __getstate__(self) -> dict[str, Any]:
+        return _fields_only(self)
+
     @cached_property
     def passed(self) -> GateOutcome:
         """The trace entry of a pass: the same immutable object every time."""
@@ -211,6 +214,11 @@ class Bundle:
     # order: what a certificate signs (a comment is a change a reviewer signs off too; the canonical
     # ``digest`` ignores it)
     sources: tuple[tuple[str, str], ...] = ()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (engine.bundle_cache) as its fields: derived values (cached properties, memo) are
+        rebuilt on first use."""
+        return _fields_only(self)
 
     @cached_property
     def roots(self) -> frozenset[str]:
@@ -268,6 +276,11 @@ class Bundle:
         if self.waivers:  # a bundle without one of the spec's non-negotiable gates says so in every result
             out["waivers"] = [f"{gate}: {reason}" for gate, reason in self.waivers]
         return out
+
+
+def _fields_only(obj: Any) -> dict[str, Any]:
+    names = {f.name for f in fields(obj)}
+    return {k: v for k, v in obj.__dict__.items() if k in names}
 
 
 # --- YAML reading with positions ---

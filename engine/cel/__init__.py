@@ -24,6 +24,7 @@ from . import celpy_patches  # noqa: F401  (before anything binds celtypes.logic
 
 import decimal
 import logging
+import marshal
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -100,7 +101,7 @@ class CompiledExpression:
     """A checked CEL expression, runnable by either evaluator. ``evaluate`` is pure and deterministic."""
 
     text: str
-    _program: Any  # cel-python's interpreter (the reference)
+    _tree: Any  # the checked tree, numeric literals rewritten: what both evaluators run
     _function: Any  # the planned Python function
     source: str  # the planned function's Python source (``ep4 explain --compiled``)
     roots: frozenset[str]
@@ -108,6 +109,21 @@ class CompiledExpression:
     fast: Any = None  # the compiled fast path alone: returns the value or raises (then use evaluate)
     windows: tuple[tuple[str, str, int, int], ...] = ()  # recent_count windows (check.recent_windows)
     cost: int = 0  # estimated steps per evaluation (check.estimate_cost), at most MAX_COST
+
+    @property
+    def _program(self) -> Any:
+        """cel-python's interpreter (the reference), built on first use from the same tree."""
+        runner = self.__dict__.get("_runner")
+        if runner is None:
+            runner = _env().program(self._tree, functions=FUNCTIONS)
+            object.__setattr__(self, "_runner", runner)
+        return runner
+
+    def __reduce__(self) -> Any:
+        """Pickled as its tree and what the checks found (a compiled bundle cache, engine.bundle_cache):
+        unpickling plans the tree again, which gives the same source, and checks that it does."""
+        code = marshal.dumps(compile(self.source, "<ep4 gate gate>", "exec"))
+        return (_restore, (self.text, self._tree, self.source, code, self.roots, self.paths, self.windows, self.cost))
 
     def evaluate(self, activation: Mapping[str, Any], evaluator: str = "compiled") -> Any:
         """Evaluate against CEL values (see :func:`to_cel`); raise CelEvaluationError on any error."""
@@ -202,10 +218,20 @@ def compile_expression(
         planned = plan(tree, FUNCTIONS)
     except (CheckError, PlanError) as exc:
         raise CelCompileError(exc.message, exc.line, exc.column) from None
-    program = _env().program(tree, functions=FUNCTIONS)
     return CompiledExpression(
-        text=text, _program=program, _function=planned.function, source=planned.source,
+        text=text, _tree=tree, _function=planned.function, source=planned.source,
         roots=frozenset(roots), paths=paths, fast=planned.fast, windows=windows, cost=cost,
+    )
+
+
+def _restore(text: str, tree: Any, source: str, code: bytes, roots: frozenset[str], paths: tuple[str, ...],
+             windows: tuple[tuple[str, str, int, int], ...], cost: int) -> CompiledExpression:
+    planned = plan(tree, FUNCTIONS, code=(source, marshal.loads(code)))
+    if planned.source != source:  # another planner wrote this: the caller loads the bundle afresh
+        raise ValueError("the cached expression plans to different source")
+    return CompiledExpression(
+        text=text, _tree=tree, _function=planned.function, source=planned.source,
+        roots=roots, paths=paths, fast=planned.fast, windows=windows, cost=cost,
     )
 
 

@@ -257,7 +257,7 @@ def macro_variable(args: list[Any]) -> str | None:
     return None
 
 
-def plan(tree: lark.Tree, functions: Mapping[str, Callable[..., Any]], label: str = "gate") -> Plan:
+def plan(tree: lark.Tree, functions: Mapping[str, Callable[..., Any]], label: str = "gate", code: Any = None) -> Plan:
     """Compile a checked tree (numeric literals already rewritten) into a Python function.
 
     The function tries the fast path (native Python for the typed case) and, on any exception
@@ -288,10 +288,14 @@ def plan(tree: lark.Tree, functions: Mapping[str, Callable[..., Any]], label: st
         ]
     source = "\n".join(planner.constants + lines) + "\n"
     namespace = planner.namespace
-    try:
-        code = compile(source, f"<ep4 gate {label}>", "exec")
-    except (SyntaxError, RecursionError, MemoryError) as exc:  # a limit of CPython's own parser
-        raise PlanError(f"expression too complex to compile ({type(exc).__name__}); split it into simpler gates", 1, 1) from None
+    # ``code``: this source compiled before (engine.bundle_cache keeps it), used only if it is the
+    # compilation of exactly this source
+    if code is None or code[0] != source:
+        try:
+            code = (source, compile(source, f"<ep4 gate {label}>", "exec"))
+        except (SyntaxError, RecursionError, MemoryError) as exc:  # a limit of CPython's own parser
+            raise PlanError(f"expression too complex to compile ({type(exc).__name__}); split it into simpler gates", 1, 1) from None
+    code = code[1]
     namespace["LIST"] = runtime._ListType
     namespace["NULL"] = None
     namespace["DGET"] = dict.__getitem__

@@ -9,7 +9,7 @@ from typing import IO, Any, Iterator
 
 from pydantic import ValidationError
 
-from ..bundle import Bundle, load_bundle
+from ..bundle import Bundle
 from ..errors import InputError
 from ..constraints import ConstraintsError, ConstraintsSnapshot, build_constraints
 from ..models import ExecutionContext
@@ -52,7 +52,11 @@ def load_context(path: str | Path) -> ExecutionContext:
 
 
 def load_config_bundle(path: str | Path | None) -> Bundle:
-    return load_bundle(path or default_bundle_path())
+    """The bundle a command runs with, from the per-user compiled-bundle cache when its files and
+    ep4 are unchanged (engine.bundle_cache); `ep4 check` always loads from the files."""
+    from ..bundle_cache import load_bundle_cached
+
+    return load_bundle_cached(path or default_bundle_path())
 
 
 def load_constraints(exchange_info: str | Path | None, brackets: str | Path | None) -> ConstraintsSnapshot:

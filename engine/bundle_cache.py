@@ -1,0 +1,119 @@
+"""A loaded bundle kept on disk per user, so a command does not parse its YAML and CEL again (issue 6).
+
+Loading the default bundle parses six YAML files with positions and 26 CEL expressions: most of
+the 100–170 ms a command spends before its first decision. :func:`load_bundle_cached` keeps the
+loaded :class:`~engine.bundle.Bundle` (its gates as checked trees; their Python is planned again
+on load, and must come out as the same source) in the cache directory of the CEL parser tables
+(``$EP4_CACHE_DIR``, else ``$XDG_CACHE_HOME/ep4``, else ``~/.cache/ep4``, created 0700).
+
+An entry is used only when all of these are what they were when it was written, else the bundle
+is loaded from its files as usual (and the entry replaced):
+
+* the bundle path as given, and the bytes of the bundle file;
+* every included gate library: the path it resolves to and the sha256 of its bytes;
+* ep4's own source (every ``engine/**/*.py``), cel-python's source and grammar, the Python version
+  and the versions of lark, ruamel.yaml and pydantic.
+
+A bundle with problems is never cached (the error comes from the loader, every time). Nothing here
+is needed for correctness: any problem reading or writing an entry means a normal load.
+``EP4_BUNDLE_CACHE=0`` turns the cache off. The cache keeps the 32 most recent entries.
+
+The trust boundary is the user's own: whoever can write the cache directory (0700) can also
+change ep4's code or the parser tables kept next to it. Certification (``ep4 certify``, live modes)
+still reads and hashes every source file of the bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .bundle import Bundle, load_bundle
+
+__all__ = ["load_bundle_cached"]
+
+_KEEP = 32
+_FORMAT = "ep4-bundle-cache-1"
+_FINGERPRINT: list[str] = []
+# the libraries a loaded bundle's objects come from, and where each keeps its version (all imported
+# by engine.bundle before this module runs)
+_LIBRARIES = (("lark", "__version__"), ("ruamel.yaml", "__version__"),
+              ("pydantic", "VERSION"), ("pydantic_core", "__version__"))
+
+
+def _fingerprint() -> str:
+    """ep4's code and the libraries that shape a loaded bundle (computed once per process)."""
+    if not _FINGERPRINT:
+        h = hashlib.sha256(_FORMAT.encode())
+        root = Path(__file__).resolve().parent
+        for path in sorted(root.rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        celpy_dir = Path(sys.modules["celpy"].__file__).parent  # cel-python keeps no __version__
+        for path in sorted([*celpy_dir.glob("*.py"), *celpy_dir.glob("*.lark")]):
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        versions = [f"{name}={getattr(sys.modules.get(name), attr, '?')}" for name, attr in _LIBRARIES]
+        h.update("\n".join([sys.version, *versions]).encode())
+        _FINGERPRINT.append(h.hexdigest())
+    return _FINGERPRINT[0]
+
+
+def _includes(bundle_path: Path, bundle: Bundle) -> list[tuple[str, str]]:
+    """(resolved path, sha256 of the bytes) of every included library, now."""
+    out = []
+    for name, _digest in bundle.sources[1:]:
+        lib = (bundle_path.parent / name).resolve()
+        out.append((str(lib), "sha256:" + hashlib.sha256(lib.read_bytes()).hexdigest()))
+    return out
+
+
+def load_bundle_cached(path: str | Path) -> Bundle:
+    """:func:`engine.bundle.load_bundle`, from the cache when the entry is still exact."""
+    if os.environ.get("EP4_BUNDLE_CACHE", "1") == "0":
+        return load_bundle(path)
+    from .cel.grammar import cache_dir
+
+    bundle_path = Path(path)
+    try:
+        if not bundle_path.is_file():
+            return load_bundle(path)  # the loader's own message
+        data = bundle_path.read_bytes()
+        key = hashlib.sha256("\n".join([_fingerprint(), str(path), str(bundle_path.resolve())]).encode() + b"\n" + data).hexdigest()[:40]
+        entry = cache_dir() / f"bundle-{key}.pickle"
+    except OSError:
+        return load_bundle(path)
+    try:
+        with open(entry, "rb") as f:
+            stored = pickle.load(f)
+        bundle = stored["bundle"]
+        if (isinstance(bundle, Bundle) and bundle.sources[0][1] == "sha256:" + hashlib.sha256(data).hexdigest()
+                and stored["includes"] == _includes(bundle_path, bundle) and bundle.path == str(path)):
+            return bundle
+    except Exception:  # missing, unreadable, stale, another ep4: load it (and try to save it)
+        pass
+    bundle = load_bundle(path)
+    _save(entry, bundle_path, bundle)
+    return bundle
+
+
+def _save(entry: Path, bundle_path: Path, bundle: Bundle) -> None:
+    try:
+        stored: dict[str, Any] = {"bundle": bundle, "includes": _includes(bundle_path, bundle)}
+        entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".bundle-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                pickle.dump(stored, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, entry)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        entries = sorted(entry.parent.glob("bundle-*.pickle"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in entries[_KEEP:]:
+            old.unlink(missing_ok=True)
+    except Exception:  # a cache that cannot be written is no cache
+        pass

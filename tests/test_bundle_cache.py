@@ -1,0 +1,139 @@
+"""The per-user compiled-bundle cache (engine/bundle_cache.py, issue 6): a cached bundle is the bundle
+its files give, and any change to those files (or a damaged entry) means a load from the files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import engine.bundle_cache as cache
+from conftest import CASES, ROOT
+from engine.bundle import BundleError, load_bundle
+from engine.pipeline import Config, evaluate, result_json
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("EP4_CACHE_DIR", str(directory))
+    monkeypatch.delenv("EP4_BUNDLE_CACHE", raising=False)
+    return directory
+
+
+@pytest.fixture
+def bundle_copy(tmp_path: Path) -> Path:
+    """policies/ and gates/ copied, so the test can edit them."""
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    shutil.copytree(ROOT / "gates", tmp_path / "gates")
+    return tmp_path / "policies" / "binance-perp-default.yaml"
+
+
+def _loads_from_files(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = cache.load_bundle
+
+    def counting(path):
+        calls.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(cache, "load_bundle", counting)
+    return calls
+
+
+def _entries(directory: Path) -> list[Path]:
+    return sorted(directory.glob("bundle-*.pickle"))
+
+
+def test_a_cached_bundle_decides_exactly_as_the_loaded_one(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _loads_from_files(monkeypatch)
+    path = ROOT / "policies" / "binance-perp-default.yaml"
+    first = cache.load_bundle_cached(path)
+    second = cache.load_bundle_cached(path)
+    assert len(calls) == 1 and len(_entries(cache_dir)) == 1  # the second came from the cache
+    fresh = load_bundle(path)
+    for b in (first, second):
+        assert (b.name, b.version, b.digest, b.sources, b.path, b.params) == (fresh.name, fresh.version, fresh.digest, fresh.sources, fresh.path, fresh.params)
+        assert [(g.id, g.expression.source, g.source) for g in b.risk_gates + b.constraint_checks] == \
+               [(g.id, g.expression.source, g.source) for g in fresh.risk_gates + fresh.constraint_checks]
+    # every case of the corpus pinned to the default bundle, both evaluators on a share of them (the
+    # interpreter is built lazily from the cached tree)
+    from engine.cli.corpus import case_inputs as corpus_inputs
+    from engine.cli.corpus import load_corpus
+    from engine.cli.inputs import load_constraints
+
+    constraints0 = load_constraints(None, None)
+    checked = 0
+    for case in load_corpus([str(CASES)]).cases:
+        if case.own_bundle:
+            continue
+        raw, context, constraints, state = corpus_inputs(case, constraints0)
+        for evaluator in ("compiled", "interpreter") if checked % 25 == 0 else ("compiled",):
+            got = result_json(evaluate(raw, context, Config(second, constraints, "dry-run", evaluator=evaluator), state).result)
+            want = result_json(evaluate(raw, context, Config(fresh, constraints, "dry-run", evaluator=evaluator), state).result)
+            assert got == want, case.name
+        checked += 1
+    assert checked > 1000
+
+
+def test_an_edited_include_or_bundle_is_loaded_from_its_files(cache_dir: Path, bundle_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _loads_from_files(monkeypatch)
+    before = cache.load_bundle_cached(bundle_copy)
+    cache.load_bundle_cached(bundle_copy)
+    assert len(calls) == 1
+    library = bundle_copy.parent.parent / "gates" / "health.yaml"
+    library.write_text(library.read_text().replace("<= params.max_api_latency_ms", "< params.max_api_latency_ms"))
+    after = cache.load_bundle_cached(bundle_copy)
+    assert len(calls) == 2 and after.sources != before.sources
+    gate = after.gate("health.api-latency")
+    assert gate is not None and "< params.max_api_latency_ms" in gate.expression.text and "<=" not in gate.expression.text
+    bundle_copy.write_text(bundle_copy.read_text() + "\n# a comment\n")
+    cache.load_bundle_cached(bundle_copy)
+    assert len(calls) == 3
+
+
+def test_a_damaged_entry_or_a_bundle_with_problems_is_never_used(cache_dir: Path, bundle_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _loads_from_files(monkeypatch)
+    good = cache.load_bundle_cached(bundle_copy)
+    (entry,) = _entries(cache_dir)
+    entry.write_bytes(entry.read_bytes()[:1000])  # torn
+    assert cache.load_bundle_cached(bundle_copy).digest == good.digest and len(calls) == 2
+    entry.write_bytes(b"not a pickle")
+    assert cache.load_bundle_cached(bundle_copy).digest == good.digest and len(calls) == 3
+    bundle_copy.write_text(bundle_copy.read_text().replace("version: 1.1.0", "version: [oops"))
+    for _ in range(2):
+        with pytest.raises(BundleError):
+            cache.load_bundle_cached(bundle_copy)
+    assert len(_entries(cache_dir)) == 1  # only the good one
+
+
+def test_the_cache_can_be_turned_off_and_is_bounded(cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EP4_BUNDLE_CACHE", "0")
+    cache.load_bundle_cached(ROOT / "policies" / "binance-perp-default.yaml")
+    assert not cache_dir.exists() or not _entries(cache_dir)
+    monkeypatch.delenv("EP4_BUNDLE_CACHE")
+    monkeypatch.setattr(cache, "_KEEP", 3)
+    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text()
+    text = text.replace("../gates/", str(ROOT / "gates") + "/").replace("includeRoot: ..", f"includeRoot: {ROOT}")
+    for i in range(5):
+        path = tmp_path / f"b{i}.yaml"
+        path.write_text(text)
+        cache.load_bundle_cached(path)
+    assert len(_entries(cache_dir)) == 3
+    assert oct(cache_dir.stat().st_mode & 0o777) == "0o700"
+
+
+def test_the_cli_uses_the_cache(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli.main import main
+
+    args = ["execute", str(ROOT / "examples" / "decision-open-limit.json"), "--context", str(ROOT / "examples" / "context.json"),
+            "--exchange", "dry-run"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert len(_entries(cache_dir)) == 1
+    assert main(args) == 0
+    assert capsys.readouterr().out == first
+    assert json.loads(first)["reason_code"] == "DRY_RUN"
+    assert CASES.is_dir()
