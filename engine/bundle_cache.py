@@ -11,8 +11,9 @@ is loaded from its files as usual (and the entry replaced):
 
 * the bundle path as given, and the bytes of the bundle file;
 * every included gate library: the path it resolves to and the sha256 of its bytes;
-* ep4's own source (every ``engine/**/*.py``), cel-python's source and grammar, the Python version
-  and the versions of lark, ruamel.yaml and pydantic.
+* ep4's own source (every ``engine/**/*.py``) and cel-python's source and grammar, each by path,
+  size and modification time (CPython's rule for a stale .pyc), the Python version and the
+  versions of lark, ruamel.yaml and pydantic.
 
 A bundle with problems is never cached (the error comes from the loader, every time). Nothing here
 is needed for correctness: any problem reading or writing an entry means a normal load.
@@ -50,12 +51,18 @@ def _fingerprint() -> str:
     """ep4's code and the libraries that shape a loaded bundle (computed once per process)."""
     if not _FINGERPRINT:
         h = hashlib.sha256(_FORMAT.encode())
-        root = Path(__file__).resolve().parent
-        for path in sorted(root.rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-        celpy_dir = Path(sys.modules["celpy"].__file__).parent  # cel-python keeps no __version__
-        for path in sorted([*celpy_dir.glob("*.py"), *celpy_dir.glob("*.lark")]):
-            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        # each source file by path, size and modification time: the rule CPython uses to decide
+        # that a .pyc is stale (an edit, a checkout or a reinstall changes them)
+        files: list[tuple[str, int, int]] = []
+        for directory, recurse in ((os.path.dirname(os.path.abspath(__file__)), True),
+                                   (os.path.dirname(sys.modules["celpy"].__file__), False)):  # cel-python keeps no __version__
+            for top, dirs, names in os.walk(directory):
+                dirs[:] = sorted(d for d in dirs if d != "__pycache__") if recurse else []
+                for name in names:
+                    if name.endswith((".py", ".lark")):
+                        st = os.stat(os.path.join(top, name))
+                        files.append((os.path.join(top, name), st.st_size, st.st_mtime_ns))
+        h.update("".join(f"{p}\0{size}\0{mtime}\n" for p, size, mtime in sorted(files)).encode())
         versions = [f"{name}={getattr(sys.modules.get(name), attr, '?')}" for name, attr in _LIBRARIES]
         h.update("\n".join([sys.version, *versions]).encode())
         _FINGERPRINT.append(h.hexdigest())

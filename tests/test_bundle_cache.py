@@ -92,6 +92,9 @@ def test_an_edited_include_or_bundle_is_loaded_from_its_files(cache_dir: Path, b
     bundle_copy.write_text(bundle_copy.read_text() + "\n# a comment\n")
     cache.load_bundle_cached(bundle_copy)
     assert len(calls) == 3
+    monkeypatch.setattr(cache, "_FINGERPRINT", ["another ep4"])  # ep4's code (or cel-python) changed
+    cache.load_bundle_cached(bundle_copy)
+    assert len(calls) == 4
 
 
 def test_a_damaged_entry_or_a_bundle_with_problems_is_never_used(cache_dir: Path, bundle_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
