@@ -26,7 +26,7 @@ import decimal
 import logging
 import marshal
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import celpy
@@ -37,6 +37,7 @@ from ..numbers import EXACT
 from .check import MAX_COST, CheckError, FieldSpec, check_depth, check_names, estimate_cost, expression_kind, read_paths, recent_windows
 from .functions import FUNCTIONS, HELPER_FUNCTIONS, LITERAL_FUNCTION
 from .planner import PlanError, plan
+from .planner import restore as restore_plan
 from .values import from_cel, to_cel
 
 __all__ = [
@@ -109,6 +110,7 @@ class CompiledExpression:
     fast: Any = None  # the compiled fast path alone: returns the value or raises (then use evaluate)
     windows: tuple[tuple[str, str, int, int], ...] = ()  # recent_count windows (check.recent_windows)
     cost: int = 0  # estimated steps per evaluation (check.estimate_cost), at most MAX_COST
+    _plan: Any = field(default=None, repr=False, compare=False)  # planner.Plan: what a pickle keeps
 
     @property
     def _program(self) -> Any:
@@ -120,10 +122,12 @@ class CompiledExpression:
         return runner
 
     def __reduce__(self) -> Any:
-        """Pickled as its tree and what the checks found (a compiled bundle cache, engine.bundle_cache):
-        unpickling plans the tree again, which gives the same source, and checks that it does."""
-        code = marshal.dumps(compile(self.source, "<ep4 gate gate>", "exec"))
-        return (_restore, (self.text, self._tree, self.source, code, self.roots, self.paths, self.windows, self.cost))
+        """Pickled (the compiled-bundle cache, engine.bundle_cache) as its tree, what the checks found,
+        and its plan: the compiled code (marshal) and the generated module's own names (constants,
+        the tree nodes errors name; helpers by name). Unpickling runs that code again, no planning."""
+        plan_ = self._plan
+        return (_restore, (self.text, self._tree, self.source, marshal.dumps(plan_.code), dict(plan_.kept or {}),
+                           self.roots, self.paths, self.windows, self.cost))
 
     def evaluate(self, activation: Mapping[str, Any], evaluator: str = "compiled") -> Any:
         """Evaluate against CEL values (see :func:`to_cel`); raise CelEvaluationError on any error."""
@@ -220,18 +224,16 @@ def compile_expression(
         raise CelCompileError(exc.message, exc.line, exc.column) from None
     return CompiledExpression(
         text=text, _tree=tree, _function=planned.function, source=planned.source,
-        roots=frozenset(roots), paths=paths, fast=planned.fast, windows=windows, cost=cost,
+        roots=frozenset(roots), paths=paths, fast=planned.fast, windows=windows, cost=cost, _plan=planned,
     )
 
 
-def _restore(text: str, tree: Any, source: str, code: bytes, roots: frozenset[str], paths: tuple[str, ...],
-             windows: tuple[tuple[str, str, int, int], ...], cost: int) -> CompiledExpression:
-    planned = plan(tree, FUNCTIONS, code=(source, marshal.loads(code)))
-    if planned.source != source:  # another planner wrote this: the caller loads the bundle afresh
-        raise ValueError("the cached expression plans to different source")
+def _restore(text: str, tree: Any, source: str, code: bytes, kept: dict[str, Any], roots: frozenset[str],
+             paths: tuple[str, ...], windows: tuple[tuple[str, str, int, int], ...], cost: int) -> CompiledExpression:
+    planned = restore_plan(source, marshal.loads(code), kept, FUNCTIONS)
     return CompiledExpression(
         text=text, _tree=tree, _function=planned.function, source=planned.source,
-        roots=roots, paths=paths, fast=planned.fast, windows=windows, cost=cost,
+        roots=roots, paths=paths, fast=planned.fast, windows=windows, cost=cost, _plan=planned,
     )
 
 

@@ -22,7 +22,7 @@ from celpy.evaluation import base_functions, celstr
 from . import runtime
 from .errors import PositionedError
 
-__all__ = ["LITERAL_FUNCTION", "MACROS", "PlanError", "Plan", "plan"]
+__all__ = ["LITERAL_FUNCTION", "MACROS", "PlanError", "Plan", "plan", "restore"]
 
 from .functions import LITERAL_FUNCTION
 MACROS = ("all", "exists", "exists_one", "map", "filter")
@@ -50,6 +50,10 @@ class Plan:
     function: Callable[[Mapping[str, Any]], Any]
     source: str
     fast: Callable[[Mapping[str, Any]], Any] | None = None
+    code: Any = None  # the compiled source
+    # the generated module's own names: constants (k, m), the tree nodes its errors name (n), and
+    # the helpers it calls (f_, x_; kept as None, bound again by name on restore)
+    kept: Mapping[str, Any] | None = None
 
 
 def _pos(item: Any) -> tuple[int, int]:
@@ -257,7 +261,7 @@ def macro_variable(args: list[Any]) -> str | None:
     return None
 
 
-def plan(tree: lark.Tree, functions: Mapping[str, Callable[..., Any]], label: str = "gate", code: Any = None) -> Plan:
+def plan(tree: lark.Tree, functions: Mapping[str, Callable[..., Any]], label: str = "gate") -> Plan:
     """Compile a checked tree (numeric literals already rewritten) into a Python function.
 
     The function tries the fast path (native Python for the typed case) and, on any exception
@@ -287,21 +291,49 @@ def plan(tree: lark.Tree, functions: Mapping[str, Callable[..., Any]], label: st
             f"        return {label}_reference(act)",
         ]
     source = "\n".join(planner.constants + lines) + "\n"
-    namespace = planner.namespace
-    # ``code``: this source compiled before (engine.bundle_cache keeps it), used only if it is the
-    # compilation of exactly this source
-    if code is None or code[0] != source:
-        try:
-            code = (source, compile(source, f"<ep4 gate {label}>", "exec"))
-        except (SyntaxError, RecursionError, MemoryError) as exc:  # a limit of CPython's own parser
-            raise PlanError(f"expression too complex to compile ({type(exc).__name__}); split it into simpler gates", 1, 1) from None
-    code = code[1]
+    try:
+        code = compile(source, f"<ep4 gate {label}>", "exec")
+    except (SyntaxError, RecursionError, MemoryError) as exc:  # a limit of CPython's own parser
+        raise PlanError(f"expression too complex to compile ({type(exc).__name__}); split it into simpler gates", 1, 1) from None
+    base = _base_namespace(functions)
+    kept = {k: v for k, v in planner.namespace.items() if k not in base}
+    return _run(source, code, kept, functions, label)
+
+
+def _base_namespace(functions: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
+    """What every generated module sees: the runtime, ep4's logical operators, a few builtins."""
+    namespace: dict[str, Any] = {name: getattr(runtime, name) for name in dir(runtime) if not name.startswith("__")}
+    namespace["OR"] = functions["_||_"]
+    namespace["AND"] = functions["_&&_"]
+    namespace["COND"] = functions["_?_:_"]
     namespace["LIST"] = runtime._ListType
     namespace["NULL"] = None
     namespace["DGET"] = dict.__getitem__
     namespace["STR_EQ"] = str.__eq__
+    return namespace
+
+
+def _bound_function(name: str, functions: Mapping[str, Callable[..., Any]]) -> Callable[..., Any]:
+    """``f_NAME``: the function as the reference path calls it; ``x_NAME``: as the fast path does
+    (without its error-value wrapper). The same lookups as :meth:`_Planner.function` and
+    :meth:`_Fast.function`."""
+    fn = functions.get(name[2:], base_functions.get(name[2:]))
+    return getattr(fn, "__wrapped__", fn) if name.startswith("x_") else fn
+
+
+def _run(source: str, code: Any, kept: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]], label: str) -> Plan:
+    namespace = _base_namespace(functions)
+    for name, value in kept.items():
+        namespace[name] = _bound_function(name, functions) if name.startswith(("f_", "x_")) else value
     exec(code, namespace)
-    return Plan(function=namespace[label], source=source, fast=namespace.get(f"{label}_fast"))
+    return Plan(function=namespace[label], source=source, fast=namespace.get(f"{label}_fast"), code=code,
+                kept={k: (None if k.startswith(("f_", "x_")) else v) for k, v in kept.items()})
+
+
+def restore(source: str, code: Any, kept: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]], label: str = "gate") -> Plan:
+    """A plan made before, from what it kept (:attr:`Plan.code`, :attr:`Plan.kept`): its constants
+    and the tree nodes its errors name, with the functions bound again by name (engine.bundle_cache)."""
+    return _run(source, code, kept, functions, label)
 
 
 # --- the fast path: the same tree as native Python for well-typed values -----------------------
