@@ -35,12 +35,14 @@ fuzz: $(STAMP)
 reliability: $(STAMP)
 	$(BIN)/python tests/reliability.py --kills 1000 --processes 4 --rounds 50 --doc docs/reliability.md
 
-# Rules 1-4 (both evaluators), a 100,000-line dry-run batch, one paper execution over loopback, ep4 certify
-# over a 10,000-case corpus
+# Rules 1-4 (both evaluators), a 100,000-line dry-run batch, the bundle load (files vs cache), one paper
+# execution over loopback, ep4 certify over a 10,000-case corpus (tests/bench/bench_compare.py --before REV
+# compares this tree with an earlier revision, interleaved)
 bench: $(STAMP)
 	$(BIN)/python -m compileall -q engine exchange >/dev/null  # bytecode, as pip gives installed packages
 	$(BIN)/ep4 bench
 	$(BIN)/python tests/bench/bench_batch.py
+	$(BIN)/python tests/bench/bench_load.py
 	$(BIN)/python tests/bench/bench_exchange.py
 	$(BIN)/python tests/bench/bench_certify.py
 

@@ -1,0 +1,96 @@
+"""Benchmark: this working tree against an earlier revision, interleaved, in one run on one machine.
+
+    .venv/bin/python tests/bench/bench_compare.py --before REV [--rounds 5]
+
+The earlier revision is checked out in a temporary git worktree and run with this virtual
+environment's Python (so both sides use the same libraries). Each round runs, for each side, in
+alternating order: `ep4 bench --evaluator compiled --runs 4000` (Rules 1-4 in-process), a
+20,000-line dry-run batch as one process, two one-decision processes, and
+`tests/bench/bench_exchange.py --runs 150` (the side's own copy). Medians over the rounds are
+printed. A shared machine varies by tens of percent between runs; only figures from the same run
+are compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = sys.executable
+
+
+def _measure(tree: Path, batch: Path, one: Path, out: dict[str, list[float]]) -> None:
+    text = subprocess.run([PY, "-m", "engine.cli", "bench", "--evaluator", "compiled", "--runs", "4000"], cwd=tree,
+                          capture_output=True, text=True, check=True).stdout
+    m = re.search(r"p50\s+([\d.]+) us\s+p99\s+([\d.]+) us\s+min\s+([\d.]+) us", text)
+    assert m is not None, text
+    out["p50"].append(float(m[1]))
+    out["p99"].append(float(m[2]))
+    out["min"].append(float(m[3]))
+    context = str(ROOT / "examples" / "context.json")
+    t0 = time.perf_counter()
+    subprocess.run([PY, "-m", "engine.cli", "execute", str(batch), "--context", context, "--exchange", "dry-run"], cwd=tree,
+                   stdout=subprocess.DEVNULL, check=True)
+    out["batch"].append(20_000 / (time.perf_counter() - t0))
+    for _ in range(2):
+        t0 = time.perf_counter()
+        subprocess.run([PY, "-m", "engine.cli", "execute", str(one), "--context", context, "--exchange", "dry-run"], cwd=tree,
+                       capture_output=True, check=True)
+        out["one"].append((time.perf_counter() - t0) * 1000)
+    text = subprocess.run([PY, "tests/bench/bench_exchange.py", "--runs", "150"], cwd=tree, capture_output=True, text=True, check=True).stdout
+    e = re.search(r"fsynced audit\): median ([\d.]+) ms", text)
+    b = re.search(r"order:\s+median ([\d.]+) ms", text)
+    assert e is not None and b is not None, text
+    out["exec"].append(float(e[1]))
+    out["bare"].append(float(b[1]))
+    out["overhead"].append(float(e[1]) - float(b[1]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--before", required=True, metavar="REV", help="the git revision to compare with")
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    keys = ("p50", "p99", "min", "batch", "one", "exec", "bare", "overhead")
+    results: dict[str, dict[str, list[float]]] = {side: {k: [] for k in keys} for side in ("before", "after")}
+    with tempfile.TemporaryDirectory(prefix="ep4-compare-") as tmp:
+        worktree = Path(tmp) / "before"
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(worktree), args.before], cwd=ROOT, check=True)
+        try:
+            example = json.loads((ROOT / "examples" / "decision-open-limit.json").read_text())
+            batch, one = Path(tmp) / "batch.jsonl", Path(tmp) / "one.json"
+            with batch.open("w") as f:
+                for i in range(20_000):
+                    example["decision_id"] = f"d-{i}"
+                    f.write(json.dumps(example, separators=(",", ":")) + "\n")
+            one.write_text(json.dumps(example))
+            sides = {"before": worktree, "after": ROOT}
+            for r in range(args.rounds):
+                order = ["before", "after"] if r % 2 == 0 else ["after", "before"]
+                for side in order:
+                    _measure(sides[side], batch, one, results[side])
+                print(f"round {r + 1} of {args.rounds} done", file=sys.stderr)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=False)
+    med = {side: {k: statistics.median(v) for k, v in results[side].items()} for side in results}
+    b, a = med["before"], med["after"]
+    print(f"{args.before} (before) vs this tree (after), {args.rounds} interleaved rounds, medians over rounds")
+    print(f"  Rules 1-4 in-process, compiled: p50 {b['p50']:.1f} -> {a['p50']:.1f} us ({b['p50'] / a['p50']:.2f}x), "
+          f"p99 {b['p99']:.1f} -> {a['p99']:.1f} us, min {b['min']:.1f} -> {a['min']:.1f} us")
+    print(f"  20,000-line dry-run batch, one process: {b['batch']:,.0f} -> {a['batch']:,.0f} decisions/s ({a['batch'] / b['batch']:.2f}x)")
+    print(f"  one dry-run decision as a process: {b['one']:.0f} -> {a['one']:.0f} ms")
+    print(f"  paper execution over loopback: {b['exec']:.2f} -> {a['exec']:.2f} ms; bare request {b['bare']:.2f} / {a['bare']:.2f} ms; "
+          f"ep4 overhead {b['overhead']:.2f} -> {a['overhead']:.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
