@@ -2,9 +2,11 @@
 
 Loading the default bundle parses six YAML files with positions and 26 CEL expressions: most of
 the 100–170 ms a command spends before its first decision. :func:`load_bundle_cached` keeps the
-loaded :class:`~engine.bundle.Bundle` (its gates as checked trees; their Python is planned again
-on load, and must come out as the same source) in the cache directory of the CEL parser tables
-(``$EP4_CACHE_DIR``, else ``$XDG_CACHE_HOME/ep4``, else ``~/.cache/ep4``, created 0700).
+loaded :class:`~engine.bundle.Bundle` in the cache directory of the CEL parser tables
+(``$EP4_CACHE_DIR``, else ``$XDG_CACHE_HOME/ep4``, else ``~/.cache/ep4``, created 0700). A gate is
+kept as its checked tree and its plan (the compiled code, its constants, the tree nodes its errors
+name; helpers bound again by name): loading runs no YAML parser, no CEL parser and no planner.
+``ep4 check`` always loads from the files.
 
 An entry is used only when all of these are what they were when it was written, else the bundle
 is loaded from its files as usual (and the entry replaced):
@@ -20,8 +22,9 @@ is needed for correctness: any problem reading or writing an entry means a norma
 ``EP4_BUNDLE_CACHE=0`` turns the cache off. The cache keeps the 32 most recent entries.
 
 The trust boundary is the user's own: whoever can write the cache directory (0700) can also
-change ep4's code or the parser tables kept next to it. Certification (``ep4 certify``, live modes)
-still reads and hashes every source file of the bundle.
+change ep4's code or the parser tables kept next to it. Every load still reads and hashes the bundle
+file and each include (that is how an entry is checked), so ``Bundle.sources``, which certification
+compares with the certificate, always describes the files as they are now.
 """
 
 from __future__ import annotations

@@ -61,10 +61,9 @@ class Intent:
         return asdict(self)
 
 
-_REQUIRED = frozenset({"kind", "action_type", "symbol"})  # the fields without a default
-
-
-_INTENT_DEFAULTS: dict[str, Any] = {}  # every field of Intent with its default, in field order (filled below)
+# every field of Intent with its default (None for the required ones), in field order
+_INTENT_DEFAULTS: dict[str, Any] = {f.name: (None if f.default is MISSING else f.default) for f in dataclass_fields(Intent)}
+_REQUIRED = frozenset(f.name for f in dataclass_fields(Intent) if f.default is MISSING)
 
 
 def _new_intent(**fields: Any) -> Intent:
@@ -78,9 +77,6 @@ def _new_intent(**fields: Any) -> Intent:
         raise TypeError(f"Intent fields: unknown {sorted(set(values) - set(_INTENT_DEFAULTS))}, missing {sorted(_REQUIRED - fields.keys())}")
     intent.__dict__.update(values)
     return intent
-
-
-_INTENT_DEFAULTS.update({f.name: (None if f.default is MISSING else f.default) for f in dataclass_fields(Intent)})
 
 
 def _sign(x: Decimal) -> int:

@@ -24,11 +24,12 @@ __all__ = ["IN_DOUBT", "IN_DOUBT_CODES", "TRADING_STATES", "Ledger", "LedgerErro
 
 # An attempt whose outcome was never recorded (the process died between write-ahead and ack).
 IN_DOUBT = "OUTCOME_UNKNOWN"
-# Outcomes after which the order may or may not exist on the exchange (Binance: 5xx = unknown status).
 TRADING_STATES = ("ACTIVE", "REDUCING", "HALTED")
-_RECORD_CACHE_SIZE = 100_000  # ledger rows kept as records (a row is ~1 KB with its derived forms)
-
+# Outcomes after which the order may or may not exist on the exchange (Binance: 5xx = unknown status).
 IN_DOUBT_CODES = (IN_DOUBT, "EXCHANGE_TIMEOUT", "EXCHANGE_NO_ACK", "EXCHANGE_STATUS_UNKNOWN", "ACK_MALFORMED")
+# ledger rows kept as records by one Ledger (~1 KB each with their derived forms); a state view holds
+# the rows of one lookback window, far fewer
+_RECORD_CACHE_SIZE = 20_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (

@@ -34,7 +34,7 @@ def evaluate_gates(
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
     """Every gate, in order, with the given evaluator (``compiled`` or the reference ``interpreter``).
 
-    ``chain`` (:func:`engine.gate_chain.gate_chain` of the same ``gates``) runs the runs of fast-path
+    ``chain`` (:func:`engine.gate_chain.gate_chain` of the same ``gates``) runs each stretch of fast-path
     passes in one call; every other gate is decided here, one by one, in order."""
     with exact_arithmetic():
         return _evaluate_gates(gates, activation, error_code, evaluator, chain)

@@ -102,7 +102,7 @@ class CompiledExpression:
     """A checked CEL expression, runnable by either evaluator. ``evaluate`` is pure and deterministic."""
 
     text: str
-    _tree: Any  # the checked tree, numeric literals rewritten: what both evaluators run
+    _tree: Any = field(compare=False)  # the checked tree, numeric literals rewritten: what both evaluators run
     _function: Any  # the planned Python function
     source: str  # the planned function's Python source (``ep4 explain --compiled``)
     roots: frozenset[str]
