@@ -11,9 +11,12 @@ the order is the only request ep4 sends.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,23 +41,60 @@ from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET  # noqa: E40
 FSYNCS = 2  # counted with strace: tests/test_executor.py::test_two_durable_writes_per_execution
 
 
-def relaxed_bundle(tmp: Path):
-    """The default bundle with frequency ceilings lifted, so hundreds of orders in a row all pass."""
+def relaxed_bundle(tmp: Path, *, no_interval: bool = False):
+    """The default bundle with frequency ceilings lifted, so hundreds of orders in a row all pass
+    (``no_interval``: the minimum interval too, for orders sent back to back in real time)."""
     text = (ROOT / "policies" / "binance-perp-default.yaml").read_text().replace("../gates/", str(ROOT / "gates") + "/").replace("includeRoot: ..", f"includeRoot: {ROOT}")
     for name in ("max_actions_per_minute", "max_opens_per_symbol"):
         text = text.replace(f"    {name}:\n      type: integer\n      value: ", f"    {name}:\n      type: integer\n      value: 1000000#")
     text = text.replace("#20\n", "\n").replace("#10\n", "\n")
+    if no_interval:
+        text = text.replace("    min_interval_ms:\n      type: integer\n      value: 1000\n", "    min_interval_ms:\n      type: integer\n      value: 0\n")
     (tmp / "bench.yaml").write_text(text)
     return load_bundle(tmp / "bench.yaml")
+
+
+class _External:
+    def __init__(self, port: int) -> None:
+        self.base_url = f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def _paper_process():
+    """`ep4 paper serve` on a free loopback port, until the benchmark ends."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "paper", "serve", "--port", str(port),
+                             "--mark", "BTCUSDT=64010.5", "--mark", "ETHUSDT=3010.25"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("ep4 paper serve did not start") from None
+                time.sleep(0.05)
+        yield _External(port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--server", choices=["thread", "process"], default="thread",
+                    help="the paper exchange in a thread of this process (its clock driven by the benchmark) or as "
+                         "`ep4 paper serve` in its own process (real clock; no GIL shared with ep4)")
     args = ap.parse_args()
+    real_time = args.server == "process"
     tmp = Path(tempfile.mkdtemp(prefix="ep4-bench-"))
-    bundle = relaxed_bundle(tmp)
-    now = {"ms": 1764028800000}
+    bundle = relaxed_bundle(tmp, no_interval=real_time)
+    now = {"ms": int(time.time() * 1000) if real_time else 1764028800000}
     paper = open_shipped_paper(None, mark_prices={"BTCUSDT": "64010.5", "ETHUSDT": "3010.25"}, clock=lambda: now["ms"])
     context_base = load_context(ROOT / "examples" / "context.json").model_dump(mode="json")
     context_base["account"]["positions"] = [{"symbol": "BTCUSDT", "quantity": "0", "leverage": 5, "margin_mode": "ISOLATED"}]
@@ -62,7 +102,7 @@ def main() -> int:
 
     ep4_ns, bare_ns, fsync_ns = [], [], []
     probe = os.open(tmp / "fsync-probe", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with PaperServer(paper) as server:
+    with (_paper_process() if real_time else PaperServer(paper)) as server:
         ledger = Ledger(tmp)
         client = BinanceClient(server.base_url, Credentials.hmac(PAPER_API_KEY, PAPER_API_SECRET),
                                connect_timeout_ms=2000, read_timeout_ms=5000)
@@ -70,7 +110,7 @@ def main() -> int:
         bare = httpx.Client(base_url=server.base_url, transport=httpx.HTTPTransport(retries=0), timeout=5.0)
         for i in range(args.runs + 20):
             side = "LONG" if i % 2 == 0 else "SHORT"
-            now["ms"] += 2000
+            now["ms"] = int(time.time() * 1000) if real_time else now["ms"] + 2000
             ctx = ExecutionContext.model_validate({**context_base, "timestamp": now["ms"]})
             decision = json.dumps({"decision_id": f"bench-{i}", "decision_code": "AUTHORIZED_ACTION",
                                    "action": {"type": "ACTION_OPEN_POSITION", "action_id": "a", "symbol": "BTCUSDT", "side": side,
@@ -79,7 +119,7 @@ def main() -> int:
             res = executor.execute(decision, ctx)
             t1 = time.perf_counter_ns()
             assert res.result == "SUCCESS", res.message
-            now["ms"] += 1
+            now["ms"] = int(time.time() * 1000) if real_time else now["ms"] + 1
             params = [("symbol", "BTCUSDT"), ("side", "BUY" if side == "SHORT" else "SELL"), ("type", "MARKET"), ("quantity", "0.001"),
                       ("newClientOrderId", f"bare-{i}"), ("newOrderRespType", "RESULT"), ("recvWindow", "5000"), ("timestamp", str(now["ms"]))]
             t2 = time.perf_counter_ns()
@@ -99,7 +139,8 @@ def main() -> int:
         bare.close()
         client.close()
     e, b = statistics.median(ep4_ns) / 1e6, statistics.median(bare_ns) / 1e6
-    print(f"runs {args.runs} each, interleaved, paper exchange over loopback HTTP (uvicorn, 127.0.0.1)")
+    where = "its own process (ep4 paper serve)" if real_time else "a thread of this process"
+    print(f"runs {args.runs} each, interleaved, paper exchange over loopback HTTP (uvicorn, 127.0.0.1) in {where}")
     print(f"ep4 execution (Rules 1-6, ledger, fsynced audit): median {e:.3f} ms  p90 {sorted(ep4_ns)[len(ep4_ns) * 9 // 10] / 1e6:.3f} ms")
     print(f"bare httpx signed POST /fapi/v1/order:          median {b:.3f} ms  p90 {sorted(bare_ns)[len(bare_ns) * 9 // 10] / 1e6:.3f} ms")
     f = statistics.median(fsync_ns) / 1e6
