@@ -37,7 +37,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .bundle import Bundle, load_bundle
+from .bundle import MAX_FILE_BYTES, Bundle, load_bundle
 
 __all__ = ["load_bundle_cached"]
 
@@ -77,6 +77,8 @@ def _includes(bundle_path: Path, bundle: Bundle) -> list[tuple[str, str]]:
     out = []
     for name, _digest in bundle.sources[1:]:
         lib = (bundle_path.parent / name).resolve()
+        if lib.stat().st_size > MAX_FILE_BYTES:  # no longer a gate library: the loader says so
+            raise ValueError(f"{lib} is larger than a gate library may be")
         out.append((str(lib), "sha256:" + hashlib.sha256(lib.read_bytes()).hexdigest()))
     return out
 
@@ -89,12 +91,12 @@ def load_bundle_cached(path: str | Path) -> Bundle:
 
     bundle_path = Path(path)
     try:
-        if not bundle_path.is_file():
+        if not bundle_path.is_file() or bundle_path.stat().st_size > MAX_FILE_BYTES:
             return load_bundle(path)  # the loader's own message
         data = bundle_path.read_bytes()
         key = hashlib.sha256("\n".join([_fingerprint(), str(path), str(bundle_path.resolve())]).encode() + b"\n" + data).hexdigest()[:40]
         entry = cache_dir() / f"bundle-{key}.pickle"
-    except OSError:
+    except Exception:  # unreadable file (the loader says why), no home directory to cache in, ...
         return load_bundle(path)
     try:
         with open(entry, "rb") as f:
@@ -112,7 +114,10 @@ def load_bundle_cached(path: str | Path) -> Bundle:
 
 def _save(entry: Path, bundle_path: Path, bundle: Bundle) -> None:
     try:
-        stored: dict[str, Any] = {"bundle": bundle, "includes": _includes(bundle_path, bundle)}
+        # the digests the loader computed from the bytes it compiled (not a second read, which could
+        # see a file changed since); a later load re-hashes the files and compares with these
+        stored: dict[str, Any] = {"bundle": bundle, "includes": [
+            (str((bundle_path.parent / name).resolve()), digest) for name, digest in bundle.sources[1:]]}
         entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".bundle-")
         try:

@@ -140,3 +140,24 @@ def test_the_cli_uses_the_cache(cache_dir: Path, capsys: pytest.CaptureFixture[s
     assert capsys.readouterr().out == first
     assert json.loads(first)["reason_code"] == "DRY_RUN"
     assert CASES.is_dir()
+
+
+def test_an_include_changed_while_the_bundle_loads_is_not_cached_as_current(
+        cache_dir: Path, bundle_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    library = bundle_copy.parent.parent / "gates" / "health.yaml"
+    real = cache.load_bundle
+    calls: list[str] = []
+
+    def load_then_edit(path):
+        calls.append(str(path))
+        bundle = real(path)
+        if len(calls) == 1:  # the file changes after the loader read it, before the entry is written
+            library.write_text(library.read_text().replace("<= params.max_api_latency_ms", "< params.max_api_latency_ms"))
+        return bundle
+
+    monkeypatch.setattr(cache, "load_bundle", load_then_edit)
+    cache.load_bundle_cached(bundle_copy)
+    again = cache.load_bundle_cached(bundle_copy)
+    assert len(calls) == 2  # the entry named the bytes that were compiled, not the edited file
+    gate = again.gate("health.api-latency")
+    assert gate is not None and "<=" not in gate.expression.text
