@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
+import os
+import shutil
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,13 @@ from engine.paths import default_bundle_path
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "tests" / "cases"
+
+# The suite (and every ep4 process it starts) keeps the CEL parser tables and compiled bundles in a
+# cache of its own: the hundreds of bundles it writes must not evict a user's entries, and a user's
+# cache must not decide what the suite sees.
+_CACHE = tempfile.mkdtemp(prefix="ep4-test-cache-")
+os.environ["EP4_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 
 class TopLevelSnapshots(JSONSnapshotExtension):
