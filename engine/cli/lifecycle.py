@@ -23,7 +23,6 @@ def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-
 def add_parsers(sub: Any, add_evaluator: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("certify", help="run a case corpus against a bundle, compare with the pins, check or sign its certificate")
     p.add_argument("bundle", metavar="BUNDLE")
