@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from .activation import build_activation
 from .authorization_gate import RawDecision, authorization_gate, read_decision
@@ -93,21 +93,26 @@ def _digests(raw: RawDecision, context: ExecutionContext, state: StateView, conf
     return input_digest, "ep4-" + hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32]
 
 
-def record_json(record: ExecutionRecord) -> str:
-    """A record's canonical JSON (kept with the record: engine.memo.memo_of(r, "json", record_json))."""
+def _record_json(record: ExecutionRecord) -> str:
     return canonical_json(record.model_dump(mode="json"))
 
 
+def records_json(records: Sequence[ExecutionRecord]) -> str:
+    """``canonical_json`` of the records' dumped list, from each (immutable) record's canonical text,
+    computed once and kept with the record (engine.memo): a state view repeats the records of the one
+    before. The input digest's state and the audit record's ``recent_digest`` are both built on it."""
+    return "[" + ",".join([memo_of(r, "json", _record_json) for r in records]) + "]"
+
+
 def _state_json(state: StateView) -> str:
-    """``canonical_json(state.model_dump(mode="json"))``, byte for byte, with each record's canonical
-    text computed once per (immutable) record: a state view repeats the records of the one before."""
+    """``canonical_json(state.model_dump(mode="json"))``, byte for byte, its records from
+    :func:`records_json`."""
     if not state.recent:
         return canonical_json(state.model_dump(mode="json"))
     rest = canonical_json(state.model_dump(mode="json", exclude={"recent"}) | {"recent": []})
-    records = ",".join([memo_of(r, "json", record_json) for r in state.recent])
     # sorted keys: "recent" is a top-level key exactly once, and an unescaped `"recent":[]` cannot
     # occur inside a JSON string (its quotes would be escaped)
-    return rest.replace('"recent":[]', '"recent":[' + records + "]", 1)
+    return rest.replace('"recent":[]', '"recent":' + records_json(state.recent), 1)
 
 
 def evaluate(
