@@ -6,11 +6,12 @@ expressions against it, and ``docs/bundles.md`` documents it.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Mapping
 
 from .cel import FieldSpec as F
 from .cel import to_cel
-from .cel.values import _List, _Map
+from .cel.values import FALSE, TRUE, _List, _Map, _string
 from .constraints import SymbolConstraints
 from .intent import Intent
 from .memo import memo, memo_of
@@ -152,33 +153,72 @@ def build_activation(
     ``roots``, the variables its gates read). What cannot change between decisions is converted once
     and kept with the immutable object it comes from: the context's snapshot, the bundle's params per
     symbol and settings, a symbol's constraints."""
+    names = _ALL_ROOTS if roots is None else roots
+    symbol = intent.symbol or context.symbol
+    lot_for = (intent.order_type,) if intent.kind == "ORDER" else None  # lot is null for a cancel
+    # what does not change between decisions on this context (its snapshot, the bundle's params for
+    # the symbol and settings, the symbol's constraints and lot filter) is assembled once per
+    # (bundle, constraints, symbol, order type, roots) and kept with the context; it holds the bundle
+    # and the constraints it was built from, so their ids name them for as long as it is kept
+    key = ("activation", id(bundle), id(constraints), symbol, lot_for, names)
+    made = memo(context, key, lambda: (bundle, constraints, _fixed(names, context, bundle, constraints, symbol, lot_for)))
+    if made[0] is not bundle or made[1] is not constraints:  # pragma: no cover - ids held alive above
+        made = (bundle, constraints, _fixed(names, context, bundle, constraints, symbol, lot_for))
+    out = made[2].copy()
+    if "intent" in names:
+        out["intent"] = _intent_cel(intent)
+    if "state" in names:
+        # a record is immutable and the ledger hands out the same object for an unchanged row:
+        # its CEL value is built once (to_cel of its dump, as before), not per decision
+        out["state"] = _Map({
+            "recent": _List([memo_of(r, "cel", _record_cel) for r in state.recent]),
+            "last_execution_ms": to_cel(state.last_execution_ms),
+            "last_failed_safe_ms": to_cel(state.last_failed_safe_ms),
+        })
+    if "action" in names:
+        out["action"] = to_cel(action.model_dump())
+    return out
+
+
+def _fixed(names: Any, context: ExecutionContext, bundle: Any, constraints: SymbolConstraints | None, symbol: str,
+           lot_for: tuple[str | None] | None) -> dict[str, Any]:
+    """The variables in ``names`` that depend only on the context, the bundle and the constraints."""
     out: dict[str, Any] = {}
-    for name in _ALL_ROOTS if roots is None else roots:
+    for name in names:
         if name in _CONTEXT_ROOTS:
             out[name] = memo(context, "context", lambda: _context_values(context))[name]
-        elif name == "intent":
-            out[name] = _Map({attr: to_cel(value) for attr, value in intent.__dict__.items()})
-        elif name == "state":
-            # a record is immutable and the ledger hands out the same object for an unchanged row:
-            # its CEL value is built once (to_cel of its dump, as before), not per decision
-            out[name] = _Map({
-                "recent": _List([memo_of(r, "cel", _record_cel) for r in state.recent]),
-                "last_execution_ms": to_cel(state.last_execution_ms),
-                "last_failed_safe_ms": to_cel(state.last_failed_safe_ms),
-            })
         elif name == "params":
-            symbol = intent.symbol or context.symbol
             out[name] = memo(bundle, ("params", symbol), lambda: to_cel(bundle.params_for(symbol)))
         elif name == "settings":
             out[name] = memo(bundle, "settings", lambda: to_cel(bundle.settings()))
         elif name == "constraints":
             out[name] = None if constraints is None else memo(constraints, "value", lambda: to_cel(constraints.model_dump()))
         elif name == "lot":
-            out[name] = None if constraints is None or intent.kind != "ORDER" else memo(
-                constraints, ("lot", intent.order_type), lambda: _lot(constraints, intent.order_type))
-        elif name == "action":
-            out[name] = to_cel(action.model_dump())
+            out[name] = None if constraints is None or lot_for is None else memo(
+                constraints, ("lot", lot_for[0]), lambda: _lot(constraints, lot_for[0]))
     return out
+
+
+_DECIMAL = Decimal
+
+
+def _intent_cel(intent: Intent) -> Any:
+    """``_Map({field: to_cel(value)})`` of the intent: its values are str, bool, None or Decimal, which
+    are converted here as to_cel does (a finite Decimal is itself); anything else goes to to_cel."""
+    out = {}
+    for attr, value in intent.__dict__.items():
+        kind = type(value)
+        if kind is str:
+            out[attr] = _string(value)
+        elif value is None:
+            out[attr] = None
+        elif kind is bool:
+            out[attr] = TRUE if value else FALSE
+        elif kind is _DECIMAL and value.is_finite():
+            out[attr] = value
+        else:
+            out[attr] = to_cel(value)
+    return _Map(out)
 
 
 def _record_cel(record: Any) -> Any:

@@ -36,4 +36,6 @@ def gate_chain(gates: Sequence[Any]) -> Callable[[Mapping[str, Any], int], int]:
     lines.append(f"        return {len(gates)}")
     lines += ["    except Exception:  # the loop re-runs this gate and lets the reference path decide", "        return n"]
     exec(compile("\n".join(lines) + "\n", "<ep4 gate chain>", "exec"), namespace)
-    return namespace["chain"]
+    chain = namespace["chain"]
+    chain.passed = tuple(g.passed for g in gates)  # the trace when every gate passes, built once
+    return chain

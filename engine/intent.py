@@ -19,6 +19,7 @@ from .models import (
     OpenPositionAction,
     Position,
 )
+from .memo import memo
 from .numbers import EXACT
 
 __all__ = ["Intent", "IntentError", "resolve_intent"]
@@ -84,22 +85,35 @@ def _sign(x: Decimal) -> int:
 
 
 def _rows(context: ExecutionContext, symbol: str) -> tuple[Position | None, Position | None, Position | None]:
-    """(one-way row, hedge LONG row, hedge SHORT row) for ``symbol``; duplicates are ambiguous."""
+    """(one-way row, hedge LONG row, hedge SHORT row) for ``symbol``; duplicates are ambiguous.
+
+    A context is immutable: the rows of a symbol (or why they are ambiguous) are worked out once per
+    (context, symbol) and kept with the context (engine.memo)."""
+    rows, problem = memo(context, ("rows", symbol), lambda: _read_rows(context, symbol))
+    if problem is not None:
+        raise IntentError(*problem)
+    return rows
+
+
+def _read_rows(context: ExecutionContext, symbol: str) -> tuple[tuple[Any, Any, Any], tuple[str, str] | None]:
     rows = [p for p in context.account.positions if p.symbol == symbol]
     by_side: dict[str, Position] = {}
     for p in rows:
         if p.position_side in by_side:
-            raise IntentError("AMBIGUOUS_POSITION", f"the context lists {symbol} {p.position_side} twice")
+            return _NO_ROWS, ("AMBIGUOUS_POSITION", f"the context lists {symbol} {p.position_side} twice")
         by_side[p.position_side] = p
     hedge = context.account.position_mode == "HEDGE"
     if hedge and by_side.get("BOTH") is not None and by_side["BOTH"].quantity != 0:
-        raise IntentError("AMBIGUOUS_POSITION", f"hedge-mode account with a one-way ({symbol} BOTH) position row")
+        return _NO_ROWS, ("AMBIGUOUS_POSITION", f"hedge-mode account with a one-way ({symbol} BOTH) position row")
     if not hedge and ({"LONG", "SHORT"} & by_side.keys()):
-        raise IntentError("AMBIGUOUS_POSITION", f"one-way account with a hedge ({symbol} LONG/SHORT) position row")
+        return _NO_ROWS, ("AMBIGUOUS_POSITION", f"one-way account with a hedge ({symbol} LONG/SHORT) position row")
     long_row, short_row = by_side.get("LONG"), by_side.get("SHORT")
     if long_row is not None and long_row.quantity < 0 or short_row is not None and short_row.quantity > 0:
-        raise IntentError("AMBIGUOUS_POSITION", f"{symbol} hedge rows must be LONG >= 0 and SHORT <= 0")
-    return by_side.get("BOTH"), long_row, short_row
+        return _NO_ROWS, ("AMBIGUOUS_POSITION", f"{symbol} hedge rows must be LONG >= 0 and SHORT <= 0")
+    return (by_side.get("BOTH"), long_row, short_row), None
+
+
+_NO_ROWS = (None, None, None)
 
 
 def _held(context: ExecutionContext, symbol: str) -> tuple[Position | None, str]:
@@ -190,14 +204,12 @@ def _resolve(action: Any, context: ExecutionContext) -> Intent:
     before, after = fields["position_before"], fields["position_after"]
     reference = fields.get("price") or mark
     flips = _sign(before) != 0 and _sign(after) == -_sign(before)
-    row_for_settings = _settings_row(context, symbol, fields["position_side"])
+    row_for_settings = memo(context, ("settings_row", symbol, fields["position_side"]),
+                            lambda: _settings_row(context, symbol, fields["position_side"]))
     # Exposure counts working orders too (FIA: limits count what can still fill): every open order on
     # this side of this position could fill before or with this one.
-    working = sum(
-        (o.quantity for o in context.account.open_orders
-         if o.symbol == symbol and o.side == fields["side"] and o.position_side == fields["position_side"]),
-        Decimal(0),
-    )
+    working = memo(context, ("working", symbol, fields["side"], fields["position_side"]),
+                   lambda: _working(context, symbol, fields["side"], fields["position_side"]))
     direction = 1 if fields["side"] == "BUY" else -1
     worst = after + direction * working
     return _new_intent(
@@ -216,6 +228,16 @@ def _resolve(action: Any, context: ExecutionContext) -> Intent:
         worst_case_position_after=worst,
         worst_case_notional_after=EXACT.multiply(abs(worst), reference),
         **fields,
+    )
+
+
+def _working(context: ExecutionContext, symbol: str, side: str, position_side: str) -> Decimal:
+    """Total quantity of the context's open orders on this symbol, side and position side (in the
+    caller's EXACT context: an inexact sum raises, and is not kept)."""
+    return sum(
+        (o.quantity for o in context.account.open_orders
+         if o.symbol == symbol and o.side == side and o.position_side == position_side),
+        Decimal(0),
     )
 
 

@@ -219,9 +219,13 @@ class _DecimalJSON(str):
     """Marker so decimals are written as JSON strings (Binance style: decimals travel as text)."""
 
 
+# json.dumps with these options builds an encoder per call; one, made once, writes the same text
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+
+
 def canonical_json(value: Any) -> str:
     """Deterministic JSON: sorted keys, no spaces, decimals as exact strings, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+    return _CANONICAL.encode(value)
 
 
 def sha256_digest(value: Any) -> str:

@@ -83,14 +83,18 @@ def _digests(raw: RawDecision, context: ExecutionContext, state: StateView, conf
     (immutable) and an unchanged state's canonical text are computed once and spliced in, which is
     byte for byte what canonical_json of the whole payload gives (sorted keys, no spaces)."""
     decision = raw.data if not isinstance(raw.data, str) else {"unparsed_text": raw.data}
-    text = "".join((
-        '{"context":', memo(context, "json", lambda: canonical_json(context.model_dump(mode="json"))),
-        ',"decision":', canonical_json(decision),
-        ',"state":', memo(state, "json", lambda: _state_json(state)), "}",
-    ))
-    input_digest = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # the hash of '{"context":<its text>,"decision":' is the same for every decision on this context:
+    # hashed once, and each decision continues a copy of it (the same bytes, so the same digest)
+    h = memo(context, "digest_prefix", lambda: hashlib.sha256(
+        ('{"context":' + memo(context, "json", lambda: _context_json(context)) + ',"decision":').encode("utf-8"))).copy()
+    h.update("".join((canonical_json(decision), ',"state":', memo(state, "json", lambda: _state_json(state)), "}")).encode("utf-8"))
+    input_digest = "sha256:" + h.hexdigest()
     seed = "\n".join([input_digest, config.bundle.digest, config.constraints_digest, config.mode])
     return input_digest, "ep4-" + hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32]
+
+
+def _context_json(context: ExecutionContext) -> str:
+    return canonical_json(context.model_dump(mode="json"))
 
 
 def _record_json(record: ExecutionRecord) -> str:
@@ -115,6 +119,42 @@ def _state_json(state: StateView) -> str:
     return rest.replace('"recent":[]', '"recent":' + records_json(state.recent), 1)
 
 
+def _result_builder() -> Any:
+    """``ExecutionResult.model_construct(**values)`` for ep4's own, already typed values, without
+    pydantic's per-field walk (aliases, validation aliases, default factories): the result model
+    has none of them, which is checked here once, so the instance is the same (its ``__dict__`` in
+    field order with the defaults filled in, its fields set, no extra, no private).
+    tests/test_performance.py compares both on every kind of result."""
+    fields = ExecutionResult.model_fields
+    simple = not ExecutionResult.__pydantic_post_init__ and not ExecutionResult.__pydantic_root_model__ and all(
+        f.alias is None and f.validation_alias is None and f.default_factory is None for f in fields.values())
+    if not simple:  # pragma: no cover - a model change that needs pydantic's own walk
+        return ExecutionResult.model_construct
+    # the fields in model order, the defaults filled in, a required field marked: a copy updated with
+    # the values keeps that order (an update does not move a key that is already there)
+    missing = object()
+    template = {n: missing if f.is_required() else f.default for n, f in fields.items()}
+    required = frozenset(n for n, f in fields.items() if f.is_required())
+    count, new, setattr_ = len(template), object.__new__, object.__setattr__
+
+    def build(**values: Any) -> ExecutionResult:
+        d = template.copy()
+        d.update(values)
+        if len(d) != count or not values.keys() >= required:  # an unknown or a missing field: pydantic's walk
+            return ExecutionResult.model_construct(**values)
+        m = new(ExecutionResult)
+        setattr_(m, "__dict__", d)
+        setattr_(m, "__pydantic_fields_set__", set(values))
+        setattr_(m, "__pydantic_extra__", None)
+        setattr_(m, "__pydantic_private__", None)
+        return m
+
+    return build
+
+
+construct_result = _result_builder()
+
+
 def evaluate(
     raw_decision: str | bytes | dict[str, Any],
     context: ExecutionContext,
@@ -137,13 +177,14 @@ def evaluate(
 
     def done(
         result: str, code: str, rule: int | None, message: str, *, decision: PolicyDecision | None = None,
-        intent: Intent | None = None, trace: tuple[GateOutcome, ...] = (), **extra: Any,
+        intent: Intent | None = None, trace: tuple[GateOutcome, ...] = (), request: OrderRequest | None = None,
+        **extra: Any,
     ) -> Evaluation:
         # every value here is ep4's own, already typed (the header, the trace's outcome models, the
         # order's text fields): built without re-validation, as the model's fields in its order
-        res = ExecutionResult.model_construct(
+        res = construct_result(
             result=result, reason_code=code, rule=rule, message=message, gate_trace=trace, **header, **extra)
-        return Evaluation(res, decision, intent, None, header, trace, input_digest)
+        return Evaluation(res, decision, intent, request, header, trace, input_digest)
 
     if raw.problem is not None:
         return done("REJECTED", raw.problem, 2, raw.detail)
@@ -180,7 +221,9 @@ def evaluate(
 
     # §6.2 ambiguous state: a context older than the history it is judged against (a clock that went
     # backwards, a stale snapshot) would skip the temporal gates; it is refused instead.
-    newest = max((t for t in (state.last_execution_ms, state.last_failed_safe_ms) if t is not None), default=None)
+    newest, failed_ms = state.last_execution_ms, state.last_failed_safe_ms
+    if newest is None or failed_ms is not None and failed_ms > newest:
+        newest = failed_ms
     if newest is not None and newest > context.timestamp:
         return done(
             "FAILED_SAFE", "CLOCK_BEHIND_STATE", 3,
@@ -225,11 +268,10 @@ def evaluate(
         hedge_mode=context.account.position_mode == "HEDGE",
     )
     if config.mode == "dry-run":
-        ev = done(
+        return done(
             "NOOP", "DRY_RUN", 5, "dry-run: Rules 1-4 passed; this order was not sent",
-            decision=decision, intent=intent, trace=trace, order=request.as_dict(),
+            decision=decision, intent=intent, trace=trace, order=request.as_dict(), request=request,
         )
-        return Evaluation(ev.result, decision, intent, request, header, trace, input_digest)
     return Evaluation(None, decision, intent, request, header, trace, input_digest)
 
 

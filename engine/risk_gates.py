@@ -53,7 +53,7 @@ def _evaluate_gates(
         chain = _no_chain
     i = chain(activation, 0)
     if i == count:
-        return tuple(g.passed for g in gates), None
+        return getattr(chain, "passed", None) or tuple(g.passed for g in gates), None
     trace: list[GateOutcome] = [g.passed for g in gates[:i]]
     failure: GateFailure | None = None
     while i < count:

@@ -207,3 +207,95 @@ def test_a_copy_with_other_fields_never_reads_the_originals_memo() -> None:
     assert _state_json(state) == canonical_json(state.model_dump(mode="json"))
     halted = state.model_copy(update={"trading_state": "HALTED"})
     assert _state_json(halted) == canonical_json(halted.model_dump(mode="json"))
+
+
+# --- Rules 1-4: results, activations and intents built from what is kept with the context ---
+
+
+def _corpus_evaluations():
+    from conftest import case_inputs, case_names, load_case
+
+    from engine.pipeline import Config, evaluate
+
+    for name in case_names():
+        raw, context, bundle, constraints, state = case_inputs(load_case(name))
+        config = Config(bundle, constraints, "dry-run")
+        yield name, (raw, context, config, state), evaluate(raw, context, config, state)
+
+
+def test_construct_result_is_model_construct() -> None:
+    """Every kind of result in the corpus, and the odd calls: an unknown field, a missing one."""
+    from engine.models import ExecutionResult
+    from engine.pipeline import construct_result
+
+    def same(values: dict) -> None:
+        fast, plain = construct_result(**values), ExecutionResult.model_construct(**values)
+        assert list(fast.__dict__.items()) == list(plain.__dict__.items())
+        assert fast.model_fields_set == plain.model_fields_set
+        assert (fast.__pydantic_extra__, fast.__pydantic_private__) == (plain.__pydantic_extra__, plain.__pydantic_private__)
+        assert repr(fast) == repr(plain) and fast == plain
+
+    kinds = set()
+    for _, _, ev in _corpus_evaluations():
+        result = ev.result
+        kinds.add(result.reason_code)
+        same({n: getattr(result, n) for n in result.model_fields_set})
+    assert len(kinds) > 30
+    same({"result": "NOOP", "reason_code": "X", "colour": "red"})  # unknown and missing fields: pydantic's walk
+    same({"result": "NOOP", "trace_id": "t", "decision_id": None, "action_id": None, "timestamp": None, "reason_code": "X",
+          "rule": None, "message": "m", "mode": "dry-run", "bundle": {}, "constraints_digest": "c", "input_digest": "i"})
+
+
+def _plain_activation(action, intent, context, bundle, state, constraints) -> dict:
+    """Every variable converted from the inputs, nothing kept (the activation as first written)."""
+    from engine.activation import _context_values, _lot
+
+    out = dict(_context_values(context))
+    out["intent"] = to_cel(dict(intent.__dict__))
+    out["state"] = to_cel({"recent": [r.model_dump() for r in state.recent], "last_execution_ms": state.last_execution_ms,
+                           "last_failed_safe_ms": state.last_failed_safe_ms})
+    out["params"] = to_cel(bundle.params_for(intent.symbol or context.symbol))
+    out["settings"] = to_cel(bundle.settings())
+    out["constraints"] = None if constraints is None else to_cel(constraints.model_dump())
+    out["lot"] = None if constraints is None or intent.kind != "ORDER" else _lot(constraints, intent.order_type)
+    out["action"] = to_cel(action.model_dump())
+    return out
+
+
+def test_activations_and_intents_from_kept_values_are_the_plain_ones() -> None:
+    """For every corpus case that reaches Rule 3: the activation (built twice, the second time from
+    what the context keeps) equals the plain conversion, for the bundle's roots and for all roots;
+    the intent resolved again on the same context equals the one resolved on a fresh copy."""
+    from engine.activation import _ALL_ROOTS, build_activation
+    from engine.cel.values import from_cel
+    from engine.intent import IntentError, resolve_intent
+    from engine.models import ExecutionContext
+
+    def outcome(action, context):
+        try:
+            return resolve_intent(action, context)
+        except IntentError as exc:
+            return (exc.reason_code, exc.message)
+
+    checked = 0
+    for name, (raw, context, config, state), ev in _corpus_evaluations():
+        if ev.decision is None or not hasattr(ev.decision.action, "symbol"):
+            continue
+        action = ev.decision.action
+        fresh = ExecutionContext.model_validate(context.model_dump())
+        assert outcome(action, context) == outcome(action, context) == outcome(action, fresh), name
+        if ev.intent is None:
+            continue
+        bundle = config.bundle
+        sc = config.constraints.symbols.get(ev.intent.symbol) if ev.intent.symbol else None
+        plain = _plain_activation(action, ev.intent, fresh, bundle, state, sc)
+        for roots in (bundle.roots, None):
+            for _ in range(2):
+                got = build_activation(action=action, intent=ev.intent, context=context, bundle=bundle, state=state,
+                                       constraints=sc, roots=roots)
+                wanted = {k: v for k, v in plain.items() if k in (roots or _ALL_ROOTS)}
+                assert got.keys() == wanted.keys(), name
+                assert {k: from_cel(v) for k, v in got.items()} == {k: from_cel(v) for k, v in wanted.items()}, name
+                assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in wanted.items()}, name
+        checked += 1
+    assert checked > 40
