@@ -192,6 +192,13 @@ class Gate:
             return ShadowGateOutcome(id=self.id, rule=self.rule, category=self.category, passed=True, error=None, enforcement=self.enforcement)
         return GateOutcome(id=self.id, rule=self.rule, category=self.category, passed=True, error=None)
 
+    @cached_property
+    def refused(self) -> GateOutcome:
+        """The trace entry of a refusal (false, no error): the same immutable object every time."""
+        if self.shadow:
+            return ShadowGateOutcome(id=self.id, rule=self.rule, category=self.category, passed=False, error=None, enforcement=self.enforcement)
+        return GateOutcome(id=self.id, rule=self.rule, category=self.category, passed=False, error=None)
+
 
 @dataclass(frozen=True)
 class Bundle:

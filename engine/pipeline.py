@@ -108,15 +108,34 @@ def records_json(records: Sequence[ExecutionRecord]) -> str:
     return "[" + ",".join([memo_of(r, "json", _record_json) for r in records]) + "]"
 
 
+# StateView's fields in sorted order, as _state_json writes them (checked against the model below)
+_STATE_FIELDS = ("executed", "last_execution_ms", "last_failed_safe_ms", "recent", "trading_state")
+_STATE_FIELDS_KNOWN = tuple(sorted(StateView.model_fields)) == _STATE_FIELDS
+
+
 def _state_json(state: StateView) -> str:
-    """``canonical_json(state.model_dump(mode="json"))``, byte for byte, its records from
-    :func:`records_json`."""
-    if not state.recent:
+    """``canonical_json(state.model_dump(mode="json"))``, byte for byte: the keys in sorted order, each
+    value as its JSON dump gives it (pairs as lists, integers, a string), the records from
+    :func:`records_json` (tests/test_performance.py compares both on odd states)."""
+    if type(state) is not StateView or not _STATE_FIELDS_KNOWN:  # pragma: no cover - a changed model
         return canonical_json(state.model_dump(mode="json"))
-    rest = canonical_json(state.model_dump(mode="json", exclude={"recent"}) | {"recent": []})
-    # sorted keys: "recent" is a top-level key exactly once, and an unescaped `"recent":[]` cannot
-    # occur inside a JSON string (its quotes would be escaped)
-    return rest.replace('"recent":[]', '"recent":' + records_json(state.recent), 1)
+    return "".join((
+        '{"executed":', canonical_json([list(pair) for pair in state.executed]) if state.executed else "[]",
+        ',"last_execution_ms":', _int_json(state.last_execution_ms),
+        ',"last_failed_safe_ms":', _int_json(state.last_failed_safe_ms),
+        ',"recent":', records_json(state.recent),
+        ',"trading_state":', _TRADING_STATES.get(state.trading_state) or canonical_json(state.trading_state), "}",
+    ))
+
+
+_TRADING_STATES = {s: f'"{s}"' for s in ("ACTIVE", "REDUCING", "HALTED")}
+
+
+def _int_json(value: Any) -> str:
+    """JSON of an optional integer: what canonical_json writes for None and a plain int."""
+    if value is None:
+        return "null"
+    return str(value) if type(value) is int else canonical_json(value)
 
 
 def _result_builder() -> Any:
@@ -296,7 +315,47 @@ def execution_record(ev: Evaluation, result: ExecutionResult, *, attempted: bool
 def result_json(result: ExecutionResult) -> str:
     """The result as one line of JSON, byte-identical for identical inputs: compact, fields in model
     order, UTF-8 kept (pydantic's serializer; tests/test_cases.py checks it is byte for byte what
-    json.dumps of model_dump(mode="json") gives, at a quarter of the cost)."""
-    return result.model_dump_json()
+    json.dumps of model_dump(mode="json") gives, at a quarter of the cost).
+
+    A gate trace entry is an immutable object, mostly the gate's own (``Gate.passed``), so its text
+    is serialised once and kept with it; the rest of the result is serialised with an empty trace,
+    whose ``"gate_trace":[]`` is then filled in. That text is the trace's key: the fields before it
+    are ep4's own strings, numbers and the bundle's names (a quote inside a string is escaped, so the
+    text cannot occur there), and the first occurrence is taken, ahead of the order and the exchange's
+    reply that follow it."""
+    trace = result.gate_trace
+    if not trace or type(result) is not ExecutionResult:
+        return result.model_dump_json()
+    values = result.__dict__
+    if not values.keys() >= _RESULT_FIELD_SET:  # a result made without every field: pydantic's own way
+        return result.model_dump_json()
+    empty = object.__new__(ExecutionResult)
+    kept = dict(values)  # a key that is not a field (engine.memo's) is not serialised
+    kept["gate_trace"] = ()
+    object.__setattr__(empty, "__dict__", kept)
+    object.__setattr__(empty, "__pydantic_fields_set__", result.__pydantic_fields_set__)
+    object.__setattr__(empty, "__pydantic_extra__", None)
+    object.__setattr__(empty, "__pydantic_private__", None)
+    texts = _OUTCOME_TEXTS
+    entries = ",".join([hit[1] if (hit := texts.get(id(g))) is not None and hit[0] is g else _outcome_json(g) for g in trace])
+    return empty.model_dump_json().replace('"gate_trace":[]', '"gate_trace":[' + entries + "]", 1)
+
+
+_RESULT_FIELD_SET = frozenset(ExecutionResult.model_fields)
+
+
+# id(outcome) -> (outcome, its text): a trace entry is immutable and most are a gate's own shared
+# entry (Gate.passed / Gate.refused); the entry is held here, so its id names it while it is kept
+_OUTCOME_TEXTS: dict[int, tuple[GateOutcome, str]] = {}
+_OUTCOME_TEXTS_MAX = 4096
+
+
+def _outcome_json(outcome: GateOutcome) -> str:
+    """A trace entry as the result's serializer writes it (SerializeAsAny: by the entry's own type);
+    an entry without an error is kept (an error entry is new per evaluation and not worth keeping)."""
+    text = outcome.model_dump_json()
+    if outcome.error is None and len(_OUTCOME_TEXTS) < _OUTCOME_TEXTS_MAX:
+        _OUTCOME_TEXTS[id(outcome)] = (outcome, text)
+    return text
 
 

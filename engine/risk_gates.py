@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .bundle import Gate
 from .cel import CelEvaluationError, exact_arithmetic
 from .cel.values import TRUE, from_cel
+from .memo import memo_of
 from .models import GateOutcome, ShadowGateOutcome
 
 __all__ = ["GateFailure", "evaluate_gates", "risk_gates"]
@@ -88,6 +89,8 @@ def _decide(gate: Gate, activation: Mapping[str, Any], error_code: str, evaluato
         value = from_cel(value)
     if value is True:
         return gate.passed, None
+    if value is False:  # a refusal: its trace entry is the gate's own (built once), its failure too
+        return gate.refused, (None if gate.shadow else _refusal(gate))
     if error is None and not isinstance(value, bool):
         error = f"gate returned {type(value).__name__}, not a boolean"
     if gate.shadow:  # warn / audit: recorded, never deciding (issue 9, shadow gates)
@@ -97,6 +100,15 @@ def _decide(gate: Gate, activation: Mapping[str, Any], error_code: str, evaluato
     if error is None:
         return outcome, GateFailure(gate, gate.reason_code, f"{gate.id}: {gate.message}")
     return outcome, GateFailure(gate, error_code, f"{gate.id} could not be evaluated: {error}")
+
+
+def _refusal(gate: Gate) -> GateFailure:
+    """An enforced gate's refusal, built once per gate (engine.memo): it names only the gate's own fields."""
+    return memo_of(gate, "refusal", _new_refusal)
+
+
+def _new_refusal(gate: Gate) -> GateFailure:
+    return GateFailure(gate, gate.reason_code, f"{gate.id}: {gate.message}")
 
 
 def risk_gates(

@@ -299,3 +299,25 @@ def test_activations_and_intents_from_kept_values_are_the_plain_ones() -> None:
                 assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in wanted.items()}, name
         checked += 1
     assert checked > 40
+
+
+def test_result_json_is_pydantics_text_for_every_result_and_odd_ones() -> None:
+    """The trace spliced into the result's text is byte for byte pydantic's serialisation: every
+    corpus result, and results whose message, ids and exchange reply hold the splice's own text."""
+    from engine.models import ExecutionResult, GateOutcome, ShadowGateOutcome
+    from engine.pipeline import result_json
+
+    results = [ev.result for _, _, ev in _corpus_evaluations()]
+    assert sum(1 for r in results if any(g.error for g in r.gate_trace)) > 0
+    for result in results:
+        assert result_json(result) == result.model_dump_json()
+    odd = '"gate_trace":[]'
+    base = next(r for r in results if r.gate_trace)
+    trace = (GateOutcome(id=odd, rule=3, category="ü\u2028", passed=False, error=odd + "\\"),
+             ShadowGateOutcome(id="s", rule=4, category="c", passed=False, error=None, enforcement="warn"), *base.gate_trace[:2])
+    for update in ({"message": odd, "decision_id": odd, "exchange_response": {"gate_trace": [], odd: [odd]}, "gate_trace": trace},
+                   {"order": {"gate_trace": []}, "gate_trace": trace}, {"gate_trace": ()}):
+        result = base.model_copy(update=update)
+        assert result_json(result) == result.model_dump_json()
+    partial = ExecutionResult.model_construct(result="NOOP", reason_code="X", gate_trace=trace)
+    assert result_json(partial) == partial.model_dump_json()

@@ -497,6 +497,17 @@ class _Fast:
                     self.p.namespace[name] = value
                     self.p.constants.append(f"# {name} = {value!r}")
                     return name, False
+            keys = literals[0::2]
+            if keys and all(type(k) is celtypes.StringType for k in keys) and len(set(keys)) == len(keys):
+                # distinct string-literal keys (recent_count's {"symbol": intent.symbol}): no duplicate
+                # or unhashable key can occur, so the map is built without map_lit's checks; a value
+                # that raises leaves the fast path as map_lit's error value would (fok)
+                name = self.p._new("mk")
+                self.p.namespace[name] = tuple(keys)
+                self.p.constants.append(f"# {name} = {tuple(keys)!r}")
+                values = [self.expr(e, scope) for e in exprs[1::2]]
+                inside = ", ".join(c for c, _ in values) + ("," if len(values) == 1 else "")
+                return f"map_keys({name}, ({inside}))", any(r for _, r in values)
             flat = [self.expr(e, scope) for e in exprs]
             inside = ", ".join(c for c, _ in flat) + ("," if len(flat) == 1 else "")
             return f"fok(map_lit(lambda: ({inside}), None))", any(r for _, r in flat)

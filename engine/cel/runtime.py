@@ -329,6 +329,15 @@ def map_lit(pairs: Callable[[], tuple[Any, ...]], tree: Any) -> Any:
         return _E(ex.args[0], ex.__class__, ex.args, tree=tree)
 
 
+def map_keys(keys: tuple[Any, ...], values: tuple[Any, ...]) -> Any:
+    """The fast path's ``{k: v, ...}`` with distinct string-literal keys: the map map_lit builds (the
+    same keys, in order), without its duplicate-key walk, which cannot find one."""
+    result = _MapType()
+    for key, value in zip(keys, values):
+        result[key] = value
+    return result
+
+
 # --- macros (Evaluator.member_dot_arg) ---
 
 _ALL = eval_error("no such overload", TypeError)(celtypes.logical_and)
