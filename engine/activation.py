@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from .cel import FieldSpec as F
 from .cel import to_cel
-from .cel.values import FALSE, TRUE, _List, _Map, _string
+from .cel.values import FALSE, TRUE, _List, _Map, _RecentList, _string
 from .constraints import SymbolConstraints
 from .intent import Intent
 from .memo import memo, memo_of
@@ -171,7 +171,7 @@ def build_activation(
         # a record is immutable and the ledger hands out the same object for an unchanged row:
         # its CEL value is built once (to_cel of its dump, as before), not per decision
         out["state"] = _Map({
-            "recent": _List([memo_of(r, "cel", _record_cel) for r in state.recent]),
+            "recent": _recent_cel(state.recent),
             "last_execution_ms": to_cel(state.last_execution_ms),
             "last_failed_safe_ms": to_cel(state.last_failed_safe_ms),
         })
@@ -219,6 +219,15 @@ def _intent_cel(intent: Intent) -> Any:
         else:
             out[attr] = to_cel(value)
     return _Map(out)
+
+
+def _recent_cel(records: Any) -> _RecentList:
+    """``state.recent`` as CEL values (each record's kept with it), and its timestamps when ascending."""
+    value = _RecentList([memo_of(r, "cel", _record_cel) for r in records])
+    times = [r.timestamp for r in records]
+    if all(type(t) is int for t in times) and all(a <= b for a, b in zip(times, times[1:])):
+        value.ascending = times
+    return value
 
 
 def _record_cel(record: Any) -> Any:

@@ -20,7 +20,7 @@ from .ledger import Ledger, LedgerError
 from .models import ExecutionContext, ExecutionRecord, ExecutionResult, StateView
 from .numbers import canonical_json, printable_text
 from .order import OrderRequest, build_request
-from .pipeline import Config, Evaluation, evaluate, execution_record, records_json
+from .pipeline import Config, Evaluation, evaluate, execution_record, recent_json
 from .verification import ExchangeReplyData, verify_ack
 
 __all__ = ["ExchangeClient", "Executor", "PHASES", "audit_record", "decision_text", "forced_cancel_request", "forced_cancel_result"]
@@ -57,7 +57,7 @@ def state_record(state: StateView, refs: list[int | None] | None) -> dict[str, A
     refs = refs if refs is not None and len(refs) == len(recent) else [None] * len(recent)
     dumped["recent_refs"] = [seq if seq is not None else row.model_dump(mode="json") for seq, row in zip(refs, recent)]
     # sha256_digest of the dumped list (records_json: each record's canonical text, kept with it)
-    dumped["recent_digest"] = "sha256:" + hashlib.sha256(records_json(recent).encode("utf-8")).hexdigest()
+    dumped["recent_digest"] = "sha256:" + hashlib.sha256(recent_json(state).encode("utf-8")).hexdigest()
     return dumped
 
 

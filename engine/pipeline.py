@@ -113,6 +113,12 @@ _STATE_FIELDS = ("executed", "last_execution_ms", "last_failed_safe_ms", "recent
 _STATE_FIELDS_KNOWN = tuple(sorted(StateView.model_fields)) == _STATE_FIELDS
 
 
+def recent_json(state: StateView) -> str:
+    """:func:`records_json` of ``state.recent``, once per (immutable) state view: the input digest and
+    the audit record's ``recent_digest`` both need it."""
+    return memo(state, "recent_json", lambda: records_json(state.recent))
+
+
 def _state_json(state: StateView) -> str:
     """``canonical_json(state.model_dump(mode="json"))``, byte for byte: the keys in sorted order, each
     value as its JSON dump gives it (pairs as lists, integers, a string), the records from
@@ -123,7 +129,7 @@ def _state_json(state: StateView) -> str:
         '{"executed":', canonical_json([list(pair) for pair in state.executed]) if state.executed else "[]",
         ',"last_execution_ms":', _int_json(state.last_execution_ms),
         ',"last_failed_safe_ms":', _int_json(state.last_failed_safe_ms),
-        ',"recent":', records_json(state.recent),
+        ',"recent":', recent_json(state),
         ',"trading_state":', _TRADING_STATES.get(state.trading_state) or canonical_json(state.trading_state), "}",
     ))
 

@@ -321,3 +321,26 @@ def test_result_json_is_pydantics_text_for_every_result_and_odd_ones() -> None:
         assert result_json(result) == result.model_dump_json()
     partial = ExecutionResult.model_construct(result="NOOP", reason_code="X", gate_trace=trace)
     assert result_json(partial) == partial.model_dump_json()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 20), st.sampled_from(["BTCUSDT", "ETHUSDT"]), st.booleans()), max_size=12),
+    st.sampled_from([Decimal(-1), Decimal(0), Decimal(5), Decimal("5.5"), Decimal(10), Decimal(20), Decimal(100)]),
+    st.dictionaries(st.sampled_from(["symbol", "opens", "attempted"]), _values, max_size=3),
+)
+def test_state_recent_starts_counting_after_since_ms(rows, since_ms, match) -> None:
+    """The activation's state.recent (records oldest first, or not) counts as the reference does, and
+    a list derived from it carries no timestamps of its own."""
+    from engine.activation import _recent_cel
+    from engine.cel.values import _List, _RecentList
+
+    records = [_record(i, symbol=s, opens=o, timestamp=t) for i, (t, s, o) in enumerate(rows)]
+    for ordered in (sorted(records, key=lambda r: r.timestamp), records):
+        value = _recent_cel(ordered)
+        ascending = all(a.timestamp <= b.timestamp for a, b in zip(ordered, ordered[1:]))
+        assert type(value) is _RecentList and (value.ascending is not None) == ascending
+        plain = _List(list(value))
+        cel_match = to_cel(match)
+        assert _outcome(_recent_count, value, since_ms, cel_match) == _outcome(_reference_recent_count, plain, since_ms, cel_match)
+        assert getattr(value + _List([]), "ascending", None) is None

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from . import celpy_patches  # noqa: F401  (before anything binds celtypes.logical_or / logical_and)
 
+import bisect
 import decimal
+import itertools
 import operator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,7 +23,7 @@ from celpy import celtypes
 from celpy.evaluation import CELEvalError
 
 from ..numbers import EXACT, DecimalParseError, parse_decimal
-from .values import FALSE, TRUE, _Map
+from .values import FALSE, TRUE, _Map, _RecentList
 
 __all__ = ["BUILTIN_FUNCTIONS", "FUNCTIONS", "HELPER_FUNCTIONS", "KNOWN_FUNCTIONS", "LITERAL_FUNCTION"]
 
@@ -124,6 +126,11 @@ def _recent_count(records: Any, since_ms: Any, match: Any) -> Decimal:
     # key type) is read the reference way, r.get(k), which gives the same value or error as before
     plain = [(str(k) if isinstance(k, str) else k, k, v) for k, v in wanted]
     n = 0
+    ascending = records.ascending if type(records) is _RecentList else None
+    if ascending is not None and len(ascending) == len(records):
+        # the activation's state.recent, oldest first: the records at or before since_ms are the
+        # ones the loop below would skip on their timestamp alone; start after them
+        records = itertools.islice(records, bisect.bisect_right(ascending, since_ms), None)
     for r in records:
         if type(r) is _Map:
             ts = _dict_get(r, _TIMESTAMP, _ABSENT)

@@ -30,7 +30,7 @@ from celpy import celtypes
 from celpy.evaluation import CELEvalError, NameContainer, eval_error
 
 from .functions import FUNCTIONS
-from .values import FALSE, TRUE, _List, _Map
+from .values import FALSE, TRUE, _List, _Map, _RecentList
 
 __all__ = ["T", "F"]  # the rest is reached through the generated code's namespace
 
@@ -429,7 +429,7 @@ def bail() -> Any:
     raise Bail
 
 
-_LISTS = frozenset({_ListType, _List})
+_LISTS = frozenset({_ListType, _List, _RecentList})  # _RecentList: state.recent, a _List with its timestamps
 _SCALARS = frozenset({Decimal, _Str, str, _Bool})
 
 

@@ -30,6 +30,16 @@ class _Map(celtypes.MapType):
     __init__ = dict.__init__  # type: ignore[assignment]
 
 
+class _RecentList(_List):
+    """``state.recent`` as the activation builds it. ``ascending`` is the records' timestamps (plain
+    ints, in order) when the view lists them oldest first, as the ledger and the dry-run state do; it
+    is set on this one object after it is built (a list derived from it, by any operation, has None),
+    and lets recent_count start at the first record newer than its ``since_ms`` instead of reading
+    every older one (which the count skips without reading any other field)."""
+
+    ascending: list[int] | None = None
+
+
 # The two booleans every ep4 value uses (to_cel, helpers, compiled gates), so a test is an identity check.
 TRUE = celtypes.BoolType(True)
 FALSE = celtypes.BoolType(False)
