@@ -62,6 +62,25 @@ CREATE TABLE IF NOT EXISTS audit_anchor (
 """
 
 
+# What arms the spec §6.3 cooldown, as the state view reads it: state.arms_cooldown() decided each row
+# when it was written; in doubt (IN_FLIGHT) arms; rows written before that column existed follow the
+# old rule. One text: the partial index below serves the query only if their conditions are the same.
+_ARMS_COOLDOWN = (
+    "status = 'IN_FLIGHT' OR arms_cooldown = 1 "
+    "OR (arms_cooldown IS NULL AND result = 'FAILED_SAFE' AND reason_code != 'COOLDOWN_ACTIVE')"
+)
+
+# The state view's reads cost the lookback window, not the whole ledger (issue 6): without these, the
+# newest arming failure was found by scanning every row (50 ms per decision at 100,000 rows), the
+# newest call by scanning back past every refusal since it, and the orphans of a dead process by
+# scanning every row at each start. Created after the column migration (they name its columns).
+_INDEXES = f"""
+CREATE INDEX IF NOT EXISTS executions_attempted ON executions (timestamp) WHERE attempted = 1;
+CREATE INDEX IF NOT EXISTS executions_arming ON executions (timestamp) WHERE {_ARMS_COOLDOWN};
+CREATE INDEX IF NOT EXISTS executions_in_flight ON executions (status) WHERE status = 'IN_FLIGHT';
+"""
+
+
 _ANCHOR_SQL = (
     "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash WHERE excluded.seq > audit_anchor.seq"
@@ -83,6 +102,7 @@ class Ledger:
             for column in ("arms_cooldown INTEGER", "reconciled TEXT"):  # ledgers from before issue 7
                 if column.split()[0] not in columns:
                     self._db.execute(f"ALTER TABLE executions ADD COLUMN {column}")
+            self._db.executescript(_INDEXES)
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(f"cannot open the ledger in {state_dir}: {exc}") from None
 
@@ -270,12 +290,8 @@ class Ledger:
         # newest over the whole ledger, not just up to now: a context older than the ledger's newest
         # call is then visible (the pipeline refuses it) instead of silently skipping temporal gates
         last_exec = db.execute("SELECT MAX(timestamp) FROM executions WHERE attempted = 1").fetchone()[0]
-        # state.arms_cooldown() decided each row when it was written; in doubt (IN_FLIGHT) arms;
-        # rows written before that column existed follow the old rule
-        last_failed = db.execute(
-            "SELECT MAX(timestamp) FROM executions WHERE status = 'IN_FLIGHT' OR arms_cooldown = 1 "
-            "OR (arms_cooldown IS NULL AND result = 'FAILED_SAFE' AND reason_code != 'COOLDOWN_ACTIVE')"
-        ).fetchone()[0]
+        # the newest row that arms the cooldown (_ARMS_COOLDOWN, through its partial index)
+        last_failed = db.execute(f"SELECT MAX(timestamp) FROM executions WHERE {_ARMS_COOLDOWN}").fetchone()[0]
         view = StateView(executed=executed, recent=tuple(recent), last_execution_ms=last_exec, last_failed_safe_ms=last_failed)
         return view, refs
 

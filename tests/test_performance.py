@@ -344,3 +344,90 @@ def test_state_recent_starts_counting_after_since_ms(rows, since_ms, match) -> N
         cel_match = to_cel(match)
         assert _outcome(_recent_count, value, since_ms, cel_match) == _outcome(_reference_recent_count, plain, since_ms, cel_match)
         assert getattr(value + _List([]), "ascending", None) is None
+
+
+# --- the ledger: what a decision reads costs its lookback window, not the whole ledger ---
+
+
+def _steps(ledger: Ledger, run) -> int:
+    """SQLite virtual-machine steps ``run()`` takes on the ledger's connection (counted in tens)."""
+    count = [0]
+
+    def tick() -> int:
+        count[0] += 1
+        return 0
+
+    ledger._db.set_progress_handler(tick, 10)
+    try:
+        run()
+    finally:
+        ledger._db.set_progress_handler(None, 10)
+    return count[0]
+
+
+_NOW = 1_764_028_800_000 + 10 * 3_600_000
+
+
+def _ledger_with(path: Path, older: int, refusals: int) -> Ledger:
+    """30 recent rows (calls, some failures that arm the cooldown), ``older`` calls before the
+    lookback, and ``refusals`` refused decisions (no call) newer than every call."""
+    ledger = Ledger(path)
+    db = ledger._db
+    insert = ("INSERT INTO executions (decision_id, action_id, action_type, symbol, timestamp, status, result, reason_code, "
+              "attempted, opens, trace_id, input_digest, bundle_digest, constraints_digest, arms_cooldown) "
+              "VALUES (?, 'a', 'ACTION_OPEN_POSITION', 'BTCUSDT', ?, 'DONE', ?, 'X', ?, 0, 't', 'i', 'b', 'c', ?)")
+    db.execute("BEGIN")
+    db.executemany(insert, [(f"old-{i}", 1_764_028_800_000 + i, "SUCCESS", 1, 0) for i in range(older)])
+    db.executemany(insert, [(f"new-{i}", _NOW - 60_000 + i, "FAILED_SAFE" if i % 7 == 0 else "SUCCESS", 1, int(i % 7 == 0))
+                            for i in range(30)])
+    db.executemany(insert, [(f"refused-{i}", _NOW - 1_000 + i % 900, "FAILED_SAFE", 0, 0) for i in range(refusals)])
+    db.execute("COMMIT")
+    return ledger
+
+
+def test_a_state_view_costs_its_window_not_the_ledger(tmp_path: Path) -> None:
+    """A state view, and the start-up search for a dead process's in-flight rows, take about as many
+    SQLite steps on a ledger with 5,000 more rows (older calls; refusals newer than the last call) as
+    on one with only the window: they are index searches. Without the partial indexes the newest
+    cooldown-arming failure was found by reading every row (~50 ms per decision at 100,000 rows),
+    and the newest call by reading back past every refusal."""
+    small = _ledger_with(tmp_path / "small", 0, 0)
+    older = _ledger_with(tmp_path / "older", 5_000, 0)
+    refused = _ledger_with(tmp_path / "refused", 0, 5_000)
+
+    def work(ledger: Ledger) -> int:
+        return _steps(ledger, lambda: (ledger.view_with_refs("new-1", "a", _NOW, 3_600_000), ledger.in_flight_rows()))
+
+    base = work(small)
+    assert base > 0
+    assert work(older) < 2 * base + 50, (work(older), base)
+    assert work(refused) < 2 * base + 50, (work(refused), base)
+    # the indexes answer as the table does
+    for ledger in (small, older, refused):
+        view = ledger.view(None, None, _NOW, 3_600_000)
+        rows = ledger.records()
+        assert view.last_execution_ms == max(r.timestamp for r in rows if r.attempted)
+        assert view.last_failed_safe_ms == _NOW - 60_000 + 28  # the newest row that armed (i = 28)
+        assert len(view.recent) == 30
+
+
+def test_a_ledger_from_before_the_arming_column_opens_and_is_indexed(tmp_path: Path) -> None:
+    """A ledger written before issue 7 (no arms_cooldown, no reconciled) gains the columns, then the
+    indexes that name them; its rows follow the old arming rule."""
+    import sqlite3
+
+    from engine.ledger import _SCHEMA
+
+    old = _SCHEMA.replace("    arms_cooldown      INTEGER,\n    reconciled         TEXT,\n", "")
+    assert old != _SCHEMA
+    db = sqlite3.connect(tmp_path / "ledger.sqlite")
+    db.executescript(old)
+    db.execute("INSERT INTO executions (decision_id, action_id, action_type, symbol, timestamp, status, result, reason_code, "
+               "attempted, opens, trace_id, input_digest, bundle_digest, constraints_digest) VALUES "
+               "('d', 'a', 'ACTION_OPEN_POSITION', 'BTCUSDT', 5, 'DONE', 'FAILED_SAFE', 'MIN_INTERVAL_NOT_ELAPSED', 0, 0, 't', 'i', 'b', 'c')")
+    db.commit()
+    db.close()
+    ledger = Ledger(tmp_path)
+    names = {row[0] for row in ledger._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"executions_attempted", "executions_arming", "executions_in_flight"} <= names
+    assert ledger.view(None, None, 10, 3_600_000).last_failed_safe_ms == 5
