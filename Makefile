@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_batch.py
 	$(BIN)/python tests/bench/bench_load.py
 	$(BIN)/python tests/bench/bench_exchange.py
+	$(BIN)/python tests/bench/bench_ledger.py
 	$(BIN)/python tests/bench/bench_certify.py
 
 # compiled gates vs cel-python's interpreter on 100,000 random (expression, activation) pairs
