@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 from .errors import AuditError
-from .numbers import canonical_json, loads
+from .numbers import canonical_json, json_piece, loads
 
 __all__ = [
-    "AuditError", "AuditLog", "GENESIS", "RepairReport", "VerifyReport", "read_records", "record_hash", "repair_log",
-    "tail_problem", "verify_log",
+    "AuditError", "AuditLog", "GENESIS", "RepairReport", "SerialisedDict", "SerialisedList", "VerifyReport", "read_records",
+    "record_hash", "repair_log", "tail_problem", "verify_log",
 ]
 
 GENESIS = "sha256:" + "0" * 64
@@ -64,11 +64,34 @@ def _file_id(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+class SerialisedDict(dict):
+    """A top-level record value whose canonical JSON is already known (``text``), e.g. the result,
+    assembled from pieces kept with immutable objects. Built once and never changed; to everything
+    else it is the plain dict it holds. tests/test_performance.py checks ``text`` against
+    canonical_json of the value for every kind of record."""
+
+    __slots__ = ("text",)
+
+
+class SerialisedList(list):
+    """:class:`SerialisedDict` for a list value (the gate trace)."""
+
+    __slots__ = ("text",)
+
+
+_SERIALISED = (SerialisedDict, SerialisedList)
+
+
+def _value_text(value: Any) -> str:
+    return value.text if type(value) in _SERIALISED else json_piece(value)
+
+
 def chained_record_text(record: dict[str, Any]) -> tuple[str, str]:
     """(``record_hash(record)``, ``canonical_json`` of the record with that ``hash`` added), each
-    top-level value serialised once: canonical JSON of an object is its items in key order, joined,
-    so both texts are built from the same pieces (byte for byte what the two separate calls give)."""
-    parts = {k: canonical_json(k) + ":" + canonical_json(v) for k, v in record.items() if k != "hash"}
+    top-level value serialised once (or not at all: a :class:`SerialisedDict` / :class:`SerialisedList`
+    brings its text): canonical JSON of an object is its items in key order, joined, so both texts
+    are built from the same pieces (byte for byte what the two separate calls give)."""
+    parts = {k: json_piece(k) + ":" + _value_text(v) for k, v in record.items() if k != "hash"}
     body = "{" + ",".join(parts[k] for k in sorted(parts)) + "}"
     digest = "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
     parts["hash"] = '"hash":' + canonical_json(digest)

@@ -13,14 +13,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from .audit import AuditError, AuditLog
+from .audit import AuditError, AuditLog, SerialisedDict, SerialisedList
 from .authorization_gate import read_decision
 from .intent import Intent
 from .ledger import Ledger, LedgerError
 from .models import ExecutionContext, ExecutionRecord, ExecutionResult, StateView
-from .numbers import canonical_json, printable_text
+from .memo import memo
+from .numbers import canonical_json, json_piece, printable_text
 from .order import OrderRequest, build_request
-from .pipeline import Config, Evaluation, evaluate, execution_record, recent_json
+from .pipeline import Config, Evaluation, context_json, evaluate, execution_record, recent_json
 from .verification import ExchangeReplyData, verify_ack
 
 __all__ = ["ExchangeClient", "Executor", "PHASES", "audit_record", "decision_text", "forced_cancel_request", "forced_cancel_result"]
@@ -57,7 +58,7 @@ def state_record(state: StateView, refs: list[int | None] | None) -> dict[str, A
     refs = refs if refs is not None and len(refs) == len(recent) else [None] * len(recent)
     dumped["recent_refs"] = [seq if seq is not None else row.model_dump(mode="json") for seq, row in zip(refs, recent)]
     # sha256_digest of the dumped list (records_json: each record's canonical text, kept with it)
-    dumped["recent_digest"] = "sha256:" + hashlib.sha256(recent_json(state).encode("utf-8")).hexdigest()
+    dumped["recent_digest"] = memo(state, "recent_digest", lambda: "sha256:" + hashlib.sha256(recent_json(state).encode("utf-8")).hexdigest())
     return dumped
 
 
@@ -65,7 +66,11 @@ def audit_record(
     kind: str, result: ExecutionResult, *, text: str, context: ExecutionContext, state: StateView,
     reply: ExchangeReplyData | None = None, sent_timestamp: int | None = None, refs: list[int | None] | None = None,
 ) -> dict[str, Any]:
-    """One audit record: spec §8.2 fields first, then what `ep4 replay` needs."""
+    """One audit record: spec §8.2 fields first, then what `ep4 replay` needs. The trace and the
+    result come with their canonical text (audit.SerialisedList / SerialisedDict): to everything
+    else they are the plain dumps."""
+    pieces = _trace_pieces(result.gate_trace)
+    trace = _trace_value(pieces)
     return {
         "kind": kind,
         "ep4_version": result.ep4_version,
@@ -80,13 +85,60 @@ def audit_record(
         "bundle": result.bundle,
         "constraints_digest": result.constraints_digest,
         "input_digest": result.input_digest,
-        "gate_trace": [g.model_dump(mode="json") for g in result.gate_trace],
+        "gate_trace": trace,
         "state": state_record(state, refs),
-        "input": {"decision_text": text, "context": context.model_dump(mode="json")},
+        "input": _input_value(text, context),
         "reply": reply.model_dump(mode="json") if reply is not None else None,
         "sent_timestamp": sent_timestamp,  # the signed request's timestamp (replay signs nothing, but checks with it)
-        "result": result.model_dump(mode="json"),
+        "result": _result_value(result, pieces),
     }
+
+
+# id(entry) -> (entry, its JSON dump, that dump's canonical text): a trace entry is immutable and most
+# are a gate's own shared entry (Gate.passed / Gate.refused), held here so its id names it
+_TRACE_PIECES: dict[int, tuple[Any, dict[str, Any], str]] = {}
+
+
+def _trace_pieces(trace: Any) -> list[tuple[Any, dict[str, Any], str]]:
+    out = []
+    for outcome in trace:
+        hit = _TRACE_PIECES.get(id(outcome))
+        if hit is None or hit[0] is not outcome:
+            dumped = outcome.model_dump(mode="json")
+            hit = (outcome, dumped, canonical_json(dumped))
+            if outcome.error is None and len(_TRACE_PIECES) < 4096:
+                _TRACE_PIECES[id(outcome)] = hit
+        out.append(hit)
+    return out
+
+
+def _trace_value(pieces: list[tuple[Any, dict[str, Any], str]]) -> SerialisedList:
+    """The trace as the record keeps it: each entry's dump (a copy of its own), and the list's
+    canonical text from the entries' kept texts (the audit writer does not serialise it again)."""
+    value = SerialisedList([dict(p[1]) for p in pieces])
+    value.text = "[" + ",".join(p[2] for p in pieces) + "]"
+    return value
+
+
+def _input_value(text: str, context: ExecutionContext) -> SerialisedDict:
+    """{"decision_text", "context"} with its canonical text; the context's is the one its input
+    digest was computed from (kept with the context)."""
+    value = SerialisedDict(decision_text=text, context=context.model_dump(mode="json"))
+    value.text = '{"context":' + context_json(context) + ',"decision_text":' + canonical_json(text) + "}"
+    return value
+
+
+def _result_value(result: ExecutionResult, pieces: list[tuple[Any, dict[str, Any], str]]) -> SerialisedDict:
+    """``result.model_dump(mode="json")`` with its canonical text: the fields but the trace dumped and
+    serialised here, the trace from its kept pieces; the items in key order, joined, which is what
+    canonical_json of the whole dump writes."""
+    dumped = result.model_dump(mode="json", exclude={"gate_trace"})
+    trace = _trace_value(pieces)
+    parts = {k: json_piece(k) + ":" + json_piece(v) for k, v in dumped.items()}
+    parts["gate_trace"] = '"gate_trace":' + trace.text
+    value = SerialisedDict((k, trace if k == "gate_trace" else dumped[k]) for k in type(result).model_fields if k in parts)
+    value.text = "{" + ",".join(parts[k] for k in sorted(parts)) + "}"
+    return value
 
 
 def _reply_data(reply: Any) -> ExchangeReplyData:

@@ -20,6 +20,7 @@ __all__ = [
     "InvalidText",
     "printable_text",
     "canonical_json",
+    "json_piece",
     "decimal_text",
     "duplicate_keys",
     "repeats_seen",
@@ -226,6 +227,24 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 def canonical_json(value: Any) -> str:
     """Deterministic JSON: sorted keys, no spaces, decimals as exact strings, UTF-8 kept."""
     return _CANONICAL.encode(value)
+
+
+_encode_string = json.encoder.encode_basestring  # what _CANONICAL writes a str with (ensure_ascii=False)
+
+
+def json_piece(value: Any) -> str:
+    """``canonical_json(value)``: a plain str, int, bool or None written directly (the encoder's own
+    string function; no encoder set-up per value), anything else through canonical_json."""
+    kind = type(value)
+    if kind is str:
+        return _encode_string(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return int.__repr__(value)
+    return canonical_json(value)
 
 
 def sha256_digest(value: Any) -> str:

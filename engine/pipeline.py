@@ -86,7 +86,7 @@ def _digests(raw: RawDecision, context: ExecutionContext, state: StateView, conf
     # the hash of '{"context":<its text>,"decision":' is the same for every decision on this context:
     # hashed once, and each decision continues a copy of it (the same bytes, so the same digest)
     h = memo(context, "digest_prefix", lambda: hashlib.sha256(
-        ('{"context":' + memo(context, "json", lambda: _context_json(context)) + ',"decision":').encode("utf-8"))).copy()
+        ('{"context":' + context_json(context) + ',"decision":').encode("utf-8"))).copy()
     h.update("".join((canonical_json(decision), ',"state":', memo(state, "json", lambda: _state_json(state)), "}")).encode("utf-8"))
     input_digest = "sha256:" + h.hexdigest()
     seed = "\n".join([input_digest, config.bundle.digest, config.constraints_digest, config.mode])
@@ -95,6 +95,12 @@ def _digests(raw: RawDecision, context: ExecutionContext, state: StateView, conf
 
 def _context_json(context: ExecutionContext) -> str:
     return canonical_json(context.model_dump(mode="json"))
+
+
+def context_json(context: ExecutionContext) -> str:
+    """``canonical_json`` of the context's JSON dump, once per (immutable) context: the input digest
+    and the audit record both hold it."""
+    return memo(context, "json", lambda: _context_json(context))
 
 
 def _record_json(record: ExecutionRecord) -> str:

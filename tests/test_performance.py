@@ -431,3 +431,51 @@ def test_a_ledger_from_before_the_arming_column_opens_and_is_indexed(tmp_path: P
     names = {row[0] for row in ledger._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"executions_attempted", "executions_arming", "executions_in_flight"} <= names
     assert ledger.view(None, None, 10, 3_600_000).last_failed_safe_ms == 5
+
+
+# --- the audit record: values that bring their canonical text ---
+
+
+def test_audit_record_texts_are_canonical_json_of_the_values() -> None:
+    """Every corpus result (passes, refusals, errors), a shadow entry, an odd exchange reply and an
+    odd decision text: each pre-serialised value is its plain dump and its text is canonical_json of
+    it; the chained line and hash are what the plain record gives."""
+    import copy
+
+    from engine.audit import SerialisedDict, SerialisedList
+    from engine.executor import audit_record
+    from engine.models import ShadowGateOutcome
+
+    checked = 0
+    for name, (raw, context, config, state), ev in _corpus_evaluations():
+        result = ev.result
+        variants = [result]
+        if checked == 0:
+            shadow = ShadowGateOutcome(id="s\u2028", rule=4, category="c", passed=False, error='"x"\\', enforcement="audit")
+            variants.append(result.model_copy(update={"gate_trace": (*result.gate_trace, shadow),
+                                                      "exchange_response": {"gate_trace": [], "ü": ["1.10", None]}}))
+        for r in variants:
+            text = raw if isinstance(raw, str) else json.dumps(raw)
+            rec = audit_record("execution", r, text=text + "\u2028\"", context=context, state=state, refs=None)
+            assert type(rec["gate_trace"]) is SerialisedList and type(rec["result"]) is SerialisedDict
+            assert rec["gate_trace"] == [g.model_dump(mode="json") for g in r.gate_trace]
+            assert rec["result"] == r.model_dump(mode="json") and list(rec["result"]) == list(r.model_dump(mode="json"))
+            assert rec["input"] == {"decision_text": text + "\u2028\"", "context": context.model_dump(mode="json")}
+            for key in ("gate_trace", "result", "input"):
+                assert rec[key].text == canonical_json(rec[key]), (name, key)
+            full = {"seq": 3, "prev_hash": "sha256:0", **rec}
+            plain = json.loads(json.dumps(full))  # the same values as plain dicts and lists
+            digest, line = chained_record_text(full)
+            assert digest == record_hash(plain) and line == canonical_json({**plain, "hash": digest})
+            assert copy.deepcopy(rec["result"]) == rec["result"]
+        checked += 1
+    assert checked > 40
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.integers(), st.booleans(), st.none(), st.decimals(allow_nan=False, allow_infinity=False, places=4),
+                 st.lists(st.text(max_size=3), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=3)))
+def test_json_piece_is_canonical_json(value) -> None:
+    from engine.numbers import json_piece
+
+    assert json_piece(value) == canonical_json(value)
