@@ -6,15 +6,16 @@ expressions against it, and ``docs/bundles.md`` documents it.
 
 from __future__ import annotations
 
+import operator
 from decimal import Decimal
 from typing import Any, Mapping
 
 from .cel import FieldSpec as F
 from .cel import to_cel
-from .cel.values import FALSE, TRUE, _List, _Map, _RecentList, _string
+from .cel.values import FALSE, TRUE, _Map, _RecentList, _string
 from .constraints import SymbolConstraints
 from .intent import Intent
-from .memo import memo, memo_of
+from .memo import Sliding, memo, memo_of
 from .models import ExecutionContext, StateView
 
 __all__ = ["VARIABLES", "build_activation", "variables_for", "variables_markdown"]
@@ -222,16 +223,27 @@ def _intent_cel(intent: Intent) -> Any:
 
 
 def _recent_cel(records: Any) -> _RecentList:
-    """``state.recent`` as CEL values (each record's kept with it), and its timestamps when ascending."""
-    value = _RecentList([memo_of(r, "cel", _record_cel) for r in records])
-    times = [r.timestamp for r in records]
-    if all(type(t) is int for t in times) and all(a <= b for a, b in zip(times, times[1:])):
-        value.ascending = times
+    """``state.recent`` as CEL values (each record's kept with it), and its timestamps when they are
+    ints in ascending order. Both lists continue the previous view's (engine.memo.Sliding): only the
+    records that entered the lookback since are looked at one by one."""
+    records = tuple(records)
+    value = _RecentList(_RECENT_CELS.values(records))
+    times = _RECENT_TIMES.values(records)
+    if None not in times and all(map(operator.le, times, times[1:])):
+        value.ascending = list(times)
     return value
+
+
+def _int_timestamp(record: Any) -> int | None:
+    return record.timestamp if type(record.timestamp) is int else None
 
 
 def _record_cel(record: Any) -> Any:
     return to_cel(record.model_dump())
+
+
+_RECENT_CELS = Sliding(lambda record: memo_of(record, "cel", _record_cel))
+_RECENT_TIMES = Sliding(_int_timestamp)
 
 
 _CONTEXT_ROOTS = frozenset({"context", "now", "account", "market", "health"})

@@ -12,9 +12,10 @@ the original's values and builds its own.
 
 from __future__ import annotations
 
+from operator import is_ as _is
 from typing import Any, Callable
 
-__all__ = ["memo", "memo_of"]
+__all__ = ["Sliding", "memo", "memo_of"]
 
 _KEY = "__ep4_memo__"
 
@@ -49,3 +50,37 @@ def memo_of(owner: Any, key: Any, build: Callable[[Any], Any]) -> Any:
         pass
     value = _store(owner)[key] = build(owner)
     return value
+
+
+class Sliding:
+    """``build(item)`` for each item of a sequence, reusing what was built for the previous sequence
+    when the new one continues it: a state view's records are the last view's, minus the oldest
+    that left the lookback, plus the newest. Items are matched by identity (the ledger and the
+    dry-run state hand out one immutable object per unchanged record), so a reused value is the
+    value of that very object; anything else (another order, a changed record) is built afresh.
+
+    Only the last sequence is kept, as one tuple replaced whole, so threads sharing an instance see
+    either the old or the new one and at worst build again."""
+
+    __slots__ = ("_build", "_last")
+
+    def __init__(self, build: Callable[[Any], Any]) -> None:
+        self._build = build
+        self._last: tuple[tuple[Any, ...], list[Any]] | None = None
+
+    def values(self, items: tuple[Any, ...]) -> list[Any]:
+        last, build = self._last, self._build
+        values: list[Any] | None = None
+        if last is not None and items:
+            old, old_values = last
+            first = items[0]
+            for k in range(len(old)):  # where the new sequence starts in the old one
+                if old[k] is first:
+                    m = min(len(old) - k, len(items))
+                    if all(map(_is, old[k:k + m], items[:m])):
+                        values = old_values[k:k + m] + [build(x) for x in items[m:]]
+                    break
+        if values is None:
+            values = [build(x) for x in items]
+        self._last = (items, values)
+        return values

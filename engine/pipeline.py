@@ -30,7 +30,7 @@ from .models import (
     StateView,
 )
 from .errors import MODES
-from .memo import memo, memo_of
+from .memo import Sliding, memo, memo_of
 from .numbers import canonical_json
 from .order import OrderRequest, build_request
 from .risk_gates import risk_gates
@@ -121,8 +121,12 @@ _STATE_FIELDS_KNOWN = tuple(sorted(StateView.model_fields)) == _STATE_FIELDS
 
 def recent_json(state: StateView) -> str:
     """:func:`records_json` of ``state.recent``, once per (immutable) state view: the input digest and
-    the audit record's ``recent_digest`` both need it."""
-    return memo(state, "recent_json", lambda: records_json(state.recent))
+    the audit record's ``recent_digest`` both need it. The records' texts continue the previous
+    view's (engine.memo.Sliding): only the records that entered the lookback since are looked up."""
+    return memo(state, "recent_json", lambda: "[" + ",".join(_RECENT_TEXTS.values(state.recent)) + "]")
+
+
+_RECENT_TEXTS = Sliding(lambda record: memo_of(record, "json", _record_json))
 
 
 def _state_json(state: StateView) -> str:

@@ -479,3 +479,62 @@ def test_json_piece_is_canonical_json(value) -> None:
     from engine.numbers import json_piece
 
     assert json_piece(value) == canonical_json(value)
+
+
+# --- values of a state view's records, continued from the previous view ---
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3), st.booleans()), min_size=1, max_size=12))
+def test_sliding_values_are_built_values_of_the_same_objects(steps) -> None:
+    """Windows that slide (old records leave, new ones come), jump, shrink to nothing or hold an
+    equal-but-other object: the values are always build() of exactly these objects, and only the
+    objects not in the previous window are built."""
+    from engine.memo import Sliding
+
+    class Item:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def __eq__(self, other: object) -> bool:  # equal but not the same: must not be reused
+            return isinstance(other, Item) and other.n == self.n
+
+        __hash__ = object.__hash__
+
+    pool = [Item(i) for i in range(40)]
+    built: list[Item] = []
+
+    def build(item: Item) -> tuple[int, int]:
+        built.append(item)
+        return (id(item), item.n)
+
+    sliding = Sliding(build)
+    start, end, previous = 0, 3, ()
+    for drop, add, twin in steps:
+        start, end = min(start + drop, 40), min(end + add, 40)
+        window = list(pool[start:end])
+        if twin and window:
+            window[len(window) // 2] = Item(window[len(window) // 2].n)  # an equal, different object
+        window = tuple(window)
+        built.clear()
+        assert sliding.values(window) == [(id(x), x.n) for x in window]
+        fresh = [x for x in window if not any(x is y for y in previous)]
+        assert all(any(b is x for x in window) for b in built) and len(built) >= len(fresh)
+        previous = window
+
+
+def test_state_views_in_sequence_give_the_plain_values(tmp_path: Path) -> None:
+    """A run of state views from the ledger (each one record longer, the oldest leaving the lookback):
+    the activation's state.recent and the records' text are what the plain conversion gives."""
+    from engine.activation import _recent_cel
+    from engine.cel.values import from_cel
+    from engine.pipeline import recent_json
+
+    ledger = Ledger(tmp_path)
+    for i in range(40):
+        ledger.add(_record(i), trace_id=f"t{i}", input_digest="i", bundle_digest="b", constraints_digest="c", arms=False)
+        view = ledger.view(None, None, 1_764_028_800_000 + i, 20)
+        value = _recent_cel(view.recent)
+        assert [from_cel(v) for v in value] == [from_cel(to_cel(r.model_dump())) for r in view.recent]
+        assert value.ascending == [r.timestamp for r in view.recent]
+        assert recent_json(view) == canonical_json([r.model_dump(mode="json") for r in view.recent])
