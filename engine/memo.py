@@ -68,7 +68,9 @@ class Sliding:
         self._build = build
         self._last: tuple[tuple[Any, ...], list[Any]] | None = None
 
-    def values(self, items: tuple[Any, ...]) -> list[Any]:
+    def values(self, items: Any) -> list[Any]:
+        """``[build(x) for x in items]`` (a new list, the caller's to keep)."""
+        items = tuple(items)  # kept as it is now (a tuple is kept as is)
         last, build = self._last, self._build
         values: list[Any] | None = None
         if last is not None and items:
@@ -83,4 +85,4 @@ class Sliding:
         if values is None:
             values = [build(x) for x in items]
         self._last = (items, values)
-        return values
+        return list(values)

@@ -132,7 +132,7 @@ _RECENT_TEXTS = Sliding(lambda record: memo_of(record, "json", _record_json))
 def _state_json(state: StateView) -> str:
     """``canonical_json(state.model_dump(mode="json"))``, byte for byte: the keys in sorted order, each
     value as its JSON dump gives it (pairs as lists, integers, a string), the records from
-    :func:`records_json` (tests/test_performance.py compares both on odd states)."""
+    :func:`recent_json` (tests/test_performance.py compares both on odd states)."""
     if type(state) is not StateView or not _STATE_FIELDS_KNOWN:  # pragma: no cover - a changed model
         return canonical_json(state.model_dump(mode="json"))
     return "".join((
@@ -336,9 +336,9 @@ def result_json(result: ExecutionResult) -> str:
     A gate trace entry is an immutable object, mostly the gate's own (``Gate.passed``), so its text
     is serialised once and kept with it; the rest of the result is serialised with an empty trace,
     whose ``"gate_trace":[]`` is then filled in. That text is the trace's key: the fields before it
-    are ep4's own strings, numbers and the bundle's names (a quote inside a string is escaped, so the
-    text cannot occur there), and the first occurrence is taken, ahead of the order and the exchange's
-    reply that follow it."""
+    are strings (ids, message, digests), integers and the bundle's name map, where a quote is always
+    escaped, so the text cannot occur there; the first occurrence is taken, ahead of the order and
+    the exchange's reply, which follow it (tests/test_performance.py puts the text in all of them)."""
     trace = result.gate_trace
     if not trace or type(result) is not ExecutionResult:
         return result.model_dump_json()
