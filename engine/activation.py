@@ -7,12 +7,11 @@ expressions against it, and ``docs/bundles.md`` documents it.
 from __future__ import annotations
 
 import operator
-from decimal import Decimal
 from typing import Any, Mapping
 
 from .cel import FieldSpec as F
 from .cel import to_cel
-from .cel.values import FALSE, TRUE, _Map, _RecentList, _string
+from .cel.values import _Map, _RecentList
 from .constraints import SymbolConstraints
 from .intent import Intent
 from .memo import Sliding, memo, memo_of
@@ -167,7 +166,7 @@ def build_activation(
         made = (bundle, constraints, _fixed(names, context, bundle, constraints, symbol, lot_for))
     out = made[2].copy()
     if "intent" in names:
-        out["intent"] = _intent_cel(intent)
+        out["intent"] = _Map({attr: to_cel(value) for attr, value in intent.__dict__.items()})
     if "state" in names:
         # a record is immutable and the ledger hands out the same object for an unchanged row:
         # its CEL value is built once (to_cel of its dump, as before), not per decision
@@ -200,50 +199,29 @@ def _fixed(names: Any, context: ExecutionContext, bundle: Any, constraints: Symb
     return out
 
 
-_DECIMAL = Decimal
-
-
-def _intent_cel(intent: Intent) -> Any:
-    """``_Map({field: to_cel(value)})`` of the intent: its values are str, bool, None or Decimal, which
-    are converted here as to_cel does (a finite Decimal is itself); anything else goes to to_cel."""
-    out = {}
-    for attr, value in intent.__dict__.items():
-        kind = type(value)
-        if kind is str:
-            out[attr] = _string(value)
-        elif value is None:
-            out[attr] = None
-        elif kind is bool:
-            out[attr] = TRUE if value else FALSE
-        elif kind is _DECIMAL and value.is_finite():
-            out[attr] = value
-        else:
-            out[attr] = to_cel(value)
-    return _Map(out)
-
-
 def _recent_cel(records: Any) -> _RecentList:
     """``state.recent`` as CEL values (each record's kept with it), and its timestamps when they are
-    ints in ascending order. Both lists continue the previous view's (engine.memo.Sliding): only the
+    ints in ascending order. Both continue the previous view's (engine.memo.Sliding): only the
     records that entered the lookback since are looked at one by one."""
-    records = tuple(records)
-    value = _RecentList(_RECENT_CELS.values(records))
-    times = _RECENT_TIMES.values(records)
+    pairs = _RECENT.values(records)
+    value = _RecentList(map(_first, pairs))
+    times = list(map(_second, pairs))
     if None not in times and all(map(operator.le, times, times[1:])):
-        value.ascending = list(times)
+        value.ascending = times
     return value
-
-
-def _int_timestamp(record: Any) -> int | None:
-    return record.timestamp if type(record.timestamp) is int else None
 
 
 def _record_cel(record: Any) -> Any:
     return to_cel(record.model_dump())
 
 
-_RECENT_CELS = Sliding(lambda record: memo_of(record, "cel", _record_cel))
-_RECENT_TIMES = Sliding(_int_timestamp)
+def _recent_pair(record: Any) -> tuple[Any, int | None]:
+    """A record's CEL value and its timestamp (None unless a plain int)."""
+    return memo_of(record, "cel", _record_cel), record.timestamp if type(record.timestamp) is int else None
+
+
+_RECENT = Sliding(_recent_pair)
+_first, _second = operator.itemgetter(0), operator.itemgetter(1)
 
 
 _CONTEXT_ROOTS = frozenset({"context", "now", "account", "market", "health"})

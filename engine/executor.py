@@ -18,7 +18,7 @@ from .authorization_gate import read_decision
 from .intent import Intent
 from .ledger import Ledger, LedgerError
 from .models import ExecutionContext, ExecutionRecord, ExecutionResult, StateView
-from .memo import memo
+from .memo import KeptById, memo
 from .numbers import canonical_json, json_piece, printable_text
 from .order import OrderRequest, build_request
 from .pipeline import Config, Evaluation, context_json, evaluate, execution_record, recent_json
@@ -69,7 +69,7 @@ def audit_record(
     """One audit record: spec §8.2 fields first, then what `ep4 replay` needs. The trace and the
     result come with their canonical text (audit.SerialisedList / SerialisedDict): to everything
     else they are the plain dumps."""
-    pieces = _trace_pieces(result.gate_trace)
+    pieces = _TRACE_PIECES.values(result.gate_trace)
     trace = _trace_value(pieces)
     return {
         "kind": kind,
@@ -94,29 +94,21 @@ def audit_record(
     }
 
 
-# id(entry) -> (entry, its JSON dump, that dump's canonical text): a trace entry is immutable and most
-# are a gate's own shared entry (Gate.passed / Gate.refused), held here so its id names it
-_TRACE_PIECES: dict[int, tuple[Any, dict[str, Any], str]] = {}
+def _dump_and_text(outcome: Any) -> tuple[dict[str, Any], str]:
+    dumped = outcome.model_dump(mode="json")
+    return dumped, canonical_json(dumped)
 
 
-def _trace_pieces(trace: Any) -> list[tuple[Any, dict[str, Any], str]]:
-    out = []
-    for outcome in trace:
-        hit = _TRACE_PIECES.get(id(outcome))
-        if hit is None or hit[0] is not outcome:
-            dumped = outcome.model_dump(mode="json")
-            hit = (outcome, dumped, canonical_json(dumped))
-            if outcome.error is None and len(_TRACE_PIECES) < 4096:
-                _TRACE_PIECES[id(outcome)] = hit
-        out.append(hit)
-    return out
+# a trace entry's JSON dump and that dump's canonical text; an entry with an error is new per
+# evaluation and not kept
+_TRACE_PIECES = KeptById(_dump_and_text, keep=lambda outcome: outcome.error is None)
 
 
-def _trace_value(pieces: list[tuple[Any, dict[str, Any], str]]) -> SerialisedList:
+def _trace_value(pieces: list[tuple[dict[str, Any], str]]) -> SerialisedList:
     """The trace as the record keeps it: each entry's dump (a copy of its own), and the list's
     canonical text from the entries' kept texts (the audit writer does not serialise it again)."""
-    value = SerialisedList([dict(p[1]) for p in pieces])
-    value.text = "[" + ",".join(p[2] for p in pieces) + "]"
+    value = SerialisedList([dict(p[0]) for p in pieces])
+    value.text = "[" + ",".join(p[1] for p in pieces) + "]"
     return value
 
 
@@ -128,7 +120,7 @@ def _input_value(text: str, context: ExecutionContext) -> SerialisedDict:
     return value
 
 
-def _result_value(result: ExecutionResult, pieces: list[tuple[Any, dict[str, Any], str]]) -> SerialisedDict:
+def _result_value(result: ExecutionResult, pieces: list[tuple[dict[str, Any], str]]) -> SerialisedDict:
     """``result.model_dump(mode="json")`` with its canonical text: the fields but the trace dumped and
     serialised here, the trace from its kept pieces; the items in key order, joined, which is what
     canonical_json of the whole dump writes."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 from operator import is_ as _is
 from typing import Any, Callable
 
-__all__ = ["Sliding", "memo", "memo_of"]
+__all__ = ["KeptById", "Sliding", "memo", "memo_of"]
 
 _KEY = "__ep4_memo__"
 
@@ -86,3 +86,29 @@ class Sliding:
             values = [build(x) for x in items]
         self._last = (items, values)
         return list(values)
+
+
+class KeptById:
+    """``build(item)`` once per immutable object, for a few thousand of them: trace entries, most of
+    which are a gate's own shared entry (``Gate.passed`` / ``Gate.refused``). Unlike :func:`memo_of`,
+    nothing is written into the object; each kept object is held here, so its id names it for as
+    long as it is kept. ``keep(item)`` says whether an item is worth keeping (one made per
+    evaluation is not); at most ``size`` are kept, and past that values are built each time."""
+
+    __slots__ = ("_build", "_keep", "_size", "_kept")
+
+    def __init__(self, build: Callable[[Any], Any], keep: Callable[[Any], bool], size: int = 4096) -> None:
+        self._build, self._keep, self._size = build, keep, size
+        self._kept: dict[int, tuple[Any, Any]] = {}
+
+    def values(self, items: Any) -> list[Any]:
+        """``[build(x) for x in items]``, each from what is kept where it can be."""
+        kept, out = self._kept, []
+        for item in items:
+            hit = kept.get(id(item))
+            if hit is None or hit[0] is not item:
+                hit = (item, self._build(item))
+                if len(kept) < self._size and self._keep(item):
+                    kept[id(item)] = hit
+            out.append(hit[1])
+        return out

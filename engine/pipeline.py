@@ -30,8 +30,8 @@ from .models import (
     StateView,
 )
 from .errors import MODES
-from .memo import Sliding, memo, memo_of
-from .numbers import canonical_json
+from .memo import KeptById, Sliding, memo, memo_of
+from .numbers import canonical_json, json_piece
 from .order import OrderRequest, build_request
 from .risk_gates import risk_gates
 from .schema_validation import SchemaFailure, schema_validation
@@ -109,24 +109,25 @@ def _record_json(record: ExecutionRecord) -> str:
 
 def records_json(records: Sequence[ExecutionRecord]) -> str:
     """``canonical_json`` of the records' dumped list, from each (immutable) record's canonical text,
-    computed once and kept with the record (engine.memo): a state view repeats the records of the one
-    before. The input digest's state and the audit record's ``recent_digest`` are both built on it."""
-    return "[" + ",".join([memo_of(r, "json", _record_json) for r in records]) + "]"
+    computed once and kept with the record (engine.memo). A state view repeats the records of the one
+    before, so the list of texts continues the previous call's (engine.memo.Sliding): only records
+    not in it are looked up. The input digest's state and the audit record's ``recent_digest`` are
+    both built on it."""
+    return "[" + ",".join(_RECORD_TEXTS.values(records)) + "]"
+
+
+_RECORD_TEXTS = Sliding(lambda record: memo_of(record, "json", _record_json))
+
+
+def recent_json(state: StateView) -> str:
+    """:func:`records_json` of ``state.recent``, once per (immutable) state view: the input digest and
+    the audit record's ``recent_digest`` both need it."""
+    return memo(state, "recent_json", lambda: records_json(state.recent))
 
 
 # StateView's fields in sorted order, as _state_json writes them (checked against the model below)
 _STATE_FIELDS = ("executed", "last_execution_ms", "last_failed_safe_ms", "recent", "trading_state")
 _STATE_FIELDS_KNOWN = tuple(sorted(StateView.model_fields)) == _STATE_FIELDS
-
-
-def recent_json(state: StateView) -> str:
-    """:func:`records_json` of ``state.recent``, once per (immutable) state view: the input digest and
-    the audit record's ``recent_digest`` both need it. The records' texts continue the previous
-    view's (engine.memo.Sliding): only the records that entered the lookback since are looked up."""
-    return memo(state, "recent_json", lambda: "[" + ",".join(_RECENT_TEXTS.values(state.recent)) + "]")
-
-
-_RECENT_TEXTS = Sliding(lambda record: memo_of(record, "json", _record_json))
 
 
 def _state_json(state: StateView) -> str:
@@ -136,22 +137,12 @@ def _state_json(state: StateView) -> str:
     if type(state) is not StateView or not _STATE_FIELDS_KNOWN:  # pragma: no cover - a changed model
         return canonical_json(state.model_dump(mode="json"))
     return "".join((
-        '{"executed":', canonical_json([list(pair) for pair in state.executed]) if state.executed else "[]",
-        ',"last_execution_ms":', _int_json(state.last_execution_ms),
-        ',"last_failed_safe_ms":', _int_json(state.last_failed_safe_ms),
+        '{"executed":', canonical_json([list(pair) for pair in state.executed]),
+        ',"last_execution_ms":', json_piece(state.last_execution_ms),
+        ',"last_failed_safe_ms":', json_piece(state.last_failed_safe_ms),
         ',"recent":', recent_json(state),
-        ',"trading_state":', _TRADING_STATES.get(state.trading_state) or canonical_json(state.trading_state), "}",
+        ',"trading_state":', json_piece(state.trading_state), "}",
     ))
-
-
-_TRADING_STATES = {s: f'"{s}"' for s in ("ACTIVE", "REDUCING", "HALTED")}
-
-
-def _int_json(value: Any) -> str:
-    """JSON of an optional integer: what canonical_json writes for None and a plain int."""
-    if value is None:
-        return "null"
-    return str(value) if type(value) is int else canonical_json(value)
 
 
 def _result_builder() -> Any:
@@ -352,26 +343,13 @@ def result_json(result: ExecutionResult) -> str:
     object.__setattr__(empty, "__pydantic_fields_set__", result.__pydantic_fields_set__)
     object.__setattr__(empty, "__pydantic_extra__", None)
     object.__setattr__(empty, "__pydantic_private__", None)
-    texts = _OUTCOME_TEXTS
-    entries = ",".join([hit[1] if (hit := texts.get(id(g))) is not None and hit[0] is g else _outcome_json(g) for g in trace])
+    entries = ",".join(_OUTCOME_TEXTS.values(trace))
     return empty.model_dump_json().replace('"gate_trace":[]', '"gate_trace":[' + entries + "]", 1)
 
 
 _RESULT_FIELD_SET = frozenset(ExecutionResult.model_fields)
 
 
-# id(outcome) -> (outcome, its text): a trace entry is immutable and most are a gate's own shared
-# entry (Gate.passed / Gate.refused); the entry is held here, so its id names it while it is kept
-_OUTCOME_TEXTS: dict[int, tuple[GateOutcome, str]] = {}
-_OUTCOME_TEXTS_MAX = 4096
-
-
-def _outcome_json(outcome: GateOutcome) -> str:
-    """A trace entry as the result's serializer writes it (SerializeAsAny: by the entry's own type);
-    an entry without an error is kept (an error entry is new per evaluation and not worth keeping)."""
-    text = outcome.model_dump_json()
-    if outcome.error is None and len(_OUTCOME_TEXTS) < _OUTCOME_TEXTS_MAX:
-        _OUTCOME_TEXTS[id(outcome)] = (outcome, text)
-    return text
-
-
+# a trace entry as the result's serializer writes it (SerializeAsAny: by the entry's own type); an
+# entry with an error is new per evaluation and not kept
+_OUTCOME_TEXTS = KeptById(lambda outcome: outcome.model_dump_json(), keep=lambda outcome: outcome.error is None)
