@@ -39,23 +39,28 @@ def record_hash(record: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
 
 
-def _last_record(f: Any) -> dict[str, Any] | None:
+def _lines_backwards(f: Any) -> Iterator[bytes]:
+    """The file's lines from the last to the first, without their line ends, read in blocks from
+    the end (one line in memory at a time, plus a block). After a final line end, the first is b""."""
     f.seek(0, os.SEEK_END)
-    size = f.tell()
-    if size == 0:
-        return None
-    block, data = 4096, b""
-    pos = size
+    pos, rest = f.tell(), b""
     while pos > 0:
-        step = min(block, pos)
+        step = min(65536, pos)
         pos -= step
         f.seek(pos)
-        data = f.read(step) + data
-        if data.rstrip(b"\n").count(b"\n") >= 1 or pos == 0:
-            break
-    lines = data.rstrip(b"\n").split(b"\n")
+        lines = (f.read(step) + rest).split(b"\n")
+        rest = lines[0]
+        yield from reversed(lines[1:])
+    yield rest
+
+
+def _last_record(f: Any) -> dict[str, Any] | None:
+    f.seek(0, os.SEEK_END)
+    if f.tell() == 0:
+        return None
+    line = next((x for x in _lines_backwards(f) if x), b"")
     try:
-        return json.loads(lines[-1])
+        return json.loads(line)
     except ValueError:
         raise AuditError("the audit log ends in a damaged record; run `ep4 audit verify` before writing more") from None
 
@@ -114,8 +119,9 @@ class AuditLog:
     def check_before_sending(self, anchor: tuple[int, str] | None) -> None:
         """Refuse (AuditError) unless the outcome of an exchange call could be recorded: the log is a
         writable regular file (or can be created), its last record is whole and its hash checks, and
-        that record is the one the ledger anchored (or the one just after it, written by a process
-        that stopped before it updated the anchor). Nothing is sent while this fails."""
+        that record is the one the ledger anchored or chains back to it (records appended by processes
+        that have not moved the anchor yet, or that stopped before they did): :func:`tail_problem`.
+        Nothing is sent while this fails."""
         if self.path.exists() and not self.path.is_file():
             raise AuditError(f"the audit log {self.path} is not a regular file; nothing was sent")
         try:
@@ -134,14 +140,15 @@ class AuditLog:
 
     def _known_tail_problem(self, anchor: tuple[int, str] | None) -> str | None:
         """The tail check without reading the file, when the file is exactly as this process's last
-        append left it (same device, inode, size and mtime); ``_UNKNOWN`` otherwise."""
+        append left it (same device, inode, size and mtime) and that record is or follows the anchored
+        one; ``_UNKNOWN`` otherwise (the file is read: :func:`tail_problem`)."""
         if self._tail is None:
             return _UNKNOWN
         try:
             same = _file_id(os.stat(self.path)) == self._tail[0]
         except OSError:
             return _UNKNOWN
-        return _tail_against_anchor(self._tail[1], anchor) if same else _UNKNOWN
+        return None if same and _tail_against_anchor(self._tail[1], anchor) is None else _UNKNOWN
 
     def last_record(self) -> dict[str, Any] | None:
         """The newest record (read from the end of the file), or None for an empty log."""
@@ -179,10 +186,23 @@ class AuditLog:
 _UNKNOWN = "?"
 
 
+# How far the log may run ahead of the ledger's anchor. Each process appends its record, releases
+# the log, then moves the anchor in its ledger transaction; a record's outcome is appended outside the
+# state lock. So a check can find several records no anchor names yet (one per process between its
+# append and its anchor), or one left by a process that stopped in between. The bound only limits how
+# far back the check reads; it is far above any number of processes sharing a state directory.
+MAX_RECORDS_AHEAD = 4096
+
+
 def tail_problem(path: str | Path, anchor: tuple[int, str] | None) -> str | None:
-    """What is wrong with the end of the log, judged against the ledger's anchor; None if sound."""
+    """What is wrong with the end of the log, judged against the ledger's anchor; None if sound.
+
+    Read under a shared lock on the log: an append in progress (another process, exclusive lock,
+    see :meth:`AuditLog.append`) finishes before the tail is read, so it is never taken for a torn
+    record. A crash mid-append releases the lock and leaves the torn bytes, which are reported."""
     try:
         with open(path, "rb") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH)
             f.seek(0, os.SEEK_END)
             size = f.tell()
             if size == 0:
@@ -194,18 +214,47 @@ def tail_problem(path: str | Path, anchor: tuple[int, str] | None) -> str | None
                 last = _last_record(f)
             except AuditError:
                 return "the last record is not valid JSON"
+            if not isinstance(last, dict) or last.get("hash") != record_hash(last):
+                return "the last record's hash does not match its content"
+            problem = _tail_against_anchor(last, anchor)
+            if problem is not None and _chains_back_to(f, last, anchor):
+                return None
+            return problem
     except FileNotFoundError:
         return f"the ledger anchored seq {anchor[0]}, but the log is missing" if anchor else None
     except OSError as exc:
         return f"cannot be read ({exc})"
-    if not isinstance(last, dict) or last.get("hash") != record_hash(last):
-        return "the last record's hash does not match its content"
-    return _tail_against_anchor(last, anchor)
+
+
+def _chains_back_to(f: Any, last: dict[str, Any], anchor: tuple[int, str] | None) -> bool:
+    """Whether the records before ``last`` (whose hash is checked) lead back, whole, in sequence and
+    chained, to the record the ledger anchored (to the start of the log if it anchored none), at most
+    :data:`MAX_RECORDS_AHEAD` records back: the log is then the anchored one with records appended by
+    processes that have not moved the anchor yet. Read from the end, one record at a time."""
+    a_seq, a_hash = anchor if anchor is not None else (0, GENESIS)
+    seq = last.get("seq")
+    if type(seq) is not int or not a_seq < seq <= a_seq + MAX_RECORDS_AHEAD:
+        return False
+    want_seq, want_hash = seq - 1, last.get("prev_hash")
+    lines = (line for line in _lines_backwards(f) if line)
+    next(lines, None)  # the last record's own line
+    while want_seq >= max(a_seq, 1):  # down to the anchored record itself (its hash is read and checked)
+        try:
+            rec = json.loads(next(lines, b""))
+        except ValueError:
+            return False
+        if not isinstance(rec, dict) or rec.get("seq") != want_seq or rec.get("hash") != want_hash or want_hash != record_hash(rec):
+            return False
+        if want_seq == a_seq:
+            break
+        want_seq, want_hash = want_seq - 1, rec.get("prev_hash")
+    return want_hash == a_hash  # with no anchor: the first record's prev_hash is GENESIS
 
 
 def _tail_against_anchor(last: dict[str, Any], anchor: tuple[int, str] | None) -> str | None:
     """Whether a sound last record (its hash checked) is the one the ledger anchored, or the one
-    just after it (written by a process that stopped before it updated the anchor)."""
+    just after it (written by a process that stopped before it updated the anchor). A log further
+    ahead is judged by :func:`_chains_back_to`."""
     seq = last.get("seq")
     if anchor is None:
         return None if seq == 1 else f"the log ends at seq {seq} but the ledger anchored none"

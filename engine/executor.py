@@ -164,11 +164,11 @@ class Executor:
         return view.model_copy(update={"trading_state": self.ledger.trading_state()["state"]}), refs
 
     def execute(self, raw: str | bytes | dict[str, Any], context: ExecutionContext) -> ExecutionResult:
-        """Rules 1-6 for one decision. From reading the state to the write-ahead row, the account is
-        locked across processes, so gates see every call another process is making."""
+        """Rules 1-6 for one decision. From reading the state to the write-ahead row, the state
+        directory is locked across processes, so gates see every call another process is making."""
         received = time.monotonic()  # the request's timestamp is context.timestamp + the time since
         text = decision_text(raw)
-        with self.ledger.account_lock(context.account_id):
+        with self.ledger.state_lock():
             self.audit.check_before_sending(self.ledger.audit_anchor())
             state, refs = self.state_view(text, context)
             ev = evaluate(text, context, self.config, state)
@@ -285,7 +285,7 @@ class Executor:
             symbol=dict(request.params)["symbol"], result="FAILED_SAFE", reason_code="OUTCOME_UNKNOWN",
             timestamp=context.timestamp, attempted=True, opens=False,
         )
-        with self.ledger.account_lock(context.account_id):
+        with self.ledger.state_lock():
             if not self.ledger.write_ahead(
                 record, client_order_id=None, trace_id=header["trace_id"], input_digest=header["input_digest"],
                 bundle_digest=header["bundle"]["digest"], constraints_digest=header["constraints_digest"],

@@ -73,3 +73,109 @@ def test_appends_continue_the_chain_across_writers(tmp_path: Path) -> None:
     path, ledger = _log(tmp_path, 2)
     AuditLog(path, ledger).append({"trace_id": "again"})
     assert verify_log(path, ledger.audit_anchor()).ok
+
+
+# --- appends by other processes, seen from the check before a call (CI failure of 2026-11-28) ---
+#
+# Under the state lock a process checks the log's tail before it sends; another process may at
+# that moment be appending its outcome record (outside the state lock) or may have appended and
+# not yet moved the ledger's anchor. Neither is damage; both once refused a healthy call.
+
+
+def test_an_append_in_progress_is_waited_for_not_called_torn(tmp_path: Path) -> None:
+    import fcntl
+    import threading
+
+    from engine.audit import chained_record_text
+
+    path, ledger = _log(tmp_path, 2)
+    last = json.loads(path.read_text().splitlines()[-1])
+    _, line = chained_record_text({"seq": 3, "prev_hash": last["hash"], "trace_id": "other-process"})
+    data = (line + "\n").encode()
+    half_written, checking = threading.Event(), threading.Event()
+
+    def other_process_appending() -> None:  # what AuditLog.append does, slowed down mid-write
+        with open(path, "a+b") as f:  # its own open file description: flock sees another owner
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            f.write(data[:40])
+            f.flush()
+            half_written.set()
+            checking.wait(5)
+            threading.Event().wait(0.3)  # the check runs now, against the half-written line
+            f.write(data[40:])
+            f.flush()
+
+    writer = threading.Thread(target=other_process_appending)
+    writer.start()
+    try:
+        assert half_written.wait(5)
+        checking.set()
+        AuditLog(path, ledger).check_before_sending(ledger.audit_anchor())  # waits for the append; sound after it
+    finally:
+        writer.join(5)
+    assert verify_log(path, ledger.audit_anchor()).ok
+
+
+def _appended_without_anchor(path: Path, ledger: Ledger, n: int) -> None:
+    """``n`` records appended by processes that have not yet moved the ledger's anchor."""
+    for i in range(n):
+        AuditLog(path, ledger).append({"trace_id": f"late{i}"}, anchor=False)
+
+
+def test_a_log_several_records_ahead_of_the_anchor_is_sound(tmp_path: Path) -> None:
+    from engine.audit import tail_problem
+
+    path, ledger = _log(tmp_path, 3)
+    _appended_without_anchor(path, ledger, 3)
+    assert ledger.audit_anchor()[0] == 3 and len(path.read_text().splitlines()) == 6
+    assert tail_problem(path, ledger.audit_anchor()) is None
+    AuditLog(path, ledger).check_before_sending(ledger.audit_anchor())
+    assert verify_log(path, ledger.audit_anchor()).ok
+    # the same before any process moved the anchor: the records chain back to the start of the log
+    fresh = Ledger(tmp_path / "fresh")
+    _appended_without_anchor(tmp_path / "fresh" / "audit.jsonl", fresh, 3)
+    assert fresh.audit_anchor() is None and tail_problem(tmp_path / "fresh" / "audit.jsonl", None) is None
+    lines = (tmp_path / "fresh" / "audit.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "fresh" / "audit.jsonl").write_text("".join(lines[1:]))  # the first record gone
+    assert "anchored none" in tail_problem(tmp_path / "fresh" / "audit.jsonl", None)
+
+
+def test_a_log_ahead_of_the_anchor_must_still_chain_back_to_it(tmp_path: Path) -> None:
+    import pytest
+
+    from engine.audit import chained_record_text, tail_problem
+    from engine.errors import AuditError
+
+    path, ledger = _log(tmp_path, 3)
+    _appended_without_anchor(path, ledger, 3)
+    anchor = ledger.audit_anchor()
+    good = path.read_text().splitlines(keepends=True)
+    # the anchored record replaced by another whole record (hash consistent, but not the anchored one)
+    other = json.loads(good[2])
+    other["trace_id"] = "rewritten"
+    _, rewritten = chained_record_text({k: v for k, v in other.items() if k != "hash"})
+    path.write_text("".join(good[:2] + [rewritten + "\n"] + good[3:]))
+    assert "does not follow the ledger's anchor" in tail_problem(path, anchor)
+    with pytest.raises(AuditError):
+        AuditLog(path, ledger).check_before_sending(anchor)
+    # the anchored record replaced and every record after it chained anew: whole and chained, but
+    # not the log the ledger anchored
+    rechained, prev = good[:2], json.loads(good[1])["hash"]
+    for i, text in enumerate(good[2:]):
+        rec = {k: v for k, v in json.loads(text).items() if k != "hash"}
+        rec["prev_hash"] = prev
+        if i == 0:
+            rec["trace_id"] = "rewritten"
+        prev, line = chained_record_text(rec)
+        rechained.append(line + "\n")
+    path.write_text("".join(rechained))
+    assert "does not follow the ledger's anchor" in tail_problem(path, anchor)
+    # a record between the anchor and the end edited: its hash no longer matches
+    edited = good[:4] + [good[4].replace('"late1"', '"LATE1"')] + good[5:]
+    path.write_text("".join(edited))
+    assert "does not follow the ledger's anchor" in tail_problem(path, anchor)
+    # a record between them dropped: the chain is broken
+    path.write_text("".join(good[:4] + good[5:]))
+    assert "does not follow the ledger's anchor" in tail_problem(path, anchor)
+    path.write_text("".join(good))
+    assert tail_problem(path, anchor) is None

@@ -159,6 +159,73 @@ def test_hole03_min_interval_holds_across_processes(tmp_path: Path) -> None:
     assert sorted(o[1] for o in outcomes if o[2] == 0) == ["MIN_INTERVAL_NOT_ELAPSED"] * 3
 
 
+def _account_racer(state_dir: str, account: str, n: int, barrier, results, bundle_path: str) -> None:
+    """``n`` paper executions for ``account`` in a state directory other processes share."""
+    from conftest import default_constraints
+    from engine.audit import AuditLog
+    from engine.bundle import load_bundle
+    from engine.cli.inputs import open_shipped_paper
+    from engine.executor import Executor
+    from engine.ledger import Ledger
+    from engine.models import ExecutionContext
+    from exchange import BinanceClient, Credentials, PaperTransport, fetch_context
+    from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL
+
+    paper = open_shipped_paper(None, mark_prices={"BTCUSDT": "64010.5"}, clock=lambda: 1764028800000)
+    client = BinanceClient(PAPER_BASE_URL, Credentials.hmac(PAPER_API_KEY, PAPER_API_SECRET), transport=PaperTransport(paper),
+                           connect_timeout_ms=2000, read_timeout_ms=5000)
+    ctx = ExecutionContext.model_validate(fetch_context(client, symbol="BTCUSDT", account_id=account, timestamp_ms=1764028800000,
+                                                        recv_window_ms=5000, health={"api_latency_ms": "20", "order_rejection_rate": "0"}))
+    ledger = Ledger(state_dir)
+    executor = Executor(Config(load_bundle(bundle_path), default_constraints(), "paper"), ledger,
+                        AuditLog(Path(state_dir) / "audit.jsonl", ledger), client)
+    barrier.wait(timeout=120)
+    outcomes = []
+    for k in range(n):
+        decision = json.dumps({"decision_id": f"{account}-{k}", "decision_code": "AUTHORIZED_ACTION", "action": {"action_id": "a", **OPEN("0.001")}})
+        try:
+            outcomes.append(executor.execute(decision, ctx).reason_code)
+        except Exception as exc:  # noqa: BLE001 - reported to the test, which names it
+            outcomes.append(f"{type(exc).__name__}: {exc}")
+    results.put((account, outcomes))
+
+
+def test_accounts_sharing_a_state_dir_are_serialised_and_see_each_others_appends_whole(tmp_path: Path) -> None:
+    """Found while reproducing the CI failure of 2026-11-28: four accounts in one state directory,
+    20 paper executions each at the same time, so all but the first open wait out the min interval.
+    The lock was per account, but the gates read the directory's one ledger: the accounts read the
+    same history at once, and up to all four first opens were sent (3 of 3 runs failed).
+
+    With the lock per account the same runs also raised AuditError for 17 of 40 executions in one
+    run: another process's append read as a torn record during the tail check, or records appended
+    before their process moved the anchor read as not following it. With one lock these are rare
+    here; tests/test_audit.py reproduces both deterministically."""
+    import multiprocessing as mp
+    from collections import Counter
+
+    from engine.audit import verify_log
+    from engine.ledger import Ledger
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    bundle = str(ROOT / "policies" / "binance-perp-default.yaml")  # min_interval_ms: 1000
+    procs = [ctx.Process(target=_account_racer, args=(str(tmp_path), f"acct-{i}", 20, barrier, results, bundle)) for i in range(4)]
+    try:
+        for p in procs:
+            p.start()
+        outcomes = dict(results.get(timeout=180) for _ in procs)
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    codes = sorted(c for account in outcomes.values() for c in account)
+    assert codes == ["MIN_INTERVAL_NOT_ELAPSED"] * 79 + ["ORDER_FILLED"], Counter(codes)
+    ledger = Ledger(tmp_path)
+    report = verify_log(tmp_path / "audit.jsonl", ledger.audit_anchor())
+    assert report.ok and report.records == 80, report.problems
+
+
 # --- hole 5: the forced cancel after a timeout was signed with a stale timestamp ---
 
 
