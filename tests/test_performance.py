@@ -538,3 +538,125 @@ def test_state_views_in_sequence_give_the_plain_values(tmp_path: Path) -> None:
         assert [from_cel(v) for v in value] == [from_cel(to_cel(r.model_dump())) for r in view.recent]
         assert value.ascending == [r.timestamp for r in view.recent]
         assert recent_json(view) == canonical_json([r.model_dump(mode="json") for r in view.recent])
+
+
+# --- the ledger window kept between state views (Ledger._window_rows) ---
+
+_KEYS = [f"k{i}" for i in range(6)]
+_T = 1_764_028_800_000
+_WHO = st.sampled_from([0, 0, 0, 1])  # mostly the ledger that views; the other one now and then
+_op = st.one_of(
+    st.tuples(st.just("write_ahead"), _WHO, st.sampled_from(_KEYS), st.integers(-5, 5), st.booleans()),
+    st.tuples(st.just("complete"), _WHO, st.sampled_from(_KEYS), st.sampled_from(["SUCCESS", "FAILED_SAFE"]), st.booleans()),
+    st.tuples(st.just("add"), _WHO, st.sampled_from(_KEYS), st.integers(-5, 5), st.booleans()),
+    # a view `a` seconds after the previous one (mostly later, sometimes earlier), `b` seconds back
+    st.tuples(st.just("view"), _WHO, st.none(), st.integers(-3, 6), st.integers(0, 12)),
+)
+
+
+def _plain_view(path: Path, low: int, high: int) -> tuple[list, list]:
+    """The window as one SELECT over its own connection gives it: records' fields and refs."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute(f"SELECT {Ledger._COLS} FROM executions WHERE attempted = 1 AND timestamp BETWEEN ? AND ? "
+                          "ORDER BY timestamp, seq", (low, high)).fetchall()
+    finally:
+        db.close()
+    fields = [(r[1], r[2], r[5], "FAILED_SAFE" if r[6] == "IN_FLIGHT" else r[7], "OUTCOME_UNKNOWN" if r[6] == "IN_FLIGHT" else r[8],
+               bool(r[9]), bool(r[10])) for r in rows]
+    return fields, [r[0] if r[6] == "DONE" else None for r in rows]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_op, min_size=1, max_size=60))
+def test_the_kept_window_is_the_window_read_whole(tmp_path_factory, ops) -> None:
+    """Two ledgers on one directory (two processes) write, complete and view in random order, with
+    views moving back and forth in time: every view each one gives equals one plain SELECT of its
+    window, record for record (fields, in-flight rows as in doubt) and ref for ref. A ledger keeps
+    its window while data_version shows no other writer and reads only its own new rows; the other
+    ledger's writes, a view older than the kept rows, and its own updates must all show."""
+    d = tmp_path_factory.mktemp("window")
+    ledgers = [Ledger(d), Ledger(d)]
+    now = _T
+    try:
+        for op, who, key, a, b in ops:
+            ledger = ledgers[who]
+            if op == "write_ahead":  # rows are written around the time of the last view
+                ledger.write_ahead(_record(0, key, timestamp=now + a * 1000, opens=b, result="FAILED_SAFE", reason_code="OUTCOME_UNKNOWN"),
+                                   client_order_id=None, trace_id="t", input_digest="i", bundle_digest="b", constraints_digest="c")
+            elif op == "complete":
+                ledger.complete(_record(0, key, result=a, reason_code="ORDER_ACCEPTED" if a == "SUCCESS" else "EXCHANGE_TIMEOUT"), arms=b)
+            elif op == "add":
+                ledger.add(_record(0, key, timestamp=now + a * 1000, attempted=b, result="FAILED_SAFE", reason_code="COOLDOWN_ACTIVE"),
+                           trace_id="t", input_digest="i", bundle_digest="b", constraints_digest="c", arms=False)
+            else:
+                now, lookback = now + a * 1000, b * 1000
+                view, refs = ledger.view_with_refs(None, None, now, lookback)
+                got = [(r.decision_id, r.action_id, r.timestamp, r.result, r.reason_code, r.attempted, r.opens) for r in view.recent]
+                assert (got, refs) == _plain_view(d / "ledger.sqlite", now - lookback, now)
+    finally:
+        for ledger in ledgers:
+            ledger.close()
+
+
+class _Interleaved:
+    """A ledger's connection that lets another process commit just before a chosen statement runs
+    (the moments between the reads a state view makes)."""
+
+    def __init__(self, db, before: str, commit) -> None:
+        self._db, self._before, self._commit = db, before, commit
+
+    def execute(self, sql: str, *args):
+        if self._before in sql and self._commit is not None:
+            commit, self._commit = self._commit, None
+            commit()
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._db, name)
+
+
+@pytest.mark.parametrize("before", [
+    "COALESCE(MAX(seq), 0)",  # between the window's rows and its highest seq (a whole read)
+    "WHERE seq = ?",  # in the catch-up: before an own update is read back
+    "WHERE seq > ?",  # in the catch-up: before the new rows are read
+])
+def test_a_commit_between_a_views_reads_is_never_half_seen_nor_missed(tmp_path: Path, before: str) -> None:
+    """Another process may commit between the statements one state view runs; here it completes a
+    row and writes a new one, in two commits. The view they land in is the window before both or
+    after both (never the new row with the old outcome), and every later view holds both: the window
+    is kept with the data_version read before its reads, and a catch-up is trusted only if
+    data_version is the same after its reads."""
+    mine, other = Ledger(tmp_path), Ledger(tmp_path)
+    wa = dict(client_order_id=None, trace_id="t", input_digest="i", bundle_digest="b", constraints_digest="c")
+    pending = dict(result="FAILED_SAFE", reason_code="OUTCOME_UNKNOWN")
+    for key in ("k0", "k1"):
+        mine.write_ahead(_record(0, key, timestamp=_T + 1000, **pending), **wa)
+    other.write_ahead(_record(0, "theirs", timestamp=_T + 1000, **pending), **wa)
+    if before != "COALESCE(MAX(seq), 0)":
+        mine.view_with_refs(None, None, _T + 5000, 10_000)  # the window is kept
+        assert mine._window is not None
+        mine.complete(_record(0, "k0"), arms=False)  # an own update: the catch-up reads that row back
+    plain = {}
+
+    def two_commits() -> None:
+        plain["before"] = _plain_view(tmp_path / "ledger.sqlite", _T + 5000 - 10_000, _T + 5000)
+        other.complete(_record(0, "theirs"), arms=False)
+        other.write_ahead(_record(0, "late", timestamp=_T + 2000, **pending), **wa)
+        plain["after"] = _plain_view(tmp_path / "ledger.sqlite", _T + 5000 - 10_000, _T + 5000)
+
+    def fields(view) -> list:
+        return [(r.decision_id, r.action_id, r.timestamp, r.result, r.reason_code, r.attempted, r.opens) for r in view.recent]
+
+    mine._db = _Interleaved(mine._db, before, two_commits)
+    view, refs = mine.view_with_refs(None, None, _T + 5000, 10_000)
+    assert mine._db._commit is None  # the commits did land between its reads
+    assert (fields(view), refs) in (plain["before"], plain["after"])
+    for now in (_T + 5000, _T + 6000):  # every later view holds both
+        view, refs = mine.view_with_refs(None, None, now, 10_000)
+        assert (fields(view), refs) == _plain_view(tmp_path / "ledger.sqlite", now - 10_000, now)
+    mine._db = mine._db._db
+    mine.close()
+    other.close()
