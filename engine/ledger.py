@@ -99,6 +99,16 @@ class _Window:
         self.keys = [(r[2].timestamp, r[0]) for r in rows]
 
 
+def _index_of(rows: list[tuple[int, str, ExecutionRecord]], key: tuple[str, str]) -> int | None:
+    """Where the row for (decision_id, action_id) is, searched from the newest (a row completed is
+    almost always the one written just before)."""
+    for i in range(len(rows) - 1, -1, -1):
+        record = rows[i][2]
+        if record.decision_id == key[0] and record.action_id == key[1]:
+            return i
+    return None
+
+
 class Ledger:
     def __init__(self, state_dir: str | Path) -> None:
         self.dir = Path(state_dir)
@@ -345,9 +355,8 @@ class Ledger:
         """Apply this connection's own writes since the window was read; False if it must be re-read."""
         db = self._db
         if self._touched:
-            by_key = {(r[2].decision_id, r[2].action_id): i for i, r in enumerate(w.rows)}
             for key in self._touched:
-                i = by_key.get(key)
+                i = _index_of(w.rows, key)
                 if i is None:
                     continue  # not in the window (older, or not attempted): nothing the view holds
                 row = db.execute(f"SELECT {self._COLS} FROM executions WHERE seq = ?", (w.rows[i][0],)).fetchone()
