@@ -151,3 +151,41 @@ def test_jsonl_is_streamed_one_result_per_line(capsys, tmp_path: Path) -> None:
     assert code == 0 and len(lines) == 300
     assert json.loads(lines[0])["reason_code"] == "DRY_RUN"
     assert {json.loads(x)["reason_code"] for x in lines[1:]} <= {"MIN_INTERVAL_NOT_ELAPSED", "MAX_ACTIONS_PER_MINUTE_EXCEEDED"}
+
+
+def test_one_paper_exchange_per_state_dir_at_a_time(tmp_path: Path) -> None:
+    """The embedded paper exchange is loaded from the state directory, used, and written back whole.
+    Two processes at once each wrote back their own copy, and the last one lost the other's orders
+    (reproduced: 8 fills in the ledger, 4 orders in the paper account, 1 run in 5). Now a process
+    holds the paper exchange's lock from load to save: a second one says it is waiting, then works
+    on the first one's saved state."""
+    import time
+
+    from engine.cli.inputs import open_shipped_paper
+    from exchange import BinanceClient, Credentials, PaperTransport
+    from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL, paper_lock, save_paper
+
+    state = tmp_path / "state"
+    decision = tmp_path / "d.json"
+    decision.write_text(json.dumps({"decision_id": "cli-1", "decision_code": "AUTHORIZED_ACTION", "action": {
+        "type": "ACTION_OPEN_POSITION", "action_id": "a", "symbol": "BTCUSDT", "side": "LONG", "quantity": "0.001",
+        "order_type": "MARKET", "reduce_only": False}}))
+    with paper_lock(state):  # this test is the process using the paper exchange
+        paper = open_shipped_paper(state, mark_prices={}, clock=lambda: int(time.time() * 1000))
+        other = subprocess.Popen([sys.executable, "-m", "engine.cli", "execute", str(decision), "--exchange", "paper", "--state-dir", str(state)],
+                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        waiting = other.stderr.readline()  # said before it waits; without the lock it ran to its end here
+        with BinanceClient(PAPER_BASE_URL, Credentials.hmac(PAPER_API_KEY, PAPER_API_SECRET), transport=PaperTransport(paper),
+                           connect_timeout_ms=2000, read_timeout_ms=5000) as client:
+            now = str(int(time.time() * 1000))
+            reply = client.send_signed("POST", "/fapi/v1/order", [
+                ("symbol", "BTCUSDT"), ("side", "BUY"), ("type", "MARKET"), ("quantity", "0.002"), ("newClientOrderId", "mine"),
+                ("recvWindow", "5000"), ("timestamp", now)])
+        assert reply.http_status == 200, reply
+        save_paper(paper, state)
+    out, err = other.communicate(timeout=120)
+    assert other.returncode == 0, waiting + err
+    assert "waiting for the paper exchange" in waiting and "ep4 paper serve" in waiting, waiting
+    assert json.loads(out)["result"] == "SUCCESS", out
+    orders = json.loads((state / "paper-exchange.json").read_text())["account"]["orders"]
+    assert sorted(o["client_order_id"] for o in orders) == sorted(["mine", json.loads(out)["order"]["params"]["newClientOrderId"]]), orders

@@ -511,18 +511,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_paper_serve(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
     from exchange import serve
-    from exchange.paper.embedded import PAPER_API_KEY, save_paper
+    from exchange.paper.embedded import PAPER_API_KEY, paper_lock, save_paper
 
     from .inputs import open_shipped_paper
 
     state_dir = Path(args.state_dir) if args.state_dir else None
-    paper = open_shipped_paper(
-        state_dir, mark_prices=dict(m.split("=", 1) for m in args.mark), clock=lambda: int(time.time() * 1000)
-    )
-    where = f"; state kept in {state_dir}" if state_dir else " (state not kept: no --state-dir)"
-    print(f"paper exchange on http://127.0.0.1:{args.port} (API key {PAPER_API_KEY}){where}; Ctrl-C to stop", flush=True)
-    serve(paper, "127.0.0.1", args.port, after_change=(lambda: save_paper(paper, state_dir)) if state_dir else None)
+    with ExitStack() as stack:
+        if state_dir is not None:  # the server is the one process using this state directory's paper exchange
+            stack.enter_context(paper_lock(state_dir, on_wait=lambda: print(
+                f"ep4: waiting for the paper exchange in {state_dir}: another ep4 process is using it", file=sys.stderr, flush=True)))
+        paper = open_shipped_paper(
+            state_dir, mark_prices=dict(m.split("=", 1) for m in args.mark), clock=lambda: int(time.time() * 1000)
+        )
+        where = f"; state kept in {state_dir}" if state_dir else " (state not kept: no --state-dir)"
+        print(f"paper exchange on http://127.0.0.1:{args.port} (API key {PAPER_API_KEY}){where}; Ctrl-C to stop", flush=True)
+        serve(paper, "127.0.0.1", args.port, after_change=(lambda: save_paper(paper, state_dir)) if state_dir else None)
     return 0
 
 

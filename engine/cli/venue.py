@@ -4,6 +4,7 @@ httpx client to any Binance-compatible base URL, and contexts read from it."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from exchange import (
     fetch_context,
     fetch_server_time,
 )
-from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL, save_paper
+from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL, paper_lock, save_paper
 
 from ..bundle import Bundle
 from ..constraints import ConstraintsError, ConstraintsSnapshot, build_constraints
@@ -83,6 +84,12 @@ class Venue:
         self._stack.close()
 
 
+def _waiting_for_paper(state_dir: Path) -> None:
+    print(f"ep4: waiting for the paper exchange in {state_dir}: another ep4 process is using it "
+          "(to share one paper exchange between processes, run `ep4 paper serve` and pass its --base-url)",
+          file=sys.stderr, flush=True)
+
+
 def open_venue(mode: str, *, bundle: Bundle, state_dir: Path, base_url: str | None, follow_context: bool) -> Venue:
     """``paper`` without a base URL is the embedded paper exchange (state in STATE_DIR); any mode
     with a base URL talks HTTP to it. Live modes need keys from the environment. A base URL that
@@ -104,14 +111,20 @@ def _open_venue(mode: str, *, bundle: Bundle, state_dir: Path, base_url: str | N
         credentials = Credentials.hmac(PAPER_API_KEY, PAPER_API_SECRET)
         if base_url:
             return Venue(mode, BinanceClient(base_url, credentials, **timeouts))
-        paper = open_shipped_paper(
-            state_dir,
-            mark_prices={},
-            # with a host context, the paper clock is the context's timestamp; otherwise the wall clock
-            clock=None if follow_context else (lambda: int(time.time() * 1000)),
-        )
+        stack = ExitStack()
+        try:  # one process at a time loads, uses and saves the paper exchange of a state directory
+            stack.enter_context(paper_lock(state_dir, on_wait=lambda: _waiting_for_paper(state_dir)))
+            paper = open_shipped_paper(
+                state_dir,
+                mark_prices={},
+                # with a host context, the paper clock is the context's timestamp; otherwise the wall clock
+                clock=None if follow_context else (lambda: int(time.time() * 1000)),
+            )
+        except BaseException:
+            stack.close()
+            raise
         client = BinanceClient(PAPER_BASE_URL, credentials, transport=PaperTransport(paper), **timeouts)
-        return Venue(mode, client, paper=paper, state_dir=state_dir)
+        return Venue(mode, client, paper=paper, state_dir=state_dir, _stack=stack)
     try:
         credentials = Credentials.from_env(os.environ)
     except CredentialsError as exc:

@@ -7,8 +7,10 @@ exactly as against Binance without asking a newcomer for keys. They open nothing
 
 from __future__ import annotations
 
+import fcntl
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,13 @@ from typing import Any
 from exchange.paper.auth import ApiCredential
 from exchange.paper.core import PaperExchange
 
-__all__ = ["PAPER_API_KEY", "PAPER_API_SECRET", "PAPER_BASE_URL", "PAPER_STATE_FILE", "open_paper", "save_paper"]
+__all__ = ["PAPER_API_KEY", "PAPER_API_SECRET", "PAPER_BASE_URL", "PAPER_LOCK_FILE", "PAPER_STATE_FILE", "open_paper", "paper_lock", "save_paper"]
 
 PAPER_API_KEY = "ep4-paper-key"
 PAPER_API_SECRET = "ep4-paper-secret-not-a-real-key"
 PAPER_BASE_URL = "http://paper.ep4.invalid"  # never resolved: the in-process transport answers
 PAPER_STATE_FILE = "paper-exchange.json"
+PAPER_LOCK_FILE = "paper-exchange.lock"
 
 DEFAULT_BALANCE = Decimal("10000")
 # Marks of a new account for the shipped symbols (as in examples/context.json); the paper exchange
@@ -68,6 +71,28 @@ def _first_price(exchange_info: Mapping[str, Any], symbol: str) -> str:
                 if f.get("filterType") == "PRICE_FILTER":
                     return str(Decimal(str(f["minPrice"])) * 10)
     return "1"
+
+
+@contextmanager
+def paper_lock(state_dir: str | os.PathLike[str], *, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Exclusive, across processes, on the paper exchange kept in ``state_dir``: held from loading
+    its state to saving it. Each process works on its own copy of the file and writes it back
+    whole, so two at once would lose one's orders and fills (the ledger and audit log holding
+    calls the paper account never saw). ``on_wait`` is told once if another process holds it; the
+    caller then waits until it is released (when that process ends, normally or not)."""
+    directory = Path(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / PAPER_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def save_paper(paper: PaperExchange, state_dir: str | os.PathLike[str]) -> Path:
