@@ -189,3 +189,27 @@ def test_one_paper_exchange_per_state_dir_at_a_time(tmp_path: Path) -> None:
     assert json.loads(out)["result"] == "SUCCESS", out
     orders = json.loads((state / "paper-exchange.json").read_text())["account"]["orders"]
     assert sorted(o["client_order_id"] for o in orders) == sorted(["mine", json.loads(out)["order"]["params"]["newClientOrderId"]]), orders
+
+
+def test_the_embedded_paper_exchange_keeps_an_acknowledged_order_if_the_process_dies(tmp_path: Path) -> None:
+    """The embedded paper exchange is saved after each request that may change it, before the answer
+    is given: an order ep4 saw acknowledged is in the paper account even if the process dies before
+    it ends (it was saved only at the end, so a killed process's orders vanished, unlike on an
+    exchange, and `ep4 reconcile` found them missing)."""
+    import time
+
+    from engine.bundle import load_bundle
+    from engine.cli.venue import open_venue
+
+    venue = open_venue("paper", bundle=load_bundle(ROOT / "policies" / "binance-perp-default.yaml"), state_dir=tmp_path,
+                       base_url=None, follow_context=False)
+    try:
+        reply = venue.client.send_signed("POST", "/fapi/v1/order", [
+            ("symbol", "BTCUSDT"), ("side", "BUY"), ("type", "MARKET"), ("quantity", "0.002"), ("newClientOrderId", "acked"),
+            ("recvWindow", "5000"), ("timestamp", str(int(time.time() * 1000)))])
+        assert reply.http_status == 200, reply
+        # the process "dies" here: the file is read as the next process would read it
+        orders = json.loads((tmp_path / "paper-exchange.json").read_text())["account"]["orders"]
+        assert [o["client_order_id"] for o in orders] == ["acked"]
+    finally:
+        venue._stack.close()  # the lock only (close() would save again)

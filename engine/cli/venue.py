@@ -123,7 +123,10 @@ def _open_venue(mode: str, *, bundle: Bundle, state_dir: Path, base_url: str | N
         except BaseException:
             stack.close()
             raise
-        client = BinanceClient(PAPER_BASE_URL, credentials, transport=PaperTransport(paper), **timeouts)
+        # saved after each request that may change it, before its answer: a process that dies after an
+        # acknowledged order leaves the order in the paper account, as an exchange would keep it
+        transport = PaperTransport(paper, after_change=lambda: save_paper(paper, state_dir))
+        client = BinanceClient(PAPER_BASE_URL, credentials, transport=transport, **timeouts)
         return Venue(mode, client, paper=paper, state_dir=state_dir, _stack=stack)
     try:
         credentials = Credentials.from_env(os.environ)

@@ -28,9 +28,15 @@ class PaperTransport(httpx.BaseTransport):
       timeout and raises ``httpx.ReadTimeout`` — the request was executed all the same.
     """
 
-    def __init__(self, exchange: PaperExchange, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, exchange: PaperExchange, *, sleep: Callable[[float], None] = time.sleep,
+        after_change: Callable[[], None] | None = None,
+    ) -> None:
         self._exchange = exchange
         self._sleep = sleep
+        # run after every request that may change the account (anything but GET), before its answer
+        # is given, e.g. to persist it: an order the caller saw acknowledged is kept, as on an exchange
+        self._after_change = after_change
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         answer = self._exchange.handle(
@@ -40,6 +46,8 @@ class PaperTransport(httpx.BaseTransport):
             request.read(),
             dict(request.headers),
         )
+        if self._after_change is not None and request.method != "GET":
+            self._after_change()
         if answer.disruption == "read_timeout":
             raise httpx.ReadTimeout(_NO_RESPONSE, request=request)
         if answer.delay_ms:
