@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -168,24 +169,28 @@ class Executor:
         directory is locked across processes, so gates see every call another process is making."""
         received = time.monotonic()  # the request's timestamp is context.timestamp + the time since
         text = decision_text(raw)
-        with self.ledger.state_lock():
-            self.audit.check_before_sending(self.ledger.audit_anchor())
-            state, refs = self.state_view(text, context)
-            ev = evaluate(text, context, self.config, state)
-            if ev.result is not None:  # decided by Rules 1-4 (or a duplicate / no-op): nothing is sent
-                record = execution_record(ev, ev.result, attempted=False)
-                full = self.audit.append(audit_record("execution", ev.result, text=text, context=context, state=state, refs=refs), anchor=False)
-                if record is not None:
-                    arms = self._arms(ev.result, state)
-                    self.ledger.add(record, **self._ids(ev.result), arms=arms, anchor=(full["seq"], full["hash"]))
-                else:
-                    self.ledger.set_audit_anchor(full["seq"], full["hash"])
-                return ev.result
-            refused = self._write_ahead(ev, text, context, state, refs)
-        if refused is not None:
-            return refused
-        self._phase("write-ahead")
-        return self._call(ev, text, context, state, received, refs)
+        with ExitStack() as calling:  # the in-flight lock, once taken: until the call's outcome is written
+            with self.ledger.state_lock():
+                self.audit.check_before_sending(self.ledger.audit_anchor())
+                state, refs = self.state_view(text, context)
+                ev = evaluate(text, context, self.config, state)
+                if ev.result is not None:  # decided by Rules 1-4 (or a duplicate / no-op): nothing is sent
+                    record = execution_record(ev, ev.result, attempted=False)
+                    full = self.audit.append(audit_record("execution", ev.result, text=text, context=context, state=state, refs=refs), anchor=False)
+                    if record is not None:
+                        arms = self._arms(ev.result, state)
+                        self.ledger.add(record, **self._ids(ev.result), arms=arms, anchor=(full["seq"], full["hash"]))
+                    else:
+                        self.ledger.set_audit_anchor(full["seq"], full["hash"])
+                    return ev.result
+                # before the write-ahead row exists, so a process opening an executor meanwhile never takes
+                # the row for a dead process's orphan (recover_in_flight: rows nobody holds this lock for)
+                calling.enter_context(self.ledger.in_flight())
+                refused = self._write_ahead(ev, text, context, state, refs)
+            if refused is not None:
+                return refused
+            self._phase("write-ahead")
+            return self._call(ev, text, context, state, received, refs)
 
     def _arms(self, result: ExecutionResult, state: StateView) -> bool:
         return self.config.bundle.arms_cooldown(result.result, result.rule, result.timestamp or 0, state, result.reason_code)
@@ -241,31 +246,31 @@ class Executor:
     def _call(
         self, ev: Evaluation, text: str, context: ExecutionContext, state: StateView, received: float, refs: list[int | None]
     ) -> ExecutionResult:
-        """Rule 5: exactly one call, signed with the time it is sent; Rule 6 on its reply."""
+        """Rule 5: exactly one call, signed with the time it is sent; Rule 6 on its reply. The caller
+        holds the in-flight lock (taken before the write-ahead row) until this returns."""
         assert ev.request is not None and ev.intent is not None
         request = ev.request.sent_at(context.timestamp + _elapsed_ms(received))
-        with self.ledger.in_flight():
-            self._phase("sending")
-            reply = _reply_data(self.client.send_signed(request.method, request.path, request.params))
-            self._phase("replied")
-            result = verify_ack(
-                ev.header, request, reply, sent_timestamp=request.timestamp,
-                tolerance_ms=self.config.bundle.exchange_client.ackTimestampToleranceMs, gate_trace=ev.gate_trace,
-            )
-            pending = self._pending(ev, context)
-            outcome = pending.model_copy(update={"result": result.result, "reason_code": result.reason_code})
-            record = audit_record("execution", result, text=text, context=context, state=state, reply=reply, sent_timestamp=request.timestamp, refs=refs)
-            try:  # the audit record is the durable outcome (fsynced); the ledger row follows it
-                full = self.audit.append(record, anchor=False)
-            except AuditError as exc:
-                self.ledger.complete(outcome, arms=self._arms(result, state))
-                raise AuditError(
-                    f"{exc} — the exchange call WAS made ({result.result} {result.reason_code}, trace {result.trace_id}) "
-                    "and the ledger holds its outcome; only the audit record is missing"
-                ) from None
-            self._phase("audited")
-            self.ledger.complete(outcome, arms=self._arms(result, state), anchor=(full["seq"], full["hash"]))
-            self._phase("completed")
+        self._phase("sending")
+        reply = _reply_data(self.client.send_signed(request.method, request.path, request.params))
+        self._phase("replied")
+        result = verify_ack(
+            ev.header, request, reply, sent_timestamp=request.timestamp,
+            tolerance_ms=self.config.bundle.exchange_client.ackTimestampToleranceMs, gate_trace=ev.gate_trace,
+        )
+        pending = self._pending(ev, context)
+        outcome = pending.model_copy(update={"result": result.result, "reason_code": result.reason_code})
+        record = audit_record("execution", result, text=text, context=context, state=state, reply=reply, sent_timestamp=request.timestamp, refs=refs)
+        try:  # the audit record is the durable outcome (fsynced); the ledger row follows it
+            full = self.audit.append(record, anchor=False)
+        except AuditError as exc:
+            self.ledger.complete(outcome, arms=self._arms(result, state))
+            raise AuditError(
+                f"{exc} — the exchange call WAS made ({result.result} {result.reason_code}, trace {result.trace_id}) "
+                "and the ledger holds its outcome; only the audit record is missing"
+            ) from None
+        self._phase("audited")
+        self.ledger.complete(outcome, arms=self._arms(result, state), anchor=(full["seq"], full["hash"]))
+        self._phase("completed")
         if result.result == "FAILED_SAFE" and self.config.bundle.force_cancel_open_orders and ev.intent.symbol:
             self._forced_cancel(result, ev, text, context, state, received, refs)
         return result
@@ -277,7 +282,9 @@ class Executor:
         """Spec §6.3 optional forced ACTION_CANCEL_OPEN_ORDERS after an exchange-side FAILED_SAFE:
         one DELETE /fapi/v1/allOpenOrders for the symbol, recorded as its own audit record. It is
         signed with the time it is sent: after a 5 s timeout, a request carrying the decision's
-        timestamp would be outside recvWindow (-1021) and the resting order would stay open."""
+        timestamp would be outside recvWindow (-1021) and the resting order would stay open. Runs
+        within :meth:`_call`, under the in-flight lock its caller holds, so its write-ahead row too
+        is never taken for an orphan."""
         assert ev.decision is not None
         header, request = forced_cancel_request(ev, failed, self.config, context)
         record = ExecutionRecord(
@@ -292,15 +299,14 @@ class Executor:
             ):
                 return failed
         request = request.sent_at(context.timestamp + _elapsed_ms(received))
-        with self.ledger.in_flight():
-            reply = _reply_data(self.client.send_signed(request.method, request.path, request.params))
-            result = forced_cancel_result(header, request, reply, failed)
-            full = self.audit.append(
-                audit_record("forced_cancel", result, text=text, context=context, state=state, reply=reply, sent_timestamp=request.timestamp, refs=refs),
-                anchor=False,
-            )
-            self.ledger.complete(record.model_copy(update={"result": result.result, "reason_code": result.reason_code}),
-                                 arms=False, anchor=(full["seq"], full["hash"]))  # the cancel follows a failure that armed it
+        reply = _reply_data(self.client.send_signed(request.method, request.path, request.params))
+        result = forced_cancel_result(header, request, reply, failed)
+        full = self.audit.append(
+            audit_record("forced_cancel", result, text=text, context=context, state=state, reply=reply, sent_timestamp=request.timestamp, refs=refs),
+            anchor=False,
+        )
+        self.ledger.complete(record.model_copy(update={"result": result.result, "reason_code": result.reason_code}),
+                             arms=False, anchor=(full["seq"], full["hash"]))  # the cancel follows a failure that armed it
         return result
 
 

@@ -4,7 +4,8 @@
   ``ep4 reconcile``): a write-ahead row left IN_FLIGHT by a process that died between the write-ahead
   and the outcome gets its audit record — the outcome the audit log already holds if the process got
   that far, else FAILED_SAFE / OUTCOME_UNKNOWN — and its ledger outcome. Only while no process has a
-  call in flight (the in-flight lock), so a live call is never mistaken for an orphan.
+  call in flight (the in-flight lock, which a process takes before its write-ahead row exists and
+  holds until the outcome is written), so a live call is never mistaken for an orphan.
 * :func:`reconcile` (``ep4 reconcile``): for every order whose execution status is unknown (a
   timeout, a 5xx, no ack, a dead process), ONE read-only ``GET /fapi/v1/order`` by
   ``origClientOrderId`` — never a new order — and an audit record of what the exchange says.

@@ -462,6 +462,31 @@ def test_hole14_an_echoed_api_key_and_signature_never_reach_results_or_audit(tmp
     assert signature == ["signature=<redacted> X-MBX-APIKEY=<redacted>"]
 
 
+def test_a_process_starting_as_a_call_is_written_ahead_does_not_take_it_for_an_orphan(rig: Rig) -> None:
+    """Each process opening an executor gives IN_FLIGHT rows nobody is calling for (a dead process's)
+    their outcome. The in-flight lock said who is calling, but it was taken only after the state lock
+    was released, after the write-ahead row: a process starting in between found the row, no call in
+    flight, and recorded a live call as FAILED_SAFE / OUTCOME_UNKNOWN (an audit record saying so,
+    the cooldown armed) while the call went ahead. The lock is now held before the row exists."""
+    from engine.audit import AuditLog
+    from engine.executor import Executor
+    from engine.ledger import Ledger
+
+    started = []
+
+    def another_process_starts(phase: str) -> None:
+        if phase == "write-ahead":
+            ledger = Ledger(rig.ledger.dir)  # its own connection and its own lock descriptors
+            started.append(Executor(rig.executor.config, ledger, AuditLog(rig.audit.path, ledger), rig.client))
+
+    rig.executor.on_phase = another_process_starts
+    res, _ = rig.run(OPEN("0.010"), decision_id="d-live")
+    assert res.result == "SUCCESS", res
+    assert len(started) == 1 and started[0].recovered == []  # before the fix: [outcome-unknown for d-live]
+    kinds = [json.loads(line).get("kind") for line in rig.audit.path.read_text().splitlines()]
+    assert "recovery" not in kinds, kinds
+
+
 # --- hole 7: orders whose outcome is unknown were never resolved, and could be unaudited ---
 
 
