@@ -337,8 +337,12 @@ class Ledger:
         if w is not None and w.version == version and low >= w.low:
             # data_version again after the catch-up's reads: a commit by another connection during
             # them would leave this view part before it and part after; it is read whole instead
-            if self._catch_up(w) and self._data_version() == version:
-                return self._slice(w, low, high)
+            try:
+                if self._catch_up(w) and self._data_version() == version:
+                    return self._slice(w, low, high)
+            except BaseException:
+                self._window = None  # half caught up: never used again
+                raise
         self._window = None
         self._touched.clear()
         db = self._db
