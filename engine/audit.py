@@ -39,13 +39,14 @@ def record_hash(record: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
 
 
-def _lines_backwards(f: Any) -> Iterator[bytes]:
+def _lines_backwards(f: Any, block: int = 65536) -> Iterator[bytes]:
     """The file's lines from the last to the first, without their line ends, read in blocks from
-    the end (one line in memory at a time, plus a block). After a final line end, the first is b""."""
+    the end (one line in memory at a time, plus a block): ``reversed(data.split(b"\n"))``, so after
+    a final line end the first is b""."""
     f.seek(0, os.SEEK_END)
     pos, rest = f.tell(), b""
     while pos > 0:
-        step = min(65536, pos)
+        step = min(block, pos)
         pos -= step
         f.seek(pos)
         lines = (f.read(step) + rest).split(b"\n")

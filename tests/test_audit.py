@@ -179,3 +179,21 @@ def test_a_log_ahead_of_the_anchor_must_still_chain_back_to_it(tmp_path: Path) -
     assert "does not follow the ledger's anchor" in tail_problem(path, anchor)
     path.write_text("".join(good))
     assert tail_problem(path, anchor) is None
+
+
+def test_lines_read_backwards_are_the_lines_reversed() -> None:
+    """The reader the tail check walks back with, over every split of the data across blocks."""
+    import io
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from engine.audit import _lines_backwards
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.binary(max_size=9).map(lambda b: b.replace(b"\n", b"")), max_size=8), st.booleans(), st.integers(1, 12))
+    def check(lines: list[bytes], final_end: bool, block: int) -> None:
+        data = b"\n".join(lines) + (b"\n" if final_end else b"")
+        assert list(_lines_backwards(io.BytesIO(data), block)) == list(reversed(data.split(b"\n")))
+
+    check()
