@@ -115,6 +115,7 @@ class Ledger:
         self._record_cache: dict[tuple, ExecutionRecord] = {}
         self._window: _Window | None = None  # the state view's rows, kept between views (see _window_rows)
         self._touched: set[tuple[str, str]] = set()  # rows this connection updated since the window was read
+        self._inserted = False  # whether this connection wrote an attempted row since the window was read
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.path = self.dir / "ledger.sqlite"
@@ -327,7 +328,8 @@ class Ledger:
         (read before they were) shows that no other connection (another process, another Ledger)
         has committed since. This connection's own writes since then are read alone: rows inserted
         after the highest seq read (seq only grows: AUTOINCREMENT), and rows :meth:`complete`
-        updated. If ``data_version`` changed, or changes while those are read, or ``low`` is older
+        updated (none at all after only refusals, which the window does not hold). If
+        ``data_version`` changed, or changes while those are read, or ``low`` is older
         than the kept rows reach, the window is read whole, as before. Issue 6: a view read every
         row of its window, ~1.7 µs each on the 2-core machine. tests/test_performance.py compares
         the two on random histories written by two connections, and with commits landing between a
@@ -335,6 +337,8 @@ class Ledger:
         w = self._window
         version = self._data_version()
         if w is not None and w.version == version and low >= w.low:
+            if not self._touched and not self._inserted:
+                return self._slice(w, low, high)  # nothing written since: the kept rows are the window
             # data_version again after the catch-up's reads: a commit by another connection during
             # them would leave this view part before it and part after; it is read whole instead
             try:
@@ -345,6 +349,7 @@ class Ledger:
                 raise
         self._window = None
         self._touched.clear()
+        self._inserted = False
         db = self._db
         rows = self._rows_with_seq(
             db.execute(f"SELECT {self._COLS} FROM executions WHERE attempted = 1 AND timestamp >= ? ORDER BY timestamp, seq", (low,))
@@ -368,14 +373,16 @@ class Ledger:
                     return False  # not an update this ledger makes: read the window again
                 w.rows[i] = self._rows_with_seq((row,))[0]
             self._touched.clear()
-        new = db.execute(f"SELECT {self._COLS} FROM executions WHERE seq > ? ORDER BY seq", (w.hi,)).fetchall()
-        if new:
-            w.hi = new[-1][0]
-            for entry in self._rows_with_seq(row for row in new if row[9] and row[5] >= w.low):
-                key = (entry[2].timestamp, entry[0])
-                i = bisect.bisect(w.keys, key)
-                w.keys.insert(i, key)
-                w.rows.insert(i, entry)
+        if self._inserted:
+            new = db.execute(f"SELECT {self._COLS} FROM executions WHERE seq > ? ORDER BY seq", (w.hi,)).fetchall()
+            if new:
+                w.hi = new[-1][0]
+                for entry in self._rows_with_seq(row for row in new if row[9] and row[5] >= w.low):
+                    key = (entry[2].timestamp, entry[0])
+                    i = bisect.bisect(w.keys, key)
+                    w.keys.insert(i, key)
+                    w.rows.insert(i, entry)
+            self._inserted = False
         return True
 
     @staticmethod
@@ -435,6 +442,8 @@ class Ledger:
         bundle_digest: str, constraints_digest: str,
     ) -> bool:
         """Durably note an attempt before the exchange call. False if the decision is already known."""
+        if self._window is not None:  # the next view reads the rows written since (before the write: see complete)
+            self._inserted = True
         try:
             self._db.execute(
                 "INSERT INTO executions (decision_id, action_id, action_type, symbol, client_order_id, timestamp, "
@@ -464,6 +473,8 @@ class Ledger:
         arms: bool, anchor: tuple[int, str] | None = None,
     ) -> None:
         """Record an outcome that made no exchange call (gate failure, NOOP action, ...)."""
+        if record.attempted and self._window is not None:  # a row the window holds (refusals are not attempted)
+            self._inserted = True
         self._after_audit(
             "INSERT OR IGNORE INTO executions (decision_id, action_id, action_type, symbol, client_order_id, timestamp, "
             "status, result, reason_code, attempted, opens, trace_id, input_digest, bundle_digest, constraints_digest, arms_cooldown) "

@@ -639,6 +639,7 @@ def test_a_commit_between_a_views_reads_is_never_half_seen_nor_missed(tmp_path: 
         mine.view_with_refs(None, None, _T + 5000, 10_000)  # the window is kept
         assert mine._window is not None
         mine.complete(_record(0, "k0"), arms=False)  # an own update: the catch-up reads that row back
+        mine.write_ahead(_record(0, "k2", timestamp=_T + 3000, **pending), **wa)  # and an own new row
     plain = {}
 
     def two_commits() -> None:
@@ -660,3 +661,30 @@ def test_a_commit_between_a_views_reads_is_never_half_seen_nor_missed(tmp_path: 
     mine._db = mine._db._db
     mine.close()
     other.close()
+
+
+@pytest.mark.parametrize("write", ["write_ahead", "add_attempted", "add_refusal", "complete", "complete_other", "nothing"])
+def test_each_own_write_shows_in_the_next_view_of_a_kept_window(tmp_path: Path, write: str) -> None:
+    """Every kind of write a ledger makes, between two views of its kept window: the second view is
+    the plain SELECT of the window (a refusal, which the window does not hold, changes nothing)."""
+    ledger = Ledger(tmp_path)
+    wa = dict(client_order_id=None, trace_id="t", input_digest="i", bundle_digest="b", constraints_digest="c")
+    pending = dict(result="FAILED_SAFE", reason_code="OUTCOME_UNKNOWN")
+    ledger.write_ahead(_record(0, "k0", timestamp=_T + 1000, **pending), **wa)
+    ledger.write_ahead(_record(0, "k1", timestamp=_T + 2000, **pending), **wa)
+    ledger.view_with_refs(None, None, _T + 5000, 10_000)
+    assert ledger._window is not None
+    ids = dict(trace_id="t", input_digest="i", bundle_digest="b", constraints_digest="c", arms=False)
+    {
+        "write_ahead": lambda: ledger.write_ahead(_record(0, "new", timestamp=_T + 3000, **pending), **wa),
+        "add_attempted": lambda: ledger.add(_record(0, "new", timestamp=_T + 3000, attempted=True), **ids),
+        "add_refusal": lambda: ledger.add(_record(0, "new", timestamp=_T + 3000, attempted=False, result="REJECTED"), **ids),
+        "complete": lambda: ledger.complete(_record(0, "k1"), arms=False),
+        "complete_other": lambda: ledger.complete(_record(0, "k0", result="FAILED_SAFE", reason_code="EXCHANGE_TIMEOUT"), arms=True),
+        "nothing": lambda: None,
+    }[write]()
+    view, refs = ledger.view_with_refs(None, None, _T + 5000, 10_000)
+    got = [(r.decision_id, r.action_id, r.timestamp, r.result, r.reason_code, r.attempted, r.opens) for r in view.recent]
+    assert (got, refs) == _plain_view(tmp_path / "ledger.sqlite", _T + 5000 - 10_000, _T + 5000)
+    assert ledger._window is not None  # still kept: only this ledger wrote
+    ledger.close()

@@ -8,6 +8,11 @@ lookback window (the default bundle's 1 h) holds the last 61 of them. The figure
 median time of `Ledger.view_with_refs` plus, as each process does once when it opens an executor,
 the search for in-flight rows. "Without" drops the three partial indexes (as a ledger had them
 before issue 6's third landing) in a copy of the same file.
+
+Second part: state views as one process's executions make them, each after a write-ahead row and
+its outcome, with --window calls in the lookback: the window kept between views (this ledger)
+against the window read whole for every view (as before issue 6's fourth landing; forced here by
+dropping the kept window before each view), interleaved.
 """
 
 from __future__ import annotations
@@ -53,13 +58,33 @@ def timed(ledger: Ledger, now: int, runs: int) -> list[float]:
     return out
 
 
+def executions(ledger: Ledger, start: int, step_ms: int, steps: int, *, whole: bool) -> list[float]:
+    """ms per state view, each after one write-ahead row and its outcome ``step_ms`` later."""
+    from engine.models import ExecutionRecord
+
+    out = []
+    for i in range(steps):
+        ts = start + i * step_ms
+        record = ExecutionRecord(decision_id=f"e-{ts}", action_id="a", action_type="ACTION_OPEN_POSITION", symbol="BTCUSDT",
+                                 result="FAILED_SAFE", reason_code="OUTCOME_UNKNOWN", timestamp=ts, attempted=True, opens=True)
+        ledger.write_ahead(record, client_order_id=None, trace_id="t", input_digest="i", bundle_digest="b", constraints_digest="c")
+        ledger.complete(record.model_copy(update={"result": "SUCCESS", "reason_code": "ORDER_FILLED"}), arms=False)
+        if whole:
+            ledger._window = None
+        t0 = time.perf_counter()
+        ledger.view_with_refs(f"e-{ts + step_ms}", "a", ts + step_ms, LOOKBACK_MS)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--window", type=int, default=400, help="calls in the lookback for the second part")
     args = ap.parse_args()
-    if args.rows < 1 or args.runs < 1:
-        ap.error("--rows and --runs must be at least 1")
+    if args.rows < 1 or args.runs < 1 or args.window < 1:
+        ap.error("--rows, --runs and --window must be at least 1")
     with tempfile.TemporaryDirectory(prefix="ep4-ledger-") as tmp:
         with_dir, without_dir = Path(tmp) / "with", Path(tmp) / "without"
         build(with_dir, args.rows)
@@ -80,6 +105,22 @@ def main() -> int:
               f"median of {5 * args.runs} each, interleaved")
         print(f"  without the partial indexes: {wo:.2f} ms")
         print(f"  with them:                   {w:.2f} ms ({wo / w:.0f}x)")
+    with tempfile.TemporaryDirectory(prefix="ep4-ledger-") as tmp:
+        step = LOOKBACK_MS // args.window
+        sides = {"kept": Ledger(Path(tmp) / "kept"), "whole": Ledger(Path(tmp) / "whole")}
+        start = T0
+        for ledger in sides.values():  # fill the lookback first
+            executions(ledger, start, step, args.window, whole=True)
+        start += args.window * step
+        samples = {"kept": [], "whole": []}
+        for i in range(6):  # interleaved rounds
+            for side in ("kept", "whole")[:: 1 if i % 2 == 0 else -1]:
+                samples[side] += executions(sides[side], start, step, args.runs, whole=side == "whole")
+            start += args.runs * step
+        k, wh = statistics.median(samples["kept"]), statistics.median(samples["whole"])
+        print(f"state views after each execution, {args.window} calls in the lookback, median of {6 * args.runs} each, interleaved")
+        print(f"  window read whole every view: {wh:.3f} ms")
+        print(f"  window kept between views:    {k:.3f} ms ({wh / k:.1f}x)")
     return 0
 
 
