@@ -88,25 +88,53 @@ _ANCHOR_SQL = (
 
 
 class _Window:
-    """Every attempted row with ``timestamp >= low``, as (seq, status, record), sorted by (timestamp,
-    seq), as of SQLite's ``data_version`` ``version`` plus this connection's own writes since (rows
-    above ``hi`` inserted, rows in :attr:`Ledger._touched` updated). See :meth:`Ledger._window_rows`."""
+    """Every attempted row with ``timestamp >= low``, sorted by (timestamp, seq), as of SQLite's
+    ``data_version`` ``version`` plus this connection's own writes since (rows above ``hi``
+    inserted, rows in :attr:`Ledger._touched` updated). Four parallel lists: the sort ``keys``, the
+    ``records``, the ``seqs`` and the ``refs`` a state view gives (the seq of a finished row, None
+    for one in flight), so a view is four slices. See :meth:`Ledger._window_rows`."""
 
-    __slots__ = ("version", "low", "hi", "rows", "keys")
+    __slots__ = ("version", "low", "hi", "keys", "records", "seqs", "refs")
 
     def __init__(self, version: int, low: int, hi: int, rows: list[tuple[int, str, ExecutionRecord]]) -> None:
-        self.version, self.low, self.hi, self.rows = version, low, hi, rows
+        self.version, self.low, self.hi = version, low, hi
         self.keys = [(r[2].timestamp, r[0]) for r in rows]
+        self.records = [r[2] for r in rows]
+        self.seqs = [r[0] for r in rows]
+        self.refs = [r[0] if r[1] == "DONE" else None for r in rows]
 
+    def put(self, i: int | None, row: tuple[int, str, ExecutionRecord]) -> None:
+        """Insert ``row`` in order (``i`` None) or replace the row at ``i`` with it."""
+        seq, status, record = row
+        ref = seq if status == "DONE" else None
+        if i is None:
+            i = bisect.bisect(self.keys, (record.timestamp, seq))
+            self.keys.insert(i, (record.timestamp, seq))
+            self.records.insert(i, record)
+            self.seqs.insert(i, seq)
+            self.refs.insert(i, ref)
+        else:
+            self.records[i], self.refs[i] = record, ref
 
-def _index_of(rows: list[tuple[int, str, ExecutionRecord]], key: tuple[str, str]) -> int | None:
-    """Where the row for (decision_id, action_id) is, searched from the newest (a row completed is
-    almost always the one written just before)."""
-    for i in range(len(rows) - 1, -1, -1):
-        record = rows[i][2]
-        if record.decision_id == key[0] and record.action_id == key[1]:
-            return i
-    return None
+    def index_of(self, key: tuple[str, str]) -> int | None:
+        """Where the row for (decision_id, action_id) is, searched from the newest (a row completed
+        is almost always one written just before)."""
+        records = self.records
+        for i in range(len(records) - 1, -1, -1):
+            if records[i].decision_id == key[0] and records[i].action_id == key[1]:
+                return i
+        return None
+
+    def view(self, low: int, high: int) -> tuple[list[ExecutionRecord], list[int | None]]:
+        """(records, refs) with ``low <= timestamp <= high``; rows older than ``low`` are dropped
+        (a view further back than the window reaches reads it whole again)."""
+        start = bisect.bisect_left(self.keys, (low,))
+        if start > 0:
+            for column in (self.keys, self.records, self.seqs, self.refs):
+                del column[:start]
+            self.low = low
+        end = bisect.bisect_left(self.keys, (high + 1,))
+        return self.records[:end], self.refs[:end]
 
 
 class Ledger:
@@ -305,9 +333,7 @@ class Ledger:
                 "SELECT 1 FROM executions WHERE decision_id = ? AND action_id = ?", (decision_id, action_id)
             ).fetchone()
             executed = ((decision_id, action_id),) if hit else ()
-        rows = self._window_rows(now_ms - lookback_ms, now_ms)
-        recent = [record for _, _, record in rows]
-        refs = [seq if status == "DONE" else None for seq, status, _ in rows]
+        recent, refs = self._window_rows(now_ms - lookback_ms, now_ms)
         # newest over the whole ledger, not just up to now: a context older than the ledger's newest
         # call is then visible (the pipeline refuses it) instead of silently skipping temporal gates
         last_exec = db.execute("SELECT MAX(timestamp) FROM executions WHERE attempted = 1").fetchone()[0]
@@ -319,10 +345,11 @@ class Ledger:
     def _data_version(self) -> int:
         return self._db.execute("PRAGMA data_version").fetchone()[0]
 
-    def _window_rows(self, low: int, high: int) -> list[tuple[int, str, ExecutionRecord]]:
-        """(seq, status, record) of the attempted rows with ``low <= timestamp <= high``, ordered by
-        (timestamp, seq): what ``SELECT ... WHERE attempted = 1 AND timestamp BETWEEN low AND high
-        ORDER BY timestamp, seq`` returns, without reading the whole window again for every view.
+    def _window_rows(self, low: int, high: int) -> tuple[list[ExecutionRecord], list[int | None]]:
+        """The records of the attempted rows with ``low <= timestamp <= high``, ordered by
+        (timestamp, seq), with their refs (seq if finished, else None): what ``SELECT ... WHERE
+        attempted = 1 AND timestamp BETWEEN low AND high ORDER BY timestamp, seq`` gives, without
+        reading the whole window again for every view.
 
         The rows from ``low`` on are kept (:class:`_Window`) while SQLite's ``PRAGMA data_version``
         (read before they were) shows that no other connection (another process, another Ledger)
@@ -338,12 +365,12 @@ class Ledger:
         version = self._data_version()
         if w is not None and w.version == version and low >= w.low:
             if not self._touched and not self._inserted:
-                return self._slice(w, low, high)  # nothing written since: the kept rows are the window
+                return w.view(low, high)  # nothing written since: the kept rows are the window
             # data_version again after the catch-up's reads: a commit by another connection during
             # them would leave this view part before it and part after; it is read whole instead
             try:
                 if self._catch_up(w) and self._data_version() == version:
-                    return self._slice(w, low, high)
+                    return w.view(low, high)
             except BaseException:
                 self._window = None  # half caught up: never used again
                 raise
@@ -358,41 +385,31 @@ class Ledger:
         # kept with the version read before these reads: a commit by another connection during them
         # changes data_version, and the next view reads the window whole again
         self._window = w = _Window(version, low, hi, rows)
-        return self._slice(w, low, high)
+        return w.view(low, high)
 
     def _catch_up(self, w: _Window) -> bool:
-        """Apply this connection's own writes since the window was read; False if it must be re-read."""
+        """Apply this connection's own writes since the window was read; False if it must be re-read.
+        New rows first (read as they are now, outcome included), then the updated rows among the
+        older ones (a row completed is usually the one just inserted, already read fresh)."""
         db = self._db
-        if self._touched:
-            for key in self._touched:
-                i = _index_of(w.rows, key)
-                if i is None:
-                    continue  # not in the window (older, or not attempted): nothing the view holds
-                row = db.execute(f"SELECT {self._COLS} FROM executions WHERE seq = ?", (w.rows[i][0],)).fetchone()
-                if row is None or row[5] != w.rows[i][2].timestamp or not row[9]:
-                    return False  # not an update this ledger makes: read the window again
-                w.rows[i] = self._rows_with_seq((row,))[0]
-            self._touched.clear()
+        fresh = w.hi
         if self._inserted:
             new = db.execute(f"SELECT {self._COLS} FROM executions WHERE seq > ? ORDER BY seq", (w.hi,)).fetchall()
             if new:
                 w.hi = new[-1][0]
-                for entry in self._rows_with_seq(row for row in new if row[9] and row[5] >= w.low):
-                    key = (entry[2].timestamp, entry[0])
-                    i = bisect.bisect(w.keys, key)
-                    w.keys.insert(i, key)
-                    w.rows.insert(i, entry)
+                for row in self._rows_with_seq(row for row in new if row[9] and row[5] >= w.low):
+                    w.put(None, row)
             self._inserted = False
+        for key in self._touched:
+            i = w.index_of(key)
+            if i is None or w.seqs[i] > fresh:
+                continue  # not in the window (older, or not attempted), or read above as it is now
+            row = db.execute(f"SELECT {self._COLS} FROM executions WHERE seq = ?", (w.seqs[i],)).fetchone()
+            if row is None or row[5] != w.records[i].timestamp or not row[9]:
+                return False  # not an update this ledger makes: read the window again
+            w.put(i, self._rows_with_seq((row,))[0])
+        self._touched.clear()
         return True
-
-    @staticmethod
-    def _slice(w: _Window, low: int, high: int) -> list[tuple[int, str, ExecutionRecord]]:
-        start = bisect.bisect_left(w.keys, (low,))
-        end = bisect.bisect_left(w.keys, (high + 1,))
-        if start > 0:  # older than any later view asks for (a view further back reads them again)
-            del w.keys[:start], w.rows[:start]
-            w.low, end, start = low, end - start, 0
-        return w.rows[start:end]
 
     def rejection_rate(self, now_ms: int, window_ms: int) -> str:
         """Share of exchange calls in the window that the exchange refused, as exact decimal text."""

@@ -688,3 +688,17 @@ def test_each_own_write_shows_in_the_next_view_of_a_kept_window(tmp_path: Path, 
     assert (got, refs) == _plain_view(tmp_path / "ledger.sqlite", _T + 5000 - 10_000, _T + 5000)
     assert ledger._window is not None  # still kept: only this ledger wrote
     ledger.close()
+
+
+def test_a_view_further_back_than_the_kept_window_reads_it_whole(tmp_path: Path) -> None:
+    """A view drops the kept rows older than it asks for; a later view reaching back past them
+    reads the window whole again, never a kept window missing them."""
+    ledger = Ledger(tmp_path)
+    wa = dict(client_order_id=None, trace_id="t", input_digest="i", bundle_digest="b", constraints_digest="c")
+    for i in range(1, 6):
+        ledger.write_ahead(_record(0, f"k{i}", timestamp=_T + i * 1000, result="FAILED_SAFE", reason_code="OUTCOME_UNKNOWN"), **wa)
+    for now, lookback in ((_T + 6000, 6000), (_T + 6000, 1500), (_T + 6000, 6000), (_T + 7000, 3000), (_T + 5000, 4000)):
+        view, refs = ledger.view_with_refs(None, None, now, lookback)
+        got = [(r.decision_id, r.action_id, r.timestamp, r.result, r.reason_code, r.attempted, r.opens) for r in view.recent]
+        assert (got, refs) == _plain_view(tmp_path / "ledger.sqlite", now - lookback, now), (now, lookback)
+    ledger.close()
