@@ -394,10 +394,11 @@ class Ledger:
         db = self._db
         fresh = w.hi
         if self._inserted:
-            new = db.execute(f"SELECT {self._COLS} FROM executions WHERE seq > ? ORDER BY seq", (w.hi,)).fetchall()
+            # attempted rows only (refusals in between are passed over inside SQLite)
+            new = db.execute(f"SELECT {self._COLS} FROM executions WHERE seq > ? AND attempted = 1 ORDER BY seq", (w.hi,)).fetchall()
             if new:
                 w.hi = new[-1][0]
-                for row in self._rows_with_seq(row for row in new if row[9] and row[5] >= w.low):
+                for row in self._rows_with_seq(row for row in new if row[5] >= w.low):
                     w.put(None, row)
             self._inserted = False
         for key in self._touched:
