@@ -170,7 +170,7 @@ def test_one_paper_exchange_per_state_dir_at_a_time(tmp_path: Path) -> None:
     decision.write_text(json.dumps({"decision_id": "cli-1", "decision_code": "AUTHORIZED_ACTION", "action": {
         "type": "ACTION_OPEN_POSITION", "action_id": "a", "symbol": "BTCUSDT", "side": "LONG", "quantity": "0.001",
         "order_type": "MARKET", "reduce_only": False}}))
-    with paper_lock(state):  # this test is the process using the paper exchange
+    with paper_lock(state):  # this test is the process using the paper exchange (its pid in the lock file)
         paper = open_shipped_paper(state, mark_prices={}, clock=lambda: int(time.time() * 1000))
         other = subprocess.Popen([sys.executable, "-m", "engine.cli", "execute", str(decision), "--exchange", "paper", "--state-dir", str(state)],
                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -185,7 +185,7 @@ def test_one_paper_exchange_per_state_dir_at_a_time(tmp_path: Path) -> None:
         save_paper(paper, state)
     out, err = other.communicate(timeout=120)
     assert other.returncode == 0, waiting + err
-    assert "waiting for the paper exchange" in waiting and "ep4 paper serve" in waiting, waiting
+    assert "ep4: waiting" in waiting and f"pid {os.getpid()}" in waiting and "ep4 paper serve" in waiting, waiting
     assert json.loads(out)["result"] == "SUCCESS", out
     orders = json.loads((state / "paper-exchange.json").read_text())["account"]["orders"]
     assert sorted(o["client_order_id"] for o in orders) == sorted(["mine", json.loads(out)["order"]["params"]["newClientOrderId"]]), orders
@@ -213,3 +213,22 @@ def test_the_embedded_paper_exchange_keeps_an_acknowledged_order_if_the_process_
         assert [o["client_order_id"] for o in orders] == ["acked"]
     finally:
         venue._stack.close()  # the lock only (close() would save again)
+
+
+def test_a_paper_exchange_kept_too_long_by_another_process_is_a_clear_error(tmp_path: Path) -> None:
+    """Waiting for another process's paper exchange is bounded: past the bound, the error names the
+    holder (pid and command) and how to share one paper exchange; `ep4 paper serve` on a directory
+    whose paper exchange is in use refuses at once (exit 2) instead of serving a second copy."""
+    import pytest
+
+    from exchange.paper.embedded import PaperBusy, paper_lock
+
+    with paper_lock(tmp_path):
+        with pytest.raises(PaperBusy, match=rf"in use by another process \(pid {os.getpid()}: .*\) after 0.2 s"):
+            with paper_lock(tmp_path, timeout_s=0.2):
+                pass
+        proc = subprocess.run([sys.executable, "-m", "engine.cli", "paper", "serve", "--port", "1", "--state-dir", str(tmp_path)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2 and "in use by another process" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    with paper_lock(tmp_path, timeout_s=0.2):  # released: taken at once
+        pass

@@ -514,15 +514,17 @@ def cmd_paper_serve(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
     from exchange import serve
-    from exchange.paper.embedded import PAPER_API_KEY, paper_lock, save_paper
+    from exchange.paper.embedded import PAPER_API_KEY, PaperBusy, paper_lock, save_paper
 
     from .inputs import open_shipped_paper
 
     state_dir = Path(args.state_dir) if args.state_dir else None
     with ExitStack() as stack:
         if state_dir is not None:  # the server is the one process using this state directory's paper exchange
-            stack.enter_context(paper_lock(state_dir, on_wait=lambda: print(
-                f"ep4: waiting for the paper exchange in {state_dir}: another ep4 process is using it", file=sys.stderr, flush=True)))
+            try:
+                stack.enter_context(paper_lock(state_dir, timeout_s=0))
+            except PaperBusy as exc:
+                raise UsageError(f"{exc}: a second server on it would lose one's orders; stop that process first") from None
         paper = open_shipped_paper(
             state_dir, mark_prices=dict(m.split("=", 1) for m in args.mark), clock=lambda: int(time.time() * 1000)
         )

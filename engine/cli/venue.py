@@ -22,7 +22,7 @@ from exchange import (
     fetch_context,
     fetch_server_time,
 )
-from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL, paper_lock, save_paper
+from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL, PaperBusy, paper_lock, save_paper
 
 from ..bundle import Bundle
 from ..constraints import ConstraintsError, ConstraintsSnapshot, build_constraints
@@ -84,10 +84,14 @@ class Venue:
         self._stack.close()
 
 
-def _waiting_for_paper(state_dir: Path) -> None:
-    print(f"ep4: waiting for the paper exchange in {state_dir}: another ep4 process is using it "
-          "(to share one paper exchange between processes, run `ep4 paper serve` and pass its --base-url)",
-          file=sys.stderr, flush=True)
+# how long a process waits for another one's embedded paper exchange (a CLI run holds it for its run)
+PAPER_WAIT_S = 120.0
+_SHARE_PAPER = "To share one paper exchange between processes, run `ep4 paper serve` and pass its URL as --base-url"
+
+
+def _waiting_for_paper(state_dir: Path, holder: str) -> None:
+    print(f"ep4: waiting (at most {PAPER_WAIT_S:g} s) for the paper exchange in {state_dir}, in use by another process "
+          f"({holder}). {_SHARE_PAPER}", file=sys.stderr, flush=True)
 
 
 def open_venue(mode: str, *, bundle: Bundle, state_dir: Path, base_url: str | None, follow_context: bool) -> Venue:
@@ -113,13 +117,17 @@ def _open_venue(mode: str, *, bundle: Bundle, state_dir: Path, base_url: str | N
             return Venue(mode, BinanceClient(base_url, credentials, **timeouts))
         stack = ExitStack()
         try:  # one process at a time loads, uses and saves the paper exchange of a state directory
-            stack.enter_context(paper_lock(state_dir, on_wait=lambda: _waiting_for_paper(state_dir)))
+            stack.enter_context(paper_lock(state_dir, on_wait=lambda holder: _waiting_for_paper(state_dir, holder),
+                                           timeout_s=PAPER_WAIT_S))
             paper = open_shipped_paper(
                 state_dir,
                 mark_prices={},
                 # with a host context, the paper clock is the context's timestamp; otherwise the wall clock
                 clock=None if follow_context else (lambda: int(time.time() * 1000)),
             )
+        except PaperBusy as exc:
+            stack.close()
+            raise InputError(f"{exc}; nothing was sent. {_SHARE_PAPER}") from None
         except BaseException:
             stack.close()
             raise

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
@@ -18,7 +20,7 @@ from typing import Any
 from exchange.paper.auth import ApiCredential
 from exchange.paper.core import PaperExchange
 
-__all__ = ["PAPER_API_KEY", "PAPER_API_SECRET", "PAPER_BASE_URL", "PAPER_LOCK_FILE", "PAPER_STATE_FILE", "open_paper", "paper_lock", "save_paper"]
+__all__ = ["PAPER_API_KEY", "PAPER_API_SECRET", "PAPER_BASE_URL", "PAPER_LOCK_FILE", "PAPER_STATE_FILE", "PaperBusy", "open_paper", "paper_lock", "save_paper"]
 
 PAPER_API_KEY = "ep4-paper-key"
 PAPER_API_SECRET = "ep4-paper-secret-not-a-real-key"
@@ -73,26 +75,58 @@ def _first_price(exchange_info: Mapping[str, Any], symbol: str) -> str:
     return "1"
 
 
+class PaperBusy(TimeoutError):
+    """Another process kept the paper exchange of a state directory for longer than the wait allowed."""
+
+
 @contextmanager
-def paper_lock(state_dir: str | os.PathLike[str], *, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+def paper_lock(
+    state_dir: str | os.PathLike[str], *, on_wait: Callable[[str], None] | None = None, timeout_s: float | None = None,
+) -> Iterator[None]:
     """Exclusive, across processes, on the paper exchange kept in ``state_dir``: held from loading
     its state to saving it. Each process works on its own copy of the file and writes it back
     whole, so two at once would lose one's orders and fills (the ledger and audit log holding
-    calls the paper account never saw). ``on_wait`` is told once if another process holds it; the
-    caller then waits until it is released (when that process ends, normally or not)."""
+    calls the paper account never saw).
+
+    If another process holds it, ``on_wait`` is told once who (its pid and command, which the
+    holder writes into the lock file), and the caller waits until it is released (when that process
+    ends, normally or not), at most ``timeout_s`` seconds if given: then :class:`PaperBusy`."""
     directory = Path(state_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / PAPER_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    path = directory / PAPER_LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _holder(path)
             if on_wait is not None:
-                on_wait()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+                on_wait(holder)
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:  # type: ignore[operator]
+                        waited = f" after {timeout_s:g} s" if timeout_s else ""
+                        raise PaperBusy(f"the paper exchange in {directory} is in use by another process ({holder}){waited}") from None
+                    time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        # who holds it, for a waiting process's message: the pid and the command's name (no arguments)
+        command = " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:2]]).strip() if sys.argv else ""
+        os.pwrite(fd, f"pid {os.getpid()}: {command or 'python'}".encode("utf-8", "replace")[:256], 0)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        text = ""
+    return text or "pid unknown"
 
 
 def save_paper(paper: PaperExchange, state_dir: str | os.PathLike[str]) -> Path:
