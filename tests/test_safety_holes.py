@@ -645,6 +645,31 @@ def test_kill_switch_halt_reduce_only_resume(tmp_path: Path, capsys) -> None:
     assert main(["replay", str(tmp_path / "s" / "audit.jsonl")]) == 0
 
 
+def test_halt_waits_for_a_decision_reading_its_state_and_applies_to_every_later_one(tmp_path: Path) -> None:
+    """`ep4 halt` changes the trading state under the state lock, as a decision reads its state
+    view. A decision that read ACTIVE first finishes its gates and write-ahead row before halt
+    returns, and no decision reads ACTIVE after it. Before, halt wrote the state at once, and a
+    process that had read ACTIVE could write ahead and send after halt had returned."""
+    import subprocess
+    import sys
+    import time
+
+    from engine.ledger import Ledger
+
+    state = tmp_path / "state"
+    ledger = Ledger(state)
+    with ledger.state_lock():  # a decision between its state view and its write-ahead row
+        halt = subprocess.Popen([sys.executable, "-m", "engine.cli", "halt", "--state-dir", str(state), "--reason", "incident"],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert halt.poll() is None, halt.communicate()  # still waiting for the decision
+        assert ledger.trading_state()["state"] == "ACTIVE"
+    out, err = halt.communicate(timeout=60)
+    assert halt.returncode == 0, err
+    assert ledger.trading_state()["state"] == "HALTED"
+    ledger.close()
+
+
 def test_an_unreadable_trading_state_counts_as_halted(tmp_path: Path) -> None:
     from engine.ledger import Ledger
 

@@ -436,17 +436,21 @@ def cmd_trading_state(args: argparse.Namespace) -> int:
     ledger = Ledger(state_dir)
     try:
         audit = AuditLog(Path(args.audit) if args.audit else state_dir / "audit.jsonl", ledger)
-        before = ledger.trading_state()
-        now_ms = int(time.time() * 1000)
         try:
             by = os.environ.get("EP4_OPERATOR") or getpass.getuser()
         except (KeyError, OSError):
             by = "unknown"
         reason = args.reason or f"ep4 {args.command}"
-        audit.append({
-            "kind": "trading_state", "from": before["state"], "to": args.target, "reason": reason, "by": by, "timestamp": now_ms,
-        })
-        ledger.set_trading_state(args.target, reason=reason, by=by, at_ms=now_ms)
+        # under the state lock, as a decision reads its state view: once this returns, every decision
+        # that read the old state has written its write-ahead row or refusal, and every later one
+        # reads the new state (no call is started on an ACTIVE read after `ep4 halt` returned)
+        with ledger.state_lock():
+            before = ledger.trading_state()
+            now_ms = int(time.time() * 1000)
+            audit.append({
+                "kind": "trading_state", "from": before["state"], "to": args.target, "reason": reason, "by": by, "timestamp": now_ms,
+            })
+            ledger.set_trading_state(args.target, reason=reason, by=by, at_ms=now_ms)
     finally:
         ledger.close()
     meaning = {"ACTIVE": "every action is evaluated as usual", "REDUCING": "only cancels, closes and decreases go through",
