@@ -90,17 +90,16 @@ _ANCHOR_SQL = (
 class _Window:
     """Every attempted row with ``timestamp >= low``, sorted by (timestamp, seq), as of SQLite's
     ``data_version`` ``version`` plus this connection's own writes since (rows above ``hi``
-    inserted, rows in :attr:`Ledger._touched` updated). Four parallel lists: the sort ``keys``, the
-    ``records``, the ``seqs`` and the ``refs`` a state view gives (the seq of a finished row, None
-    for one in flight), so a view is four slices. See :meth:`Ledger._window_rows`."""
+    inserted, rows in :attr:`Ledger._touched` updated). Three parallel lists: the sort ``keys``
+    (timestamp, seq), the ``records`` and the ``refs`` a state view gives (the seq of a finished
+    row, None for one in flight), so a view is slices. See :meth:`Ledger._window_rows`."""
 
-    __slots__ = ("version", "low", "hi", "keys", "records", "seqs", "refs")
+    __slots__ = ("version", "low", "hi", "keys", "records", "refs")
 
     def __init__(self, version: int, low: int, hi: int, rows: list[tuple[int, str, ExecutionRecord]]) -> None:
         self.version, self.low, self.hi = version, low, hi
         self.keys = [(r[2].timestamp, r[0]) for r in rows]
         self.records = [r[2] for r in rows]
-        self.seqs = [r[0] for r in rows]
         self.refs = [r[0] if r[1] == "DONE" else None for r in rows]
 
     def put(self, i: int | None, row: tuple[int, str, ExecutionRecord]) -> None:
@@ -111,7 +110,6 @@ class _Window:
             i = bisect.bisect(self.keys, (record.timestamp, seq))
             self.keys.insert(i, (record.timestamp, seq))
             self.records.insert(i, record)
-            self.seqs.insert(i, seq)
             self.refs.insert(i, ref)
         else:
             self.records[i], self.refs[i] = record, ref
@@ -130,7 +128,7 @@ class _Window:
         (a view further back than the window reaches reads it whole again)."""
         start = bisect.bisect_left(self.keys, (low,))
         if start > 0:
-            for column in (self.keys, self.records, self.seqs, self.refs):
+            for column in (self.keys, self.records, self.refs):
                 del column[:start]
             self.low = low
         end = bisect.bisect_left(self.keys, (high + 1,))
@@ -403,9 +401,9 @@ class Ledger:
             self._inserted = False
         for key in self._touched:
             i = w.index_of(key)
-            if i is None or w.seqs[i] > fresh:
+            if i is None or w.keys[i][1] > fresh:
                 continue  # not in the window (older, or not attempted), or read above as it is now
-            row = db.execute(f"SELECT {self._COLS} FROM executions WHERE seq = ?", (w.seqs[i],)).fetchone()
+            row = db.execute(f"SELECT {self._COLS} FROM executions WHERE seq = ?", (w.keys[i][1],)).fetchone()
             if row is None or row[5] != w.records[i].timestamp or not row[9]:
                 return False  # not an update this ledger makes: read the window again
             w.put(i, self._rows_with_seq((row,))[0])
