@@ -91,7 +91,7 @@ def audit_record(
         "input": _input_value(text, context),
         "reply": reply.model_dump(mode="json") if reply is not None else None,
         "sent_timestamp": sent_timestamp,  # the signed request's timestamp (replay signs nothing, but checks with it)
-        "result": _result_value(result, pieces),
+        "result": _result_value(result, trace),
     }
 
 
@@ -121,12 +121,11 @@ def _input_value(text: str, context: ExecutionContext) -> SerialisedDict:
     return value
 
 
-def _result_value(result: ExecutionResult, pieces: list[tuple[dict[str, Any], str]]) -> SerialisedDict:
+def _result_value(result: ExecutionResult, trace: SerialisedList) -> SerialisedDict:
     """``result.model_dump(mode="json")`` with its canonical text: the fields but the trace dumped and
-    serialised here, the trace from its kept pieces; the items in key order, joined, which is what
-    canonical_json of the whole dump writes."""
+    serialised here, the trace the record's own (:func:`_trace_value`, built once per record); the
+    items in key order, joined, which is what canonical_json of the whole dump writes."""
     dumped = result.model_dump(mode="json", exclude={"gate_trace"})
-    trace = _trace_value(pieces)
     parts = {k: json_piece(k) + ":" + json_piece(v) for k, v in dumped.items()}
     parts["gate_trace"] = '"gate_trace":' + trace.text
     value = SerialisedDict((k, trace if k == "gate_trace" else dumped[k]) for k in type(result).model_fields if k in parts)
