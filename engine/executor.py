@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from .audit import AuditError, AuditLog, SerialisedDict, SerialisedList
-from .authorization_gate import read_decision
+from .authorization_gate import RawDecision, read_decision
 from .intent import Intent
 from .ledger import Ledger, LedgerError
 from .models import ExecutionContext, ExecutionRecord, ExecutionResult, StateView
@@ -157,9 +157,8 @@ class Executor:
 
         self.recovered = recover_in_flight(self.ledger, self.audit)
 
-    def state_view(self, raw: str, context: ExecutionContext) -> tuple[StateView, list[int | None]]:
+    def state_view(self, ids: RawDecision, context: ExecutionContext) -> tuple[StateView, list[int | None]]:
         """The state view (with the operator's trading state) and its rows' ledger seqs."""
-        ids = read_decision(raw)
         view, refs = self.ledger.view_with_refs(ids.decision_id, ids.action_id, context.timestamp, self.config.bundle.lookback_ms)
         return view.model_copy(update={"trading_state": self.ledger.trading_state()["state"]}), refs
 
@@ -171,8 +170,9 @@ class Executor:
         with ExitStack() as calling:  # the in-flight lock, once taken: until the call's outcome is written
             with self.ledger.state_lock():
                 self.audit.check_before_sending(self.ledger.audit_anchor())
-                state, refs = self.state_view(text, context)
-                ev = evaluate(text, context, self.config, state)
+                read = read_decision(text)  # parsed once: its ids for the state view, the whole for Rules 1-4
+                state, refs = self.state_view(read, context)
+                ev = evaluate(read, context, self.config, state)
                 if ev.result is not None:  # decided by Rules 1-4 (or a duplicate / no-op): nothing is sent
                     record = execution_record(ev, ev.result, attempted=False)
                     full = self.audit.append(audit_record("execution", ev.result, text=text, context=context, state=state, refs=refs), anchor=False)

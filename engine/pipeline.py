@@ -182,12 +182,14 @@ construct_result = _result_builder()
 
 
 def evaluate(
-    raw_decision: str | bytes | dict[str, Any],
+    raw_decision: str | bytes | dict[str, Any] | RawDecision,
     context: ExecutionContext,
     config: Config,
     state: StateView = StateView(),
 ) -> Evaluation:
-    """Spec §4 Rules 1-4 (and §6.2 duplicate detection). Never raises on bad decision input."""
+    """Spec §4 Rules 1-4 (and §6.2 duplicate detection). Never raises on bad decision input.
+    ``raw_decision`` may be the :class:`RawDecision` the caller already read (the executor reads the
+    ids for its state view first)."""
     raw = read_decision(raw_decision)
     input_digest, trace_id = _digests(raw, context, state, config)
     header: dict[str, Any] = {
