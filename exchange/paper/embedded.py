@@ -102,16 +102,19 @@ def paper_lock(
             holder = _holder(path)
             if on_wait is not None:
                 on_wait(holder)
-            deadline = None if timeout_s is None else time.monotonic() + timeout_s
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:  # type: ignore[operator]
-                        waited = f" after {timeout_s:g} s" if timeout_s else ""
-                        raise PaperBusy(f"the paper exchange in {directory} is in use by another process ({holder}){waited}") from None
-                    time.sleep(0.05)
+            if timeout_s is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                deadline = time.monotonic() + timeout_s
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            waited = f" after {timeout_s:g} s" if timeout_s else ""
+                            raise PaperBusy(f"the paper exchange in {directory} is in use by another process ({holder}){waited}") from None
+                        time.sleep(0.05)
         os.ftruncate(fd, 0)
         # who holds it, for a waiting process's message: the pid and the command's name (no arguments)
         command = " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:2]]).strip() if sys.argv else ""
