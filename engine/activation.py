@@ -159,11 +159,10 @@ def build_activation(
     # what does not change between decisions on this context (its snapshot, the bundle's params for
     # the symbol and settings, the symbol's constraints and lot filter) is assembled once per
     # (bundle, constraints, symbol, order type, roots) and kept with the context; it holds the bundle
-    # and the constraints it was built from, so their ids name them for as long as it is kept
+    # and the constraints it was built from, so their ids name them for as long as it is kept (an id
+    # cannot be reused by another object while the object it names is alive)
     key = ("activation", id(bundle), id(constraints), symbol, lot_for, names)
     made = memo(context, key, lambda: (bundle, constraints, _fixed(names, context, bundle, constraints, symbol, lot_for)))
-    if made[0] is not bundle or made[1] is not constraints:  # pragma: no cover - ids held alive above
-        made = (bundle, constraints, _fixed(names, context, bundle, constraints, symbol, lot_for))
     out = made[2].copy()
     if "intent" in names:
         out["intent"] = _Map({attr: to_cel(value) for attr, value in intent.__dict__.items()})
