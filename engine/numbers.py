@@ -224,9 +224,24 @@ class _DecimalJSON(str):
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
 
 
+# The C encoder _CANONICAL.encode builds for every call (json.encoder.JSONEncoder.iterencode),
+# made once. It is made without the circular-reference table: that table is the only state an
+# encoder keeps between calls, and an exception in the middle of a value would leave it dirty. A
+# value that recurses too deeply (circular, or nested beyond the recursion limit) is encoded again
+# by _CANONICAL itself, which raises what it always raised; every other value gives the same text
+# or the same exception as _CANONICAL.encode (tests/test_numbers_and_cel.py compares them).
+_C_CANONICAL = None if json.encoder.c_make_encoder is None else json.encoder.c_make_encoder(
+    None, _default, json.encoder.encode_basestring, None, ":", ",", True, False, True)
+
+
 def canonical_json(value: Any) -> str:
     """Deterministic JSON: sorted keys, no spaces, decimals as exact strings, UTF-8 kept."""
-    return _CANONICAL.encode(value)
+    if _C_CANONICAL is None:  # pragma: no cover - a Python built without the C json module
+        return _CANONICAL.encode(value)
+    try:
+        return "".join(_C_CANONICAL(value, 0))
+    except RecursionError:
+        return _CANONICAL.encode(value)
 
 
 _encode_string = json.encoder.encode_basestring  # what _CANONICAL writes a str with (ensure_ascii=False)

@@ -51,7 +51,8 @@ def _code(err: dict[str, Any]) -> str:
 def schema_validation(data: dict[str, Any], context: ExecutionContext) -> PolicyDecision | SchemaFailure:
     """Rule 2: validate against the §3.2 schema, then the cross-input combination (symbol)."""
     try:
-        decision = PolicyDecision.model_validate(data)
+        # PolicyDecision.model_validate(data), without its keyword handling: the model's own validator
+        decision = PolicyDecision.__pydantic_validator__.validate_python(data)
     except ValidationError as exc:
         raw = exc.errors(include_url=False)
         errors = tuple(

@@ -108,3 +108,60 @@ def test_cached_parser_tables_parse_like_a_fresh_build(tmp_path, monkeypatch) ->
         assert cached.parse(text) == fresh.parse(text) == first.parse(text)
     (next(tmp_path.glob("cel-parser-*.lark"))).write_bytes(b"garbage")
     assert cel_parser().parse("a > 1") == fresh.parse("a > 1")  # a damaged cache is rebuilt, not trusted
+
+
+# --- canonical_json: the encoder made once writes what the per-call encoder wrote ---
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _encoded(f, value):
+    try:
+        return ("ok", f(value))
+    except Exception as exc:  # noqa: BLE001 - the kind and text are what is compared
+        return ("error", type(exc).__name__, str(exc))
+
+
+_leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=8),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.decimals(allow_nan=False, allow_infinity=False, places=None),
+    st.frozensets(st.integers(0, 9), max_size=3), st.builds(object),
+)
+_values = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.tuples(inner, inner),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.integers(0, 3), st.booleans(), st.none(), st.floats(0, 1),
+                                  st.decimals(0, 1, places=1), st.tuples(st.integers(0, 1))), inner, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_values)
+def test_canonical_json_writes_what_the_per_call_encoder_wrote(value) -> None:
+    """Same text or same exception (mixed key types, objects it cannot write, non-finite floats)."""
+    from engine.numbers import _CANONICAL, canonical_json
+
+    assert _encoded(canonical_json, value) == _encoded(_CANONICAL.encode, value)
+
+
+def test_canonical_json_refuses_circular_and_too_deep_values_as_before() -> None:
+    from engine.numbers import _CANONICAL, canonical_json
+
+    loop: list = [1]
+    loop.append(loop)
+    ring: dict = {"a": 1}
+    ring["self"] = {"back": ring}
+    deep: list = []
+    node = deep
+    for _ in range(100_000):
+        node.append([])
+        node = node[0]
+    for value in (loop, ring, deep):
+        first = _encoded(canonical_json, value)
+        assert first[0] == "error" and first == _encoded(_CANONICAL.encode, value)
+    assert canonical_json({"b": [Decimal("1E-5"), 2], "a": "é"}) == '{"a":"é","b":["0.00001",2]}'  # still clean after errors
