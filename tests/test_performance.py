@@ -165,6 +165,47 @@ def test_new_intent_is_the_dataclass() -> None:
         _new_intent(kind="ORDER", action_type="x", symbol=None, colour="red")
 
 
+def test_raw_decisions_evaluations_and_intent_values_built_fast_are_the_plain_ones() -> None:
+    """On every corpus case: an accepted RawDecision, an Evaluation and the intent's CEL values, each
+    as the dataclass (or to_cel) builds it; and the intent's odd values go through to_cel."""
+    from dataclasses import fields as dataclass_fields
+
+    from engine.activation import intent_cel
+    from engine.authorization_gate import RawDecision, _accepted, read_decision
+    from engine.cel.values import _Map
+    from engine.pipeline import Evaluation, _evaluation
+
+    def same(fast, plain) -> None:
+        assert type(fast) is type(plain) and fast == plain and repr(fast) == repr(plain)
+        assert list(fast.__dict__.items()) == list(plain.__dict__.items())
+
+    intents = 0
+    for _, (raw, _context, _config, _state), ev in _corpus_evaluations():
+        read = read_decision(raw)
+        if read.problem is None and read.unauthorized is None:
+            same(_accepted(read.data, read.decision_id, read.action_id), RawDecision(read.data, read.decision_id, read.action_id))
+        values = [getattr(ev, f.name) for f in dataclass_fields(Evaluation)]
+        same(_evaluation(*values), Evaluation(*values))
+        if ev.intent is not None:
+            intents += 1
+            fast, plain = intent_cel(ev.intent), _Map({k: to_cel(v) for k, v in ev.intent.__dict__.items()})
+            assert list(fast) == list(plain) and fast == plain
+            assert all(type(fast[k]) is type(plain[k]) for k in fast)
+    assert intents > 100
+
+    class Text(str):
+        pass
+
+    odd = _new_intent(kind=Text("ORDER"), action_type="", symbol=None, quantity=Decimal("-0"), price=Decimal("1E+2"))
+    fast, plain = intent_cel(odd), _Map({k: to_cel(v) for k, v in odd.__dict__.items()})
+    assert list(fast.items()) == list(plain.items()) and all(type(fast[k]) is type(plain[k]) for k in fast)
+    for bad in (Decimal("NaN"), Decimal("Infinity"), 1.5):
+        with pytest.raises(TypeError):
+            intent_cel(_new_intent(kind="ORDER", action_type="x", symbol=None, quantity=bad))
+        with pytest.raises(TypeError):
+            to_cel(bad)
+
+
 def test_a_gate_chain_hands_over_to_the_loop_at_the_first_gate_that_is_not_a_plain_pass() -> None:
     """Pass, error value, refusal, a fast path that raises, a shadow gate: the chain and the loop give
     the same trace and failure for every order of them."""
