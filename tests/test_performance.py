@@ -21,6 +21,7 @@ from celpy import celtypes
 from engine.audit import AuditError, AuditLog, chained_record_text, record_hash
 from engine.bundle import load_bundle
 from engine.cel import CelEvaluationError, FieldSpec, compile_expression, to_cel
+from engine.cel import functions
 from engine.cel.functions import _recent_count
 from engine.executor import state_record
 from engine.intent import Intent, _new_intent
@@ -388,8 +389,33 @@ def test_state_recent_starts_counting_after_since_ms(rows, since_ms, match, odd_
         cel_match = to_cel(match)
         if odd_key:  # a key that is not a string: the reference's MapType.get refuses it
             cel_match = celtypes.MapType({**cel_match, celtypes.IntType(1): celtypes.BoolType(True)})
-        assert _outcome(_recent_count, value, since_ms, cel_match) == _outcome(_reference_recent_count, plain, since_ms, cel_match)
+        expected = _outcome(_reference_recent_count, plain, since_ms, cel_match)
+        for from_records in (functions._COUNT_IN_C_FROM, 0):  # the loop, and the counter in C on any window
+            kept, functions._COUNT_IN_C_FROM = functions._COUNT_IN_C_FROM, from_records
+            try:
+                assert _outcome(_recent_count, value, since_ms, cel_match) == expected
+            finally:
+                functions._COUNT_IN_C_FROM = kept
         assert getattr(value + _List([]), "ascending", None) is None
+
+
+def test_the_counter_in_c_leaves_a_state_recent_it_was_not_built_for_to_the_loop() -> None:
+    """A ``state.recent`` whose elements are not all ep4's record maps (a plain CEL map, a number)
+    is counted, or refused, exactly as the loop does."""
+    from engine.cel.values import _RecentList
+
+    record = to_cel({"timestamp": 5, "attempted": True, "symbol": "BTCUSDT"})
+    match = to_cel({"attempted": True, "symbol": "BTCUSDT"})
+    kept, functions._COUNT_IN_C_FROM = functions._COUNT_IN_C_FROM, 0
+    try:
+        for odd in (celtypes.MapType({"timestamp": Decimal(6), "attempted": celtypes.BoolType(True), "symbol": celtypes.StringType("BTCUSDT")}),
+                    Decimal(6), to_cel([1])):
+            value = _RecentList([record, odd])
+            value.ascending = [5, 6]
+            expected = _outcome(_reference_recent_count, list(value), Decimal(1), match)
+            assert _outcome(_recent_count, value, Decimal(1), match) == expected
+    finally:
+        functions._COUNT_IN_C_FROM = kept
 
 
 # --- the ledger: what a decision reads costs its lookback window, not the whole ledger ---

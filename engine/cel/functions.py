@@ -130,10 +130,14 @@ def _recent_count(records: Any, since_ms: Any, match: Any) -> Decimal:
     if ascending is not None and len(ascending) == len(records):
         # the activation's state.recent, oldest first: the records at or before since_ms are the
         # ones the loop below would skip on their timestamp alone; start after them
-        records = list(itertools.islice(records, bisect.bisect_right(ascending, since_ms), None))
-        counted = _count_plain(records, plain)
-        if counted is not None:
-            return Decimal(counted)
+        start = bisect.bisect_right(ascending, since_ms)
+        if len(records) - start >= _COUNT_IN_C_FROM:
+            records = list(itertools.islice(records, start, None))
+            counted = _count_plain(records, plain)
+            if counted is not None:
+                return Decimal(counted)
+        else:
+            records = itertools.islice(records, start, None)
     for r in records:
         if type(r) is _Map:
             ts = _dict_get(r, _TIMESTAMP, _ABSENT)
@@ -149,6 +153,11 @@ def _recent_count(records: Any, since_ms: Any, match: Any) -> Decimal:
         elif r[_TIMESTAMP] > since_ms and all(r.get(k) == v for k, v in wanted):
             n += 1
     return Decimal(n)
+
+
+# below this many records in the window the loop is quicker than setting up the columns (measured:
+# 1 record 2.3 vs 7 us, 30 records even, 220 records 90 vs 65 us)
+_COUNT_IN_C_FROM = 32
 
 
 def _count_plain(records: list[Any], plain: list[tuple[Any, Any, Any]]) -> int | None:
