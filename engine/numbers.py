@@ -57,6 +57,8 @@ def parse_decimal(value: Any) -> Decimal:
     Accepted: ``Decimal`` (finite), ``int`` (not ``bool``) and decimal strings such as ``"0.010"``.
     Refused: floats (already inexact), booleans, NaN, infinities, empty or padded strings.
     """
+    if type(value) is str:  # the common case (a decimal string from JSON), before the type walk below
+        return _decimal_from_text(value)
     if isinstance(value, bool):
         raise DecimalParseError("a boolean is not a number")
     if isinstance(value, Decimal):
@@ -70,11 +72,15 @@ def parse_decimal(value: Any) -> Decimal:
             "binary floats are not exact; pass the number as JSON text or a decimal string"
         )
     if isinstance(value, str):
-        if len(value) > _MAX_TEXT or not _DECIMAL_TEXT.fullmatch(value):
-            shown = value if len(value) <= 40 else value[:40] + "…"
-            raise DecimalParseError(f"{shown!r} is not a decimal number (ASCII digits, optional sign, point and exponent)")
-        return _bounded(Decimal(value), len(value))
+        return _decimal_from_text(value)
     raise DecimalParseError(f"expected a decimal number, got {type(value).__name__}")
+
+
+def _decimal_from_text(value: str) -> Decimal:
+    if len(value) > _MAX_TEXT or not _DECIMAL_TEXT.fullmatch(value):
+        shown = value if len(value) <= 40 else value[:40] + "…"
+        raise DecimalParseError(f"{shown!r} is not a decimal number (ASCII digits, optional sign, point and exponent)")
+    return _bounded(Decimal(value), len(value))
 
 
 def _bounded(value: Decimal, text_length: int = 0) -> Decimal:
@@ -159,7 +165,8 @@ def loads(text: str | bytes) -> Any:
     if isinstance(text, (bytes, bytearray)):
         text = text.decode("utf-8")
     value = _DECODER.decode(text)
-    if (_ESCAPED_SURROGATE.search(text) or _SURROGATE.search(text)) and _has_surrogate(value):
+    # an ASCII text holds no surrogate character (the class search is most of a small decision's check)
+    if (_ESCAPED_SURROGATE.search(text) or not text.isascii() and _SURROGATE.search(text)) and _has_surrogate(value):
         raise InvalidText("the JSON holds a lone surrogate (e.g. \\ud800): not valid Unicode text")
     return value
 
