@@ -165,3 +165,13 @@ def test_canonical_json_refuses_circular_and_too_deep_values_as_before() -> None
         first = _encoded(canonical_json, value)
         assert first[0] == "error" and first == _encoded(_CANONICAL.encode, value)
     assert canonical_json({"b": [Decimal("1E-5"), 2], "a": "é"}) == '{"a":"é","b":["0.00001",2]}'  # still clean after errors
+
+
+def test_loads_refuses_a_lone_surrogate_written_raw_or_escaped() -> None:
+    """Raw (text read with surrogateescape) or escaped; non-ASCII text without one is read as usual."""
+    from engine.numbers import InvalidText
+
+    for text in ('{"a": "x\udc80"}', '{"a": "\\ud800"}', '{"\udcff": 1}', '["é", "\ud83d"]'):
+        with pytest.raises(InvalidText):
+            loads(text)
+    assert loads('{"a": "é\U0001f600", "b": "\\ud83d\\ude00"}') == {"a": "é\U0001f600", "b": "\U0001f600"}
