@@ -13,9 +13,9 @@ is loaded from its files as usual (and the entry replaced):
 
 * the bundle path as given, and the bytes of the bundle file;
 * every included gate library: the path it resolves to and the sha256 of its bytes;
-* ep4's own source (every ``engine/**/*.py``) and cel-python's source and grammar, each by path,
-  size and modification time (CPython's rule for a stale .pyc), the Python version and the
-  versions of lark, ruamel.yaml and pydantic.
+* ep4's own source (every ``engine/**/*.py``), cel-python's source and grammar and ruamel.yaml's
+  source, each by path, size and modification time (CPython's rule for a stale .pyc), the Python
+  version and the versions of lark and pydantic.
 
 A bundle with problems is never cached (the error comes from the loader, every time). Nothing here
 is needed for correctness: any problem reading or writing an entry means a normal load.
@@ -30,6 +30,7 @@ compares with the certificate, always describes the files as they are now.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import pickle
 import sys
@@ -45,9 +46,9 @@ _KEEP = 32
 _FORMAT = "ep4-bundle-cache-1"
 _FINGERPRINT: list[str] = []
 # the libraries a loaded bundle's objects come from, and where each keeps its version (all imported
-# by engine.bundle before this module runs)
-_LIBRARIES = (("lark", "__version__"), ("ruamel.yaml", "__version__"),
-              ("pydantic", "VERSION"), ("pydantic_core", "__version__"))
+# by engine.bundle before this module runs); ruamel.yaml, which reads the files, is imported only
+# when they are read (engine.bundle_yaml), so its source is fingerprinted by file like cel-python's
+_LIBRARIES = (("lark", "__version__"), ("pydantic", "VERSION"), ("pydantic_core", "__version__"))
 
 
 def _fingerprint() -> str:
@@ -57,8 +58,12 @@ def _fingerprint() -> str:
         # each source file by path, size and modification time: the rule CPython uses to decide
         # that a .pyc is stale (an edit, a checkout or a reinstall changes them)
         files: list[tuple[str, int, int]] = []
+        ruamel = importlib.util.find_spec("ruamel.yaml")  # located, not imported
         for directory, recurse in ((os.path.dirname(os.path.abspath(__file__)), True),
-                                   (os.path.dirname(sys.modules["celpy"].__file__), False)):  # cel-python keeps no __version__
+                                   (os.path.dirname(sys.modules["celpy"].__file__), False),  # cel-python keeps no __version__
+                                   (os.path.dirname(ruamel.origin) if ruamel and ruamel.origin else "", False)):
+            if not directory:
+                continue
             for top, dirs, names in os.walk(directory):
                 dirs[:] = sorted(d for d in dirs if d != "__pycache__") if recurse else []
                 for name in names:
