@@ -24,6 +24,7 @@ from .bundle import MAX_FILE_BYTES
 from .errors import BundleError, Problem
 from .numbers import DecimalParseError, parse_decimal
 
+
 class _ExactConstructor(RoundTripConstructor):
     """YAML floats become exact Decimals built from their source text."""
 
