@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from celpy import celtypes
@@ -397,6 +397,47 @@ def test_state_recent_starts_counting_after_since_ms(rows, since_ms, match, odd_
             finally:
                 functions._COUNT_IN_C_FROM = kept
         assert getattr(value + _List([]), "ascending", None) is None
+
+
+_USEFUL_MATCHES = [{"opens": True}, {"attempted": True, "opens": False}, {"symbol": "BTCUSDT", "opens": True}, {}]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["BTCUSDT", "ETHUSDT"]), st.booleans(), st.booleans()), min_size=1, max_size=30),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 4), st.booleans(), st.integers(-1, 30)), min_size=1, max_size=20),
+    st.lists(st.one_of(st.sampled_from(_USEFUL_MATCHES),
+                       st.dictionaries(st.sampled_from(["symbol", "opens", "attempted", "missing"]),
+                                       st.one_of(_values, st.just({"a": Decimal(1)})), max_size=3)), min_size=1, max_size=3),
+    st.integers(0, 10),
+)
+# a record changed inside a window counted before; a window sliding over an uneven history
+@example([("BTCUSDT", True, True)] * 6, [(0, 0, False, -1), (0, 0, True, -1)], [{"opens": True}], 5)
+@example([("BTCUSDT", o, True) for o in (True, True, False, False, False, False, True, False)],
+         [(0, 0, False, -1), (1, 1, False, -1), (1, 1, False, -1)], [{"opens": True}], 5)
+def test_the_counter_keeps_matches_across_sliding_windows(rows, steps, matches, width) -> None:
+    """Views over one history, window after window (sliding by a few records at either end, a
+    record replaced by a changed one), each counted with every match: what the counter keeps
+    between calls never changes a count or an error."""
+    from engine.activation import _recent_cel
+
+    history = [_record(i, symbol=s, opens=o, attempted=a, timestamp=i) for i, (s, o, a) in enumerate(rows)]
+    cel_matches = [to_cel(m) for m in matches]
+    lo, hi = 0, min(width, len(history))
+    kept, functions._COUNT_IN_C_FROM = functions._COUNT_IN_C_FROM, 0
+    try:
+        for drop, add, replace, since in steps:
+            hi = min(hi + add, len(history))
+            lo = min(lo + drop, hi)
+            if replace and lo < hi:  # a record completed or changed: another object, nothing kept for it may be used
+                i = (lo + hi) // 2
+                history[i] = history[i].model_copy(update={"opens": not history[i].opens})
+            value = _recent_cel(history[lo:hi])
+            for cel_match in cel_matches:
+                expected = _outcome(_reference_recent_count, list(value), Decimal(since), cel_match)
+                assert _outcome(_recent_count, value, Decimal(since), cel_match) == expected
+    finally:
+        functions._COUNT_IN_C_FROM = kept
 
 
 def test_the_counter_in_c_leaves_a_state_recent_it_was_not_built_for_to_the_loop() -> None:
