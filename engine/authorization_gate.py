@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .models import AUTHORIZED_ACTION
+from .memo import frozen_builder
 from .numbers import DecimalParseError, duplicate_keys, loads, printable_text, repeats_seen
 
 __all__ = ["RawDecision", "authorization_gate", "read_decision"]
@@ -25,19 +26,13 @@ class RawDecision:
     unauthorized: str | None = None
 
 
-_new = object.__new__
-_UNPROBLEMATIC = {"problem": None, "detail": "", "unauthorized": None}
+_raw_decision = frozen_builder(RawDecision)
 
 
 def _accepted(data: Any, decision_id: str | None, action_id: str | None) -> RawDecision:
-    """``RawDecision(data, decision_id, action_id)`` without the frozen dataclass's per-field
-    ``object.__setattr__``: the same class, the same fields in the same order (tests/test_performance.py
-    compares both)."""
-    raw = _new(RawDecision)
-    fields = raw.__dict__
-    fields["data"], fields["decision_id"], fields["action_id"] = data, decision_id, action_id
-    fields.update(_UNPROBLEMATIC)
-    return raw
+    """``RawDecision(data, decision_id, action_id)``, built as a decision that is read without a
+    problem is on every evaluation (engine.memo.frozen_builder)."""
+    return _raw_decision(data, decision_id, action_id, None, "", None)
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from operator import is_ as _is
 from typing import Any, Callable
 
-__all__ = ["KeptById", "Sliding", "memo", "memo_of"]
+__all__ = ["KeptById", "Sliding", "frozen_builder", "memo", "memo_of"]
 
 _KEY = "__ep4_memo__"
 
@@ -50,6 +50,23 @@ def memo_of(owner: Any, key: Any, build: Callable[[Any], Any]) -> Any:
         pass
     value = _store(owner)[key] = build(owner)
     return value
+
+
+def frozen_builder(cls: type) -> Callable[..., Any]:
+    """``build(*values)``: ``cls(*values)`` for a frozen dataclass without ``__post_init__``, every
+    field given in order, without the per-field ``object.__setattr__`` of its generated
+    ``__init__``: the same class, the same fields in the same order. For ep4's own values on a hot
+    path (tests/test_performance.py compares the instances with the dataclass's own)."""
+    from dataclasses import fields
+
+    names, new = tuple(f.name for f in fields(cls)), object.__new__
+
+    def build(*values: Any) -> Any:
+        obj = new(cls)
+        obj.__dict__.update(zip(names, values))
+        return obj
+
+    return build
 
 
 class Sliding:

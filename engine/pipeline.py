@@ -7,7 +7,7 @@ identifier derives from the inputs, so identical inputs give byte-identical resu
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .activation import build_activation
@@ -30,7 +30,7 @@ from .models import (
     StateView,
 )
 from .errors import MODES
-from .memo import KeptById, Sliding, memo, memo_of
+from .memo import KeptById, Sliding, frozen_builder, memo, memo_of
 from .numbers import canonical_json, json_piece
 from .order import OrderRequest, build_request
 from .risk_gates import risk_gates
@@ -78,16 +78,7 @@ class Evaluation:
     input_digest: str = ""
 
 
-_EVALUATION_FIELDS = tuple(f.name for f in fields(Evaluation))
-_new = object.__new__
-
-
-def _evaluation(*values: Any) -> Evaluation:
-    """``Evaluation(*values)`` (every field, in order) without the frozen dataclass's per-field
-    ``object.__setattr__``: the same class and fields (tests/test_performance.py compares both)."""
-    ev = _new(Evaluation)
-    ev.__dict__.update(zip(_EVALUATION_FIELDS, values))
-    return ev
+_evaluation = frozen_builder(Evaluation)  # Evaluation(*values), every field given: the evaluation's hot path
 
 
 def _digests(raw: RawDecision, context: ExecutionContext, state: StateView, config: Config) -> tuple[str, str]:
