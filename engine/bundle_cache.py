@@ -58,12 +58,12 @@ def _fingerprint() -> str:
         # each source file by path, size and modification time: the rule CPython uses to decide
         # that a .pyc is stale (an edit, a checkout or a reinstall changes them)
         files: list[tuple[str, int, int]] = []
+        sources = [(os.path.dirname(os.path.abspath(__file__)), True),
+                   (os.path.dirname(sys.modules["celpy"].__file__), False)]  # cel-python keeps no __version__
         ruamel = importlib.util.find_spec("ruamel.yaml")  # located, not imported
-        for directory, recurse in ((os.path.dirname(os.path.abspath(__file__)), True),
-                                   (os.path.dirname(sys.modules["celpy"].__file__), False),  # cel-python keeps no __version__
-                                   (os.path.dirname(ruamel.origin) if ruamel and ruamel.origin else "", False)):
-            if not directory:
-                continue
+        if ruamel is not None and ruamel.origin:
+            sources.append((os.path.dirname(ruamel.origin), False))
+        for directory, recurse in sources:
             for top, dirs, names in os.walk(directory):
                 dirs[:] = sorted(d for d in dirs if d != "__pycache__") if recurse else []
                 for name in names:
