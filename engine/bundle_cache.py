@@ -5,7 +5,9 @@ the 100–170 ms a command spends before its first decision. :func:`load_bundle_
 loaded :class:`~engine.bundle.Bundle` in the cache directory of the CEL parser tables
 (``$EP4_CACHE_DIR``, else ``$XDG_CACHE_HOME/ep4``, else ``~/.cache/ep4``, created 0700). A gate is
 kept as its checked tree and its plan (the compiled code, its constants, the tree nodes its errors
-name; helpers bound again by name): loading runs no YAML parser, no CEL parser and no planner.
+name; helpers bound again by name): loading runs no YAML parser, no CEL parser and no planner. The
+tree and the nodes stay pickled bytes until the reference path or the interpreter first needs them
+(``engine.cel._Deferred``): most decisions need neither, and they are most of an entry.
 ``ep4 check`` always loads from the files.
 
 An entry is used only when all of these are what they were when it was written, else the bundle
@@ -43,7 +45,7 @@ from .bundle import MAX_FILE_BYTES, Bundle, load_bundle
 __all__ = ["load_bundle_cached"]
 
 _KEEP = 32
-_FORMAT = "ep4-bundle-cache-1"
+_FORMAT = "ep4-bundle-cache-2"
 _FINGERPRINT: list[str] = []
 # the libraries a loaded bundle's objects come from, and where each keeps its version (all imported
 # by engine.bundle before this module runs); ruamel.yaml, which reads the files, is imported only

@@ -161,3 +161,87 @@ def test_an_include_changed_while_the_bundle_loads_is_not_cached_as_current(
     assert len(calls) == 2  # the entry named the bytes that were compiled, not the edited file
     gate = again.gate("health.api-latency")
     assert gate is not None and "<=" not in gate.expression.text
+
+
+# --- a restored expression's tree and error nodes stay pickled bytes until first needed -----------
+
+import pickle  # noqa: E402
+import threading  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from cel_grammar import Grammar, activations, compile_for_test, outcome  # noqa: E402
+from engine.cel import _Deferred  # noqa: E402
+
+_GRAMMAR = Grammar()
+
+
+def _restored(expression):
+    return pickle.loads(pickle.dumps(expression, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+@settings(max_examples=400, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(text=st.sampled_from(["bool", "num", "any"]).flatmap(lambda k: _GRAMMAR.expr(k, 3)), activation=activations())
+def test_a_restored_expression_gives_what_the_compiled_one_gives(text: str, activation: dict) -> None:
+    """Values and error texts, on both evaluators, from a restored expression whose nodes are loaded
+    by that very evaluation, and from one restored twice without ever being loaded in between."""
+    expression = compile_for_test(text)
+    if expression is None:
+        return
+    for evaluator in ("compiled", "interpreter"):
+        want = outcome(expression, activation, evaluator)
+        once = _restored(expression)
+        assert isinstance(once._tree, _Deferred) and once._tree._loaded is None
+        twice = _restored(once)
+        assert once._tree._loaded is None  # pickling it again took its bytes as they were
+        assert outcome(once, activation, evaluator) == want, (text, evaluator)
+        assert outcome(twice, activation, evaluator) == want, (text, evaluator)
+
+
+def test_the_bundle_decides_on_its_fast_paths_without_loading_a_tree(cache_dir: Path) -> None:
+    path = ROOT / "policies" / "binance-perp-default.yaml"
+    cache.load_bundle_cached(path)
+    bundle = cache.load_bundle_cached(path)
+    gates = bundle.risk_gates + bundle.constraint_checks
+    from engine.cli.inputs import load_constraints, load_context
+
+    context = load_context(ROOT / "examples" / "context.json")
+    raw = (ROOT / "examples" / "decision-open-limit.json").read_text()
+    result = evaluate(raw, context, Config(bundle, load_constraints(None, None), "dry-run")).result
+    assert result.reason_code == "DRY_RUN" and len(result.gate_trace) == len(gates)
+    assert all(isinstance(g.expression._tree, _Deferred) and g.expression._tree._loaded is None for g in gates)
+    # a refusal's error text names nodes: they are loaded for that gate only, and are the very
+    # sub-trees of the tree loaded with them
+    gate = gates[0]
+    with pytest.raises(Exception):
+        gate.expression.evaluate({})
+    tree, nodes = gate.expression._tree._loaded
+    subtrees = {id(t) for t in tree.iter_subtrees()}
+    assert nodes and all(id(n) in subtrees for n in nodes.values() if isinstance(n, type(tree)))
+    assert all(gate.expression._plan.namespace[name] is node for name, node in nodes.items())
+    assert all(g.expression._tree._loaded is None for g in gates[1:])
+
+
+def test_threads_that_first_need_the_nodes_together_agree(cache_dir: Path) -> None:
+    from engine.cel import FieldSpec, compile_expression, to_cel
+
+    expression = compile_expression("m.missing > 1 || false", {"m": FieldSpec("map", item=FieldSpec("any"))})
+    activation = {"m": to_cel({"n": None})}
+    want = outcome(expression, activation, "compiled")
+    assert want[0] == "error" and "missing" in want[1]
+    for _ in range(20):
+        restored = _restored(expression)
+        start = threading.Barrier(4)
+        got: list[tuple[str, str]] = []
+
+        def run() -> None:
+            start.wait()
+            got.append(outcome(restored, activation, "compiled"))
+
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert got == [want] * 4

@@ -25,7 +25,9 @@ from . import celpy_patches  # noqa: F401  (before anything binds celtypes.logic
 import decimal
 import logging
 import marshal
+import pickle
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -102,7 +104,8 @@ class CompiledExpression:
     """A checked CEL expression, runnable by either evaluator. ``evaluate`` is pure and deterministic."""
 
     text: str
-    _tree: Any = field(compare=False)  # the checked tree, numeric literals rewritten: what both evaluators run
+    # the checked tree, numeric literals rewritten: what both evaluators run (a _Deferred when restored)
+    _tree: Any = field(compare=False)
     _function: Any  # the planned Python function
     source: str  # the planned function's Python source (``ep4 explain --compiled``)
     roots: frozenset[str]
@@ -117,16 +120,23 @@ class CompiledExpression:
         """cel-python's interpreter (the reference), built on first use from the same tree."""
         runner = self.__dict__.get("_runner")
         if runner is None:
-            runner = _env().program(self._tree, functions=FUNCTIONS)
+            tree = self._tree
+            runner = _env().program(tree.load()[0] if isinstance(tree, _Deferred) else tree, functions=FUNCTIONS)
             object.__setattr__(self, "_runner", runner)
         return runner
 
     def __reduce__(self) -> Any:
-        """Pickled (the compiled-bundle cache, engine.bundle_cache) as its tree, what the checks found,
-        and its plan: the compiled code (marshal) and the generated module's own names (constants,
-        the tree nodes errors name; helpers by name). Unpickling runs that code again, no planning."""
+        """Pickled (the compiled-bundle cache, engine.bundle_cache) as what the checks found and its
+        plan: the compiled code (marshal) and the generated module's own names (constants; helpers
+        by name), with the tree and the tree nodes errors name pickled apart, as bytes. Unpickling
+        runs that code again, no planning, and leaves those bytes as they are until the reference
+        path or the interpreter first needs them (:class:`_Deferred`): the fast path reads neither."""
         plan_ = self._plan
-        return (_restore, (self.text, self._tree, self.source, marshal.dumps(plan_.code), dict(plan_.kept or {}),
+        kept = dict(plan_.kept or {})
+        nodes = {name: kept.pop(name) for name in [n for n, v in kept.items() if isinstance(v, _NODE_TYPES)]}
+        tree = self._tree
+        blob = tree.blob if isinstance(tree, _Deferred) else pickle.dumps((tree, nodes), protocol=pickle.HIGHEST_PROTOCOL)
+        return (_restore, (self.text, blob, self.source, marshal.dumps(plan_.code), kept,
                            self.roots, self.paths, self.windows, self.cost))
 
     def evaluate(self, activation: Mapping[str, Any], evaluator: str = "compiled") -> Any:
@@ -228,11 +238,49 @@ def compile_expression(
     )
 
 
-def _restore(text: str, tree: Any, source: str, code: bytes, kept: dict[str, Any], roots: frozenset[str],
+_NODE_TYPES = (lark.Tree, lark.Token)
+
+
+class _Deferred:
+    """A restored expression's checked tree and the tree nodes its reference path names in errors,
+    as the pickled bytes of ``(tree, {name: node})``, read on first need (:meth:`load`) and then put
+    into the generated module's namespace. Both the tree and the nodes come from one pickle, so a
+    node is the very sub-tree of that tree, as when the expression was compiled."""
+
+    __slots__ = ("blob", "_namespace", "_loaded", "_lock")
+
+    def __init__(self, blob: bytes, namespace: dict[str, Any]) -> None:
+        self.blob = blob
+        self._namespace = namespace
+        self._loaded: tuple[Any, dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> tuple[Any, dict[str, Any]]:
+        loaded = self._loaded
+        if loaded is None:
+            with self._lock:
+                loaded = self._loaded
+                if loaded is None:
+                    loaded = pickle.loads(self.blob)
+                    self._namespace.update(loaded[1])
+                    self._loaded = loaded
+        return loaded
+
+
+def _restore(text: str, blob: bytes, source: str, code: bytes, kept: dict[str, Any], roots: frozenset[str],
              paths: tuple[str, ...], windows: tuple[tuple[str, str, int, int], ...], cost: int) -> CompiledExpression:
     planned = restore_plan(source, marshal.loads(code), kept, FUNCTIONS)
+    deferred = _Deferred(blob, planned.namespace)
+    function = planned.function
+
+    def gate(activation: Any) -> Any:
+        """The planned function, once the nodes its reference path names are in its namespace."""
+        if deferred._loaded is None:
+            deferred.load()
+        return function(activation)
+
     return CompiledExpression(
-        text=text, _tree=tree, _function=planned.function, source=planned.source,
+        text=text, _tree=deferred, _function=gate, source=planned.source,
         roots=roots, paths=paths, fast=planned.fast, windows=windows, cost=cost, _plan=planned,
     )
 

@@ -54,6 +54,8 @@ class Plan:
     # the generated module's own names: constants (k, m), the tree nodes its errors name (n), and
     # the helpers it calls (f_, x_; kept as None, bound again by name on restore)
     kept: Mapping[str, Any] | None = None
+    # the module namespace the functions run in (a restored plan's tree nodes are added to it later)
+    namespace: dict[str, Any] | None = field(default=None, repr=False)
 
 
 def _pos(item: Any) -> tuple[int, int]:
@@ -301,7 +303,21 @@ def plan(tree: lark.Tree, functions: Mapping[str, Callable[..., Any]], label: st
 
 
 def _base_namespace(functions: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
-    """What every generated module sees: the runtime, ep4's logical operators, a few builtins."""
+    """What every generated module sees: the runtime, ep4's logical operators, a few builtins (a new
+    dict each time, copied from the one made for these logical operators: a restored bundle's 26
+    gates would otherwise walk the runtime module 26 times)."""
+    key = (functions["_||_"], functions["_&&_"], functions["_?_:_"])  # all it takes from the table
+    base = _BASES.get(key)
+    if base is None:
+        base = _BASES[key] = _new_base_namespace(functions)
+    return base.copy()
+
+
+# the base namespace per (||, &&, ?:) functions: what it holds besides the runtime module's names
+_BASES: dict[tuple[Callable[..., Any], ...], dict[str, Any]] = {}
+
+
+def _new_base_namespace(functions: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
     namespace: dict[str, Any] = {name: getattr(runtime, name) for name in dir(runtime) if not name.startswith("__")}
     namespace["OR"] = functions["_||_"]
     namespace["AND"] = functions["_&&_"]
@@ -327,12 +343,14 @@ def _run(source: str, code: Any, kept: Mapping[str, Any], functions: Mapping[str
         namespace[name] = _bound_function(name, functions) if name.startswith(("f_", "x_")) else value
     exec(code, namespace)
     return Plan(function=namespace[label], source=source, fast=namespace.get(f"{label}_fast"), code=code,
-                kept={k: (None if k.startswith(("f_", "x_")) else v) for k, v in kept.items()})
+                kept={k: (None if k.startswith(("f_", "x_")) else v) for k, v in kept.items()}, namespace=namespace)
 
 
 def restore(source: str, code: Any, kept: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]], label: str = "gate") -> Plan:
     """A plan made before, from what it kept (:attr:`Plan.code`, :attr:`Plan.kept`): its constants
-    and the tree nodes its errors name, with the functions bound again by name (engine.bundle_cache)."""
+    and the tree nodes its errors name, with the functions bound again by name (engine.bundle_cache).
+    The tree nodes may come later, into :attr:`Plan.namespace`, before the reference path first runs
+    (engine.cel._Deferred)."""
     return _run(source, code, kept, functions, label)
 
 
