@@ -9,6 +9,7 @@ frequency gates count, bounded by those very gates, so the view stays small howe
 from __future__ import annotations
 
 import bisect
+import operator
 from dataclasses import dataclass, field
 
 from .models import ExecutionRecord, StateView
@@ -44,6 +45,9 @@ class MemoryState:
     attempted: list[ExecutionRecord] = field(default_factory=list)
     attempt_times: list[int] = field(default_factory=list)
     failure_times: list[int] = field(default_factory=list)
+    # the last view handed out: a view with the same contents is that (immutable) object again, so
+    # what is kept with it (its canonical text for the input digest, its CEL values) is reused
+    _last: StateView | None = field(default=None, repr=False, compare=False)
 
     def add(self, record: ExecutionRecord, *, arms: bool) -> None:
         self.keys.add((record.decision_id, record.action_id))
@@ -57,12 +61,19 @@ class MemoryState:
         key = (decision_id, action_id)
         lo = bisect.bisect_left(self.attempted, now_ms - lookback_ms, key=_time)
         hi = bisect.bisect_right(self.attempted, now_ms, key=_time)
-        return StateView(
-            executed=(key,) if key in self.keys else (),
-            recent=tuple(self.attempted[lo:hi]),
-            last_execution_ms=self.attempt_times[-1] if self.attempt_times else None,
-            last_failed_safe_ms=self.failure_times[-1] if self.failure_times else None,
+        executed = (key,) if key in self.keys else ()
+        recent = tuple(self.attempted[lo:hi])
+        last_execution_ms = self.attempt_times[-1] if self.attempt_times else None
+        last_failed_safe_ms = self.failure_times[-1] if self.failure_times else None
+        last = self._last
+        if (last is not None and last.executed == executed and last.last_execution_ms == last_execution_ms
+                and last.last_failed_safe_ms == last_failed_safe_ms and len(last.recent) == len(recent)
+                and all(map(operator.is_, last.recent, recent))):
+            return last  # the same contents: the records are the very objects, the rest equal values
+        self._last = StateView(
+            executed=executed, recent=recent, last_execution_ms=last_execution_ms, last_failed_safe_ms=last_failed_safe_ms,
         )
+        return self._last
 
 
 def _time(record: ExecutionRecord) -> int:

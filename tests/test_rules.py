@@ -164,6 +164,42 @@ def test_cooldown_refusals_do_not_extend_the_cooldown() -> None:
     assert m.view(None, None, T + 120000, 86400000).last_failed_safe_ms == T
 
 
+def test_a_memory_view_is_the_view_its_records_give_and_the_same_object_while_nothing_changed() -> None:
+    """MemoryState.view hands out its last view again when the contents are the same (its kept
+    canonical text and CEL values are then reused), and a new one as soon as anything differs."""
+    import random
+
+    rng = random.Random(20261128)
+    m = MemoryState()
+    lookback = 600_000
+    added: list[tuple[ExecutionRecord, bool]] = []
+    previous = None
+    for step in range(600):
+        now = T + rng.randrange(0, 900_000)
+        ids = rng.choice([("d0", "a"), (f"d{step}", "a"), (None, None)])
+        view = m.view(*ids, now, lookback)
+        # the view as the records give it, built anew
+        attempted = sorted((r for r, _ in added if r.attempted), key=lambda r: r.timestamp)
+        arming = sorted({r.timestamp for r, arms in added if arms})
+        want = StateView(
+            executed=(ids,) if ids in {(r.decision_id, r.action_id) for r, _ in added} else (),
+            recent=tuple(r for r in attempted if now - lookback <= r.timestamp <= now),
+            last_execution_ms=attempted[-1].timestamp if attempted else None,
+            last_failed_safe_ms=arming[-1] if arming else None,
+        )
+        assert view == want and all(a is b for a, b in zip(view.recent, want.recent))
+        if previous is not None and view is previous:
+            assert previous == want
+        previous = view
+        if rng.random() < 0.3:
+            record = _rec(decision_id=ids[0] or f"x{step}", action_id="a", timestamp=now, attempted=rng.random() < 0.5)
+            arms = rng.random() < 0.3
+            m.add(record, arms=arms)
+            added.append((record, arms))
+    # unchanged contents: the very same object
+    assert m.view("zz", "a", T + 5, lookback) is m.view("zz", "a", T + 5, lookback)
+
+
 def test_merge_views_takes_the_union_and_latest_times() -> None:
     a = StateView(executed=(("d", "a"),), last_execution_ms=5)
     b = StateView(recent=(_rec(),), last_failed_safe_ms=7, last_execution_ms=9)
