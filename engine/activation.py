@@ -168,16 +168,22 @@ def build_activation(
     if "intent" in names:
         out["intent"] = intent_cel(intent)
     if "state" in names:
-        # a record is immutable and the ledger hands out the same object for an unchanged row:
-        # its CEL value is built once (to_cel of its dump, as before), not per decision
-        out["state"] = _Map({
-            "recent": _recent_cel(state.recent),
-            "last_execution_ms": to_cel(state.last_execution_ms),
-            "last_failed_safe_ms": to_cel(state.last_failed_safe_ms),
-        })
+        out["state"] = memo_of(state, "cel", _state_cel)
     if "action" in names:
         out["action"] = to_cel(action.model_dump())
     return out
+
+
+def _state_cel(state: StateView) -> Any:
+    """The state view's CEL value, once per (immutable) view: a view handed out again for unchanged
+    contents (engine.state.MemoryState) is not converted again. A record is immutable and the ledger
+    hands out the same object for an unchanged row: its CEL value is built once (to_cel of its dump,
+    as before), not per view."""
+    return _Map({
+        "recent": _recent_cel(state.recent),
+        "last_execution_ms": to_cel(state.last_execution_ms),
+        "last_failed_safe_ms": to_cel(state.last_failed_safe_ms),
+    })
 
 
 def intent_cel(intent: Intent) -> Any:
