@@ -70,13 +70,13 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     return Config(bundle, constraints, "dry-run", evaluator=args.evaluator), context, decisions, ledger
 
 
-def _view(memory: Any, ledger: Any, raw: Any, context: Any, config: Any) -> Any:
-    from ..authorization_gate import read_decision
-    from ..state import merge_views
-
-    ids = read_decision(raw)
+def _view(memory: Any, ledger: Any, ids: Any, context: Any, config: Any) -> Any:
+    """The state view for a decision already read (``ids``: its RawDecision): this run's records,
+    merged with the ledger's when there is one."""
     view = memory.view(ids.decision_id, ids.action_id, context.timestamp, config.bundle.lookback_ms)
     if ledger is not None:
+        from ..state import merge_views
+
         view = merge_views(ledger.view(ids.decision_id, ids.action_id, context.timestamp, config.bundle.lookback_ms), view)
         view = view.model_copy(update={"trading_state": ledger.trading_state()["state"]})
     return view
@@ -201,6 +201,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return _explain_compiled(args)
     if args.decisions is None:
         raise UsageError("explain needs DECISIONS (or --compiled GATE_ID to print a gate's compiled Python)")
+    from ..authorization_gate import read_decision
     from ..pipeline import execution_record
     from ..state import MemoryState
     from .explain import explain
@@ -208,7 +209,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     config, context, decisions, ledger = _setup(args)
     memory = MemoryState()
     for i, raw in enumerate(decisions):
-        view = _view(memory, ledger, raw, context, config)
+        view = _view(memory, ledger, read_decision(raw), context, config)
         if i:
             print()
         text, ev = explain(raw, context, config, view)
