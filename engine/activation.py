@@ -225,9 +225,21 @@ def _recent_cel(records: Any) -> _RecentList:
     pairs = _RECENT.values(records)
     value = _RecentList(map(_first, pairs))
     times = list(map(_second, pairs))
-    if None not in times and all(map(operator.le, times, times[1:])):
+    if _ascending(times):
         value.ascending = times
     return value
+
+
+def _ascending(times: list[int | None]) -> bool:
+    """No None in ``times`` and each at most the next: ``None not in times and all(map(operator.le,
+    times, times[1:]))``, in C. Sorting compares every element of a list of two or more at least once,
+    and a comparison with None raises; a stable sort of a list already in order is that list."""
+    if len(times) < 2:
+        return not times or times[0] is not None
+    try:
+        return sorted(times) == times
+    except TypeError:
+        return False
 
 
 def _record_cel(record: Any) -> Any:

@@ -12,6 +12,7 @@ the original's values and builds its own.
 
 from __future__ import annotations
 
+from itertools import islice
 from operator import is_ as _is
 from typing import Any, Callable
 
@@ -96,7 +97,7 @@ class Sliding:
             for k in range(len(old)):  # where the new sequence starts in the old one
                 if old[k] is first:
                     m = min(len(old) - k, len(items))
-                    if all(map(_is, old[k:k + m], items[:m])):
+                    if all(map(_is, islice(old, k, k + m), items)):  # the first m of items
                         values = old_values[k:k + m] + [build(x) for x in items[m:]]
                     break
         if values is None:

@@ -815,3 +815,19 @@ def test_a_view_further_back_than_the_kept_window_reads_it_whole(tmp_path: Path)
         got = [(r.decision_id, r.action_id, r.timestamp, r.result, r.reason_code, r.attempted, r.opens) for r in view.recent]
         assert (got, refs) == _plain_view(tmp_path / "ledger.sqlite", now - lookback, now), (now, lookback)
     ledger.close()
+
+
+@settings(max_examples=600, deadline=None, database=None, derandomize=True)
+@given(st.lists(st.one_of(st.none(), st.integers(-3, 3), st.integers()), max_size=70)
+       | st.lists(st.integers(0, 10**15), max_size=300).map(sorted))
+@example([])
+@example([None])
+@example([None, None])
+@example([1, None])
+@example([None, 1])
+@example([1, 1, 2, 2])
+@example([1, 2, None, 3])
+def test_ascending_is_the_plain_check(times) -> None:
+    from engine.activation import _ascending
+
+    assert _ascending(list(times)) == (None not in times and all(a <= b for a, b in zip(times, times[1:])))
