@@ -122,15 +122,28 @@ def variables_for(param_specs: Mapping[str, F]) -> dict[str, F]:
 
 
 
+def _context_value(context: ExecutionContext, name: str, only: tuple[str, ...] | None) -> Any:
+    """The context root ``name`` as a CEL value; for ``context``, ``account`` and ``health`` (objects
+    whose every field is always there) only the fields in ``only`` when it is given: the fields the
+    bundle's gates read off it (Bundle.reads). A gate cannot observe a field it does not read, and
+    every field it reads is there, so its value is the same; a context's 1,000 open orders are not
+    converted per decision for gates that never read them."""
+    if name == "now":
+        return to_cel(context.timestamp)
+    if name == "context":
+        fields = {"exchange": context.exchange, "symbol": context.symbol, "timestamp": context.timestamp,
+                  "account_id": context.account_id}
+        return to_cel(fields if only is None else {k: v for k, v in fields.items() if k in only})
+    if name == "account":
+        return to_cel(context.account.model_dump() if only is None else context.account.model_dump(include=set(only)))
+    if name == "health":
+        return to_cel(context.health.model_dump() if only is None else context.health.model_dump(include=set(only)))
+    return to_cel({k: v.model_dump() for k, v in context.market.items()})  # market: a map, keys not fixed
+
+
 def _context_values(context: ExecutionContext) -> dict[str, Any]:
-    return {
-        "context": to_cel({"exchange": context.exchange, "symbol": context.symbol, "timestamp": context.timestamp,
-                           "account_id": context.account_id}),
-        "now": to_cel(context.timestamp),
-        "account": to_cel(context.account.model_dump()),
-        "market": to_cel({k: v.model_dump() for k, v in context.market.items()}),
-        "health": to_cel(context.health.model_dump()),
-    }
+    """Every context root, whole."""
+    return {name: _context_value(context, name, None) for name in ("context", "now", "account", "market", "health")}
 
 
 def _lot(constraints: SymbolConstraints, order_type: str | None) -> Any:
@@ -147,11 +160,13 @@ def build_activation(
     state: StateView,
     constraints: SymbolConstraints | None,
     roots: Any = None,
+    reads: Any = None,
 ) -> dict[str, Any]:
     """CEL activation from explicit inputs only (spec §8.1); every number an exact Decimal.
 
     Only the variables in ``roots`` are built (default: all; the pipeline passes the bundle's
-    ``roots``, the variables its gates read). What cannot change between decisions is converted once
+    ``roots``, the variables its gates read), and of the context's objects only the fields in
+    ``reads`` (the bundle's ``reads``; default: every field). What cannot change between decisions is converted once
     and kept with the immutable object it comes from: the context's snapshot, the bundle's params per
     symbol and settings, a symbol's constraints."""
     names = _ALL_ROOTS if roots is None else roots
@@ -162,8 +177,8 @@ def build_activation(
     # (bundle, constraints, symbol, order type, roots) and kept with the context; it holds the bundle
     # and the constraints it was built from, so their ids name them for as long as it is kept (an id
     # cannot be reused by another object while the object it names is alive)
-    key = ("activation", id(bundle), id(constraints), symbol, lot_for, names)
-    made = memo(context, key, lambda: (bundle, constraints, _fixed(names, context, bundle, constraints, symbol, lot_for)))
+    key = ("activation", id(bundle), id(constraints), symbol, lot_for, names, reads)
+    made = memo(context, key, lambda: (bundle, constraints, _fixed(names, context, bundle, constraints, symbol, lot_for, reads)))
     out = made[2].copy()
     if "intent" in names:
         out["intent"] = intent_cel(intent)
@@ -200,12 +215,14 @@ def intent_cel(intent: Intent) -> Any:
 
 
 def _fixed(names: Any, context: ExecutionContext, bundle: Any, constraints: SymbolConstraints | None, symbol: str,
-           lot_for: tuple[str | None] | None) -> dict[str, Any]:
+           lot_for: tuple[str | None] | None, reads: Any = None) -> dict[str, Any]:
     """The variables in ``names`` that depend only on the context, the bundle and the constraints."""
     out: dict[str, Any] = {}
+    only = dict(reads) if reads is not None else {}
     for name in names:
         if name in _CONTEXT_ROOTS:
-            out[name] = memo(context, "context", lambda: _context_values(context))[name]
+            selected = only.get(name)
+            out[name] = memo(context, ("context", name, selected), lambda: _context_value(context, name, selected))
         elif name == "params":
             out[name] = memo(bundle, ("params", symbol), lambda: to_cel(bundle.params_for(symbol)))
         elif name == "settings":

@@ -229,6 +229,24 @@ class Bundle:
         """The gate variables this bundle's gates read (the only ones built per decision)."""
         return frozenset().union(*(g.expression.roots for g in self.risk_gates + self.constraint_checks))
 
+    @cached_property
+    def reads(self) -> tuple[tuple[str, tuple[str, ...] | None], ...]:
+        """Per root its gates read (:attr:`roots`): the fields they read off it as ``root.field``, or
+        None when a gate uses the root any other way (engine.cel.check.root_fields). The activation
+        builds only these fields of the context's objects."""
+        merged: dict[str, set[str] | None] = {}
+        for g in self.risk_gates + self.constraint_checks:
+            known = dict(g.expression.fields) if g.expression.fields is not None else {}
+            for root in g.expression.roots:
+                names = known.get(root)
+                if names is None:
+                    merged[root] = None
+                elif root not in merged:
+                    merged[root] = set(names)
+                elif merged[root] is not None:
+                    merged[root].update(names)  # type: ignore[union-attr]
+        return tuple(sorted((root, None if names is None else tuple(sorted(names))) for root, names in merged.items()))
+
     def params_for(self, symbol: str | None) -> dict[str, Any]:
         """Typed params as gates see them, per-symbol values resolved for ``symbol``."""
         out: dict[str, Any] = {}

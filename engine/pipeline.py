@@ -275,7 +275,7 @@ def evaluate(
     symbol_constraints = config.constraints.symbols.get(intent.symbol) if intent.symbol else None
     activation = build_activation(
         action=action, intent=intent, context=context, bundle=bundle, state=state, constraints=symbol_constraints,
-        roots=bundle.roots,
+        roots=bundle.roots, reads=bundle.reads,
     )
     trace3, failure = risk_gates(bundle.risk_gates, activation, config.evaluator, bundle.risk_chain)
     if failure is not None:

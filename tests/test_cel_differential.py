@@ -142,3 +142,71 @@ def test_compiled_source_is_readable() -> None:
     assert "def gate(act):" in expression.source
     assert "or_(gt(r_q, k1" in expression.source and "# k2 = StringType('ORDER')" in expression.source
     json.dumps(expression.source)  # plain text
+
+
+# --- the activation holds only the fields a bundle's gates read (engine.cel.check.root_fields) ---
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("account.positions.size() > 0 && account.available_margin > 0", {"account": ("available_margin", "positions")}),
+        ("(account).open_orders == []", {"account": None}),  # parenthesised: the root itself
+        ("account['positions'] == []", {"account": None}),  # indexed
+        ("size(account) > 0", {"account": None}),  # passed to a function
+        ("account.size() > 0", {"account": None}),  # a method on the root
+        ("has(health.api_latency_ms)", {"health": ("api_latency_ms",)}),
+        ("[1].all(account, account > 0) && account.positions == []", {"account": ("positions",)}),  # a macro's own
+        ("account.positions.all(account, account.x == 1)", {"account": ("positions",)}),
+        ("account.positions.exists(p, p.symbol == context.symbol)", {"account": ("positions",), "context": ("symbol",)}),
+        ("now > 0 && market.BTCUSDT.mark_price > 0", {"now": None, "market": ("BTCUSDT",)}),
+    ],
+)
+def test_root_fields(text: str, expected: dict) -> None:
+    from engine.cel import _env
+    from engine.cel.check import root_fields
+
+    assert dict(root_fields(_env().compile(text))) == expected
+
+
+def _pruned(activation: dict, fields) -> dict:
+    """Each map-valued root cut to the fields the expression reads off it, as the activation's
+    builder does for the context's objects (here for every map: the rule is the same)."""
+    out = dict(activation)
+    for root, names in fields or ():
+        value = out.get(root)
+        if names is not None and isinstance(value, dict):
+            out[root] = type(value)({k: v for k, v in value.items() if str(k) in names})
+    return out
+
+
+@settings(max_examples=1500, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(text=st.sampled_from(["bool", "num", "any"]).flatmap(lambda k: GRAMMAR.expr(k, 3)), activation=activations())
+def test_fields_an_expression_does_not_read_cannot_change_its_outcome(text: str, activation: dict) -> None:
+    expression = compile_for_test(text)
+    if expression is None:
+        return
+    pruned = _pruned(activation, expression.fields)
+    for evaluator in ("compiled", "interpreter"):
+        assert outcome(expression, pruned, evaluator) == outcome(expression, activation, evaluator), (text, evaluator)
+
+
+@pytest.mark.parametrize("bundle_path", BUNDLES, ids=lambda p: p.name)
+def test_the_pipelines_activation_gives_every_gate_the_outcome_of_the_whole_one(bundle_path: Path) -> None:
+    """build_activation with the bundle's roots and reads (what the pipeline builds) against every
+    variable whole, on every case: the same outcome for every gate, on both evaluators."""
+    bundle = load_bundle(bundle_path)
+    compared = 0
+    for name, _make in _activations():
+        raw, context, _bundle, constraints, state = case_inputs(load_case(name))
+        checked = schema_validation(read_decision(raw).data, context)
+        intent = resolve_intent(checked.action, context)
+        kwargs = dict(action=checked.action, intent=intent, context=context, bundle=bundle, state=state,
+                      constraints=constraints.symbols.get(intent.symbol) if intent.symbol else None)
+        whole = build_activation(**kwargs)
+        built = build_activation(**kwargs, roots=bundle.roots, reads=bundle.reads)
+        for gate in bundle.risk_gates + bundle.constraint_checks:
+            for evaluator in ("compiled", "interpreter") if compared % 7 == 0 else ("compiled",):
+                assert _gate_outcome(gate, built, evaluator) == _gate_outcome(gate, whole, evaluator), (gate.id, name)
+            compared += 1
+    assert compared > 500

@@ -36,7 +36,8 @@ import lark
 from celpy.celparser import CELParseError
 
 from ..numbers import EXACT
-from .check import MAX_COST, CheckError, FieldSpec, check_depth, check_names, estimate_cost, expression_kind, read_paths, recent_windows
+from .check import (MAX_COST, CheckError, FieldSpec, check_depth, check_names, estimate_cost, expression_kind, read_paths,
+                    recent_windows, root_fields)
 from .functions import FUNCTIONS, HELPER_FUNCTIONS, LITERAL_FUNCTION
 from .planner import PlanError, plan
 from .planner import restore as restore_plan
@@ -113,6 +114,9 @@ class CompiledExpression:
     fast: Any = None  # the compiled fast path alone: returns the value or raises (then use evaluate)
     windows: tuple[tuple[str, str, int, int], ...] = ()  # recent_count windows (check.recent_windows)
     cost: int = 0  # estimated steps per evaluation (check.estimate_cost), at most MAX_COST
+    # per root read: the fields read off it as ``root.field``, or None when the root is used whole
+    # (check.root_fields); None here: not known, every root whole
+    fields: tuple[tuple[str, tuple[str, ...] | None], ...] | None = None
     _plan: Any = field(default=None, repr=False, compare=False)  # planner.Plan: what a pickle keeps
 
     @property
@@ -137,7 +141,7 @@ class CompiledExpression:
         tree = self._tree
         blob = tree.blob if isinstance(tree, _Deferred) else pickle.dumps((tree, nodes), protocol=pickle.HIGHEST_PROTOCOL)
         return (_restore, (self.text, blob, self.source, marshal.dumps(plan_.code), kept,
-                           self.roots, self.paths, self.windows, self.cost))
+                           self.roots, self.paths, self.windows, self.cost, self.fields))
 
     def evaluate(self, activation: Mapping[str, Any], evaluator: str = "compiled") -> Any:
         """Evaluate against CEL values (see :func:`to_cel`); raise CelEvaluationError on any error."""
@@ -227,6 +231,7 @@ def compile_expression(
                     1,
                 )
         paths = read_paths(tree)
+        fields = root_fields(tree)
         windows = recent_windows(tree)
         _rewrite_numeric_literals(tree)
         planned = plan(tree, FUNCTIONS)
@@ -234,7 +239,7 @@ def compile_expression(
         raise CelCompileError(exc.message, exc.line, exc.column) from None
     return CompiledExpression(
         text=text, _tree=tree, _function=planned.function, source=planned.source,
-        roots=frozenset(roots), paths=paths, fast=planned.fast, windows=windows, cost=cost, _plan=planned,
+        roots=frozenset(roots), paths=paths, fast=planned.fast, windows=windows, cost=cost, fields=fields, _plan=planned,
     )
 
 
@@ -268,7 +273,8 @@ class _Deferred:
 
 
 def _restore(text: str, blob: bytes, source: str, code: bytes, kept: dict[str, Any], roots: frozenset[str],
-             paths: tuple[str, ...], windows: tuple[tuple[str, str, int, int], ...], cost: int) -> CompiledExpression:
+             paths: tuple[str, ...], windows: tuple[tuple[str, str, int, int], ...], cost: int,
+             fields: tuple[tuple[str, tuple[str, ...] | None], ...] | None = None) -> CompiledExpression:
     planned = restore_plan(source, marshal.loads(code), kept, FUNCTIONS)
     deferred = _Deferred(blob, planned.namespace)
     function = planned.function
@@ -281,7 +287,7 @@ def _restore(text: str, blob: bytes, source: str, code: bytes, kept: dict[str, A
 
     return CompiledExpression(
         text=text, _tree=deferred, _function=gate, source=planned.source,
-        roots=roots, paths=paths, fast=planned.fast, windows=windows, cost=cost, _plan=planned,
+        roots=roots, paths=paths, fast=planned.fast, windows=windows, cost=cost, fields=fields, _plan=planned,
     )
 
 

@@ -178,6 +178,64 @@ def check_names(tree: lark.Tree, variables: Mapping[str, FieldSpec]) -> set[str]
     return roots
 
 
+def root_fields(tree: lark.Tree) -> tuple[tuple[str, tuple[str, ...] | None], ...]:
+    """For each root variable the expression reads (the roots of :func:`check_names`, with the same
+    macro scopes): the fields it reads directly off it, ``R.f``, or None when it uses the root any
+    other way (alone, in parentheses, indexed, as a macro or method target, passed to a function).
+
+    A root read only as ``R.f``, ``R.g`` cannot observe any other field of R: the activation may
+    leave them out (engine.activation builds only those of the context's objects). Sorted by root."""
+    found: dict[str, set[str] | None] = {}
+
+    def use(name: str, field: str | None) -> None:
+        if field is None:
+            found[name] = None
+        elif name not in found:
+            found[name] = {field}
+        elif found[name] is not None:
+            found[name].add(field)  # type: ignore[union-attr]
+
+    def walk(node: Any, scope: frozenset[str]) -> None:
+        if not isinstance(node, lark.Tree):
+            return
+        data = node.data
+        if data == "ident":
+            name = str(node.children[0])
+            if name not in scope:
+                use(name, None)
+            return
+        if data == "member_dot":
+            ident = _direct_ident(node.children[0])
+            if ident is not None:  # R.f: the field is a token, nothing else below
+                name = str(ident.children[0])
+                if name not in scope:
+                    use(name, str(node.children[1]))
+                return
+        elif data == "member_dot_arg" and str(node.children[1]) in MACROS:
+            args = list(node.children[2].children) if len(node.children) > 2 else []
+            var = macro_variable(args)
+            if var is not None:
+                walk(node.children[0], scope)
+                walk(args[1], scope | {var})
+                return
+        for child in node.children:
+            walk(child, scope)
+
+    walk(tree, frozenset())
+    return tuple(sorted((name, None if fields is None else tuple(sorted(fields))) for name, fields in found.items()))
+
+
+def _direct_ident(node: Any) -> Any:
+    """The ``ident`` node of ``member(primary(ident))``, the target of ``R.f``; None for anything else."""
+    if isinstance(node, lark.Tree) and node.data == "member" and len(node.children) == 1:
+        primary = node.children[0]
+        if isinstance(primary, lark.Tree) and primary.data == "primary" and len(primary.children) == 1:
+            ident = primary.children[0]
+            if isinstance(ident, lark.Tree) and ident.data == "ident":
+                return ident
+    return None
+
+
 def _check_pattern(arg: Any, token: Any) -> None:
     """A literal matches() pattern must be a valid RE2 expression: refused here, not at each decision."""
     literal = next((t for t in arg.scan_values(lambda v: isinstance(v, lark.Token)) if t.type in ("STRING_LIT", "MLSTRING_LIT")), None) \
