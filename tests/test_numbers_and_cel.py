@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from engine.cel import CelCompileError, CelEvaluationError, FieldSpec, compile_expression, to_cel
 from engine.numbers import DecimalParseError, decimal_text, loads, parse_decimal
@@ -29,6 +31,28 @@ def test_parse_decimal_refuses(value) -> None:
 @pytest.mark.parametrize("value,text", [("0.010", "0.010"), (5, "5"), ("1e-5", "0.00001"), (Decimal("1E+3"), "1000"), ("-0", "0")])
 def test_decimal_text_is_exact_positional(value, text) -> None:
     assert decimal_text(parse_decimal(value)) == text
+
+
+@settings(max_examples=3000, deadline=None, database=None, derandomize=True)
+@given(sign=st.integers(0, 1), digits=st.lists(st.integers(0, 9), min_size=1, max_size=40), exponent=st.integers(-60, 60))
+@example(sign=1, digits=[0], exponent=0)
+@example(sign=1, digits=[0], exponent=-2)
+@example(sign=0, digits=[0], exponent=-8)
+@example(sign=0, digits=[1], exponent=-7)
+@example(sign=0, digits=[1, 2, 3], exponent=2)
+def test_decimal_text_is_format_f(sign: int, digits: list[int], exponent: int) -> None:
+    """The positional text of every finite decimal is what ``format(value, "f")`` writes ("-0" and
+    "+0" written "0"), whichever of str() or format() wrote it."""
+    value = Decimal((sign, tuple(digits), exponent))
+    want = format(value, "f")
+    assert decimal_text(value) == ("0" if want in ("-0", "+0") else want)
+    assert "E" not in decimal_text(value) and "e" not in decimal_text(value)
+
+
+@pytest.mark.parametrize("value", [Decimal("NaN"), Decimal("-NaN"), Decimal("NaN12"), Decimal("sNaN"), Decimal("Infinity"), Decimal("-Infinity")])
+def test_decimal_text_refuses_what_is_not_finite(value) -> None:
+    with pytest.raises(DecimalParseError):
+        decimal_text(value)
 
 
 def test_loads_keeps_json_numbers_exact_and_refuses_nan() -> None:
@@ -112,8 +136,6 @@ def test_cached_parser_tables_parse_like_a_fresh_build(tmp_path, monkeypatch) ->
 
 # --- canonical_json: the encoder made once writes what the per-call encoder wrote ---
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 def _encoded(f, value):
