@@ -211,10 +211,12 @@ def test_the_bundle_decides_on_its_fast_paths_without_loading_a_tree(cache_dir: 
     result = evaluate(raw, context, Config(bundle, load_constraints(None, None), "dry-run")).result
     assert result.reason_code == "DRY_RUN" and len(result.gate_trace) == len(gates)
     assert all(isinstance(g.expression._tree, _Deferred) and g.expression._tree._loaded is None for g in gates)
-    # a refusal's error text names nodes: they are loaded for that gate only, and are the very
+    # an evaluation error names nodes: they are loaded for that gate only, and are the very
     # sub-trees of the tree loaded with them
     gate = gates[0]
-    with pytest.raises(Exception):
+    from engine.cel import CelEvaluationError
+
+    with pytest.raises(CelEvaluationError, match="undeclared reference"):
         gate.expression.evaluate({})
     tree, nodes = gate.expression._tree._loaded
     subtrees = {id(t) for t in tree.iter_subtrees()}
