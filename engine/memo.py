@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from itertools import islice
 from operator import is_ as _is
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-__all__ = ["KeptById", "Sliding", "frozen_builder", "memo", "memo_of"]
+__all__ = ["KeptById", "Sliding", "continued", "frozen_builder", "memo", "memo_of"]
 
 _KEY = "__ep4_memo__"
 
@@ -70,6 +70,21 @@ def frozen_builder(cls: type) -> Callable[..., Any]:
     return build
 
 
+def continued(old: Sequence[Any], new: Sequence[Any]) -> tuple[int, int] | None:
+    """Where ``new`` continues ``old``: ``(k, m)`` when ``new[:m]`` are the very objects ``old[k:k + m]``,
+    ``k`` the first place in ``old`` holding ``new[0]`` and ``m = min(len(old) - k, len(new))`` (a
+    sequence of records slid by the ones that left a window and extended by new ones); None when
+    ``new`` is empty, ``new[0]`` is not in ``old``, or the two differ from there."""
+    if not new:
+        return None
+    first = new[0]
+    for k in range(len(old)):  # a few steps when the sequence slid
+        if old[k] is first:
+            m = min(len(old) - k, len(new))
+            return (k, m) if all(map(_is, islice(old, k, k + m), new)) else None  # the first m of new
+    return None
+
+
 class Sliding:
     """``build(item)`` for each item of a sequence, reusing what was built for the previous sequence
     when the new one continues it: a state view's records are the last view's, minus the oldest
@@ -90,17 +105,11 @@ class Sliding:
         """``[build(x) for x in items]`` (a new list, the caller's to keep)."""
         items = tuple(items)  # kept as it is now (a tuple is kept as is)
         last, build = self._last, self._build
-        values: list[Any] | None = None
-        if last is not None and items:
-            old, old_values = last
-            first = items[0]
-            for k in range(len(old)):  # where the new sequence starts in the old one
-                if old[k] is first:
-                    m = min(len(old) - k, len(items))
-                    if all(map(_is, islice(old, k, k + m), items)):  # the first m of items
-                        values = old_values[k:k + m] + [build(x) for x in items[m:]]
-                    break
-        if values is None:
+        found = continued(last[0], items) if last is not None else None
+        if found is not None:
+            k, m = found
+            values = last[1][k:k + m] + [build(x) for x in items[m:]]
+        else:
             values = [build(x) for x in items]
         self._last = (items, values)
         return list(values)

@@ -22,6 +22,7 @@ from typing import Any, Callable
 from celpy import celtypes
 from celpy.evaluation import CELEvalError
 
+from ..memo import continued
 from ..numbers import EXACT, DecimalParseError, parse_decimal
 from .values import FALSE, TRUE, _Map, _RecentList
 
@@ -181,15 +182,11 @@ def _count_plain(records: list[Any], plain: list[tuple[Any, Any, Any]]) -> int |
     held = _COUNTED.get(key)
     kept: list[bool] = []
     fresh = records
-    if held is not None:  # the same value objects: an entry keeps them alive, so no other object has their ids
-        old, flags = held[1], held[2]
-        first = records[0]
-        for k in range(len(old)):  # where the new sequence starts in the old one (a few steps when it slid)
-            if old[k] is first:
-                m = min(len(old) - k, len(records))
-                if all(map(operator.is_, old[k:k + m], records[:m])):
-                    kept, fresh = flags[k:k + m], records[m:]
-                break
+    # the same value objects: an entry keeps them alive, so no other object has their ids
+    found = continued(held[1], records) if held is not None else None
+    if found is not None:
+        k, m = found
+        kept, fresh = held[2][k:k + m], records[m:]
     matches = _matches(fresh, plain, wanted)
     if matches is None:
         return None
