@@ -134,10 +134,9 @@ def _context_value(context: ExecutionContext, name: str, only: tuple[str, ...] |
         fields = {"exchange": context.exchange, "symbol": context.symbol, "timestamp": context.timestamp,
                   "account_id": context.account_id}
         return to_cel(fields if only is None else {k: v for k, v in fields.items() if k in only})
-    if name == "account":
-        return to_cel(context.account.model_dump() if only is None else context.account.model_dump(include=set(only)))
-    if name == "health":
-        return to_cel(context.health.model_dump() if only is None else context.health.model_dump(include=set(only)))
+    if name in ("account", "health"):
+        model = getattr(context, name)
+        return to_cel(model.model_dump() if only is None else model.model_dump(include=set(only)))
     return to_cel({k: v.model_dump() for k, v in context.market.items()})  # market: a map, keys not fixed
 
 
