@@ -123,6 +123,11 @@ V = {"q": FieldSpec("decimal"), "m": FieldSpec("map", item=FieldSpec("any")), "l
         ("'a' == 1", False),
         ('{"a": [true], "b": (true)}.a == [true]', True),  # found by make differential: a list literal is not a literal
         ("[1] == 'a'", "found no matching overload for 'relation_eq'"),
+        # null comparisons (the fast path tests identity for the types in runtime.NOT_NULL)
+        ('q != null && m.n == null && l != null && m != null && "a" != null && true != null', True),
+        ("q == null || m == null || l == null || false == null", False),
+        ("l.map(x, x) == null", False),  # a plain ListType: compared, as before
+        ("l.map(x, x) != null", "no such overload: ListType != "),  # cel-python raises on it; so do both
     ],
 )
 @pytest.mark.parametrize("evaluator", ["compiled", "interpreter"])
@@ -135,6 +140,25 @@ def test_pinned_semantics(text: str, expected, evaluator: str) -> None:
         assert str(info.value).startswith(expected) or expected in str(info.value)
     else:
         assert expression.evaluate(activation, evaluator) is expected
+
+
+def test_the_types_the_fast_path_takes_for_not_null_compare_so() -> None:
+    """runtime.NOT_NULL: for each type, ``x == None`` is False and ``x != None`` True, without
+    raising, which is what the fast path's identity test stands for; a plain ListType, which raises
+    on ``!= None``, is not one of them."""
+    from celpy import celtypes
+
+    from engine.cel.runtime import NOT_NULL
+    from engine.cel.values import FALSE, TRUE, _List, _Map, _RecentList
+
+    samples = [Decimal("0"), Decimal("-0.000"), Decimal("1E+5"), celtypes.StringType(""), celtypes.StringType("null"),
+               TRUE, FALSE, _Map({}), _Map({"a": None}), _List([]), _List([None]), _RecentList([])]
+    assert {type(v) for v in samples} == NOT_NULL
+    for value in samples:
+        assert (value == None) is False and (value != None) is True  # noqa: E711 - the comparison itself
+    assert celtypes.ListType not in NOT_NULL and celtypes.MapType not in NOT_NULL
+    with pytest.raises(TypeError):
+        celtypes.ListType([]) != None  # noqa: E711, B015
 
 
 def test_compiled_source_is_readable() -> None:

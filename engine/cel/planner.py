@@ -427,6 +427,13 @@ class _Fast:
             # raises (bails) when the other side is not a string
             yes, no = ("T", "F") if op.data == "relation_eq" else ("F", "T")
             return f"({yes} if STR_EQ({a}, {b}) else {no})", ar or br
+        if op.data in ("relation_eq", "relation_ne") and b == "NULL":
+            # against the null literal: None is null; a value of a type in NOT_NULL is not, which is
+            # what comparing it would say (runtime.NOT_NULL); any other value is compared
+            t = self.tmp()
+            yes, no = ("T", "F") if op.data == "relation_eq" else ("F", "T")
+            compared = f"(T if {t} {self._OPS[op.data]} NULL else F)"
+            return f"({yes} if ({t} := {a}) is None else ({no} if type({t}) in NOT_NULL else {compared}))", ar or br
         return f"(T if {a} {self._OPS[op.data]} {b} else F)", ar or br
 
     _ARITH = {"addition_add": "+", "addition_sub": "-", "multiplication_mul": "*", "multiplication_div": "/", "multiplication_mod": "%"}

@@ -413,6 +413,13 @@ def result(value: Any) -> Any:
 
 DECIMAL = Decimal  # the fast path's type test for arithmetic operands
 
+# The fast path's ``x == null`` / ``x != null`` (planner._Fast.f_relation): the value types whose
+# Python comparison with None is False / True without raising, so an identity test gives the
+# comparison's own answer without running it (a Decimal asks numbers.Rational, an ABC, whether None
+# is one; a StringType compares in Python). Any other type is compared as before.
+# tests/test_cel_differential.py checks each against the comparison itself.
+NOT_NULL = frozenset({Decimal, celtypes.StringType, celtypes.BoolType, _Map, _List, _RecentList})
+
 
 # --- the fast path (planner's _Fast): native Python on well-typed values, or Bail ---
 # A gate first runs its fast function; any exception there (Bail included) means "not the typed
