@@ -234,3 +234,92 @@ def test_the_pipelines_activation_gives_every_gate_the_outcome_of_the_whole_one(
                 assert _gate_outcome(gate, built, evaluator) == _gate_outcome(gate, whole, evaluator), (gate.id, name)
             compared += 1
     assert compared > 500
+
+
+# --- the gate chain with the fast expressions inline and the shared reads made once (engine.gate_chain) ---
+
+
+def _chains(gates):
+    from engine.gate_chain import _call_chain, _inline_chain
+
+    calls = _call_chain(gates)
+    return _inline_chain(gates, calls), calls
+
+
+def _damaged(activation: dict, draw) -> dict:
+    """The activation with a few of its variables or their fields removed, nulled or of another type."""
+    out = dict(activation)
+    others = [None, to_cel("x"), to_cel(Decimal("-1")), to_cel(True), to_cel([]), to_cel({}), to_cel([{"a": 1}])]
+    for _ in range(draw(st.integers(1, 3))):
+        root = draw(st.sampled_from(sorted(out)))
+        value = out[root]
+        how = draw(st.sampled_from(["drop", "replace", "field"] if isinstance(value, dict) and value else ["drop", "replace"]))
+        if how == "drop":
+            del out[root]
+        elif how == "replace":
+            out[root] = draw(st.sampled_from(others))
+        else:
+            value = type(value)(value)
+            field = draw(st.sampled_from(sorted(value)))
+            if draw(st.booleans()):
+                del value[field]
+            else:
+                value[field] = draw(st.sampled_from(others))
+            out[root] = value
+        if not out:
+            break
+    return out
+
+
+def test_the_inline_chain_is_made_for_every_bundle_and_shares_reads() -> None:
+    for path in BUNDLES:
+        bundle = load_bundle(path)
+        for gates in (bundle.risk_gates, bundle.constraint_checks):
+            inline, _ = _chains(gates)
+            assert inline is not None, path.name
+    default = load_bundle(ROOT / "policies" / "binance-perp-default.yaml")
+    source = default.risk_chain.source
+    assert "h1 = DGET(r_intent, " in source and "STR_EQ(h" in source  # intent.kind, read once for 13 gates
+
+
+@pytest.mark.parametrize("bundle_path", BUNDLES, ids=lambda p: p.name)
+def test_the_inline_chain_stops_where_the_chain_of_calls_stops_on_every_case(bundle_path: Path) -> None:
+    from engine.cel import exact_arithmetic
+
+    bundle = load_bundle(bundle_path)
+    pairs = [_chains(gates) for gates in (bundle.risk_gates, bundle.constraint_checks)]
+    compared = 0
+    with exact_arithmetic():
+        for name, make in _activations():
+            activation = make(bundle)
+            for (inline, calls), gates in zip(pairs, (bundle.risk_gates, bundle.constraint_checks)):
+                for start in range(len(gates) + 1):
+                    assert inline(activation, start) == calls(activation, start), (name, start)
+                    compared += 1
+    assert compared > 500
+
+
+_DEFAULT_ACTIVATIONS: list = []
+
+
+@settings(max_examples=600, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_the_inline_chain_stops_where_the_chain_of_calls_stops_on_damaged_activations(data) -> None:
+    """Variables missing, of another type, fields missing or nulled: where a shared read fails the
+    inline chain hands over to the chain of calls, and where it does not, both stop at the same gate."""
+    from engine.cel import exact_arithmetic
+
+    from engine.gate_chain import _call_chain
+
+    if not _DEFAULT_ACTIVATIONS:
+        bundle = load_bundle(ROOT / "policies" / "binance-perp-default.yaml")
+        chains = [(bundle.risk_chain, _call_chain(bundle.risk_gates), len(bundle.risk_gates)),
+                  (bundle.constraint_chain, _call_chain(bundle.constraint_checks), len(bundle.constraint_checks))]
+        assert all(hasattr(inline, "source") for inline, _, _ in chains)  # the bundle's chains are the inline ones
+        _DEFAULT_ACTIVATIONS.append((chains, [make(bundle) for _, make in _activations()]))
+    chains, made = _DEFAULT_ACTIVATIONS[0]
+    activation = _damaged(data.draw(st.sampled_from(made)), data.draw)
+    with exact_arithmetic():
+        for inline, calls, count in chains:
+            for start in range(count + 1):
+                assert inline(activation, start) == calls(activation, start), start
