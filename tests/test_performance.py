@@ -152,6 +152,21 @@ def test_recent_count_reads_as_the_reference_does(records, match, odd_key) -> No
     assert _outcome(_recent_count, cel_records, Decimal(1), cel_match) == _outcome(_reference_recent_count, cel_records, Decimal(1), cel_match)
 
 
+def test_recent_count_of_no_record_is_the_loops() -> None:
+    """An empty state.recent (the first decision of an account) answers 0 without the loop, and the
+    same errors as the loop for a bad ``since`` or a match that is not a map."""
+    from engine.cel.values import _List, _RecentList
+
+    for empty in (_RecentList([]), _List([]), celtypes.ListType([]), to_cel([])):
+        for since, match in ((Decimal(1), to_cel({"symbol": "BTCUSDT"})), (Decimal(1), to_cel({})), (Decimal(1), Decimal(2)),
+                             (celtypes.StringType("1"), to_cel({})), (Decimal(1), to_cel(["symbol"]))):
+            expected = _outcome(_reference_recent_count, list(empty), since, match)
+            if not isinstance(since, Decimal):  # recent_count checks its since first (the reference above does not)
+                expected = ("error",)
+            got = _outcome(_recent_count, empty, since, match)
+            assert got[:len(expected)] == expected, (type(empty).__name__, since, match)
+
+
 # --- intents, gate chains ---
 
 

@@ -24,7 +24,7 @@ from celpy.evaluation import CELEvalError
 
 from ..memo import continued
 from ..numbers import EXACT, DecimalParseError, parse_decimal
-from .values import FALSE, TRUE, _Map, _RecentList
+from .values import FALSE, TRUE, _List, _Map, _RecentList
 
 __all__ = ["BUILTIN_FUNCTIONS", "FUNCTIONS", "HELPER_FUNCTIONS", "KNOWN_FUNCTIONS", "LITERAL_FUNCTION"]
 
@@ -113,6 +113,7 @@ def _in_windows(ts_ms: Any, windows: Any) -> celtypes.BoolType:
 
 
 _TIMESTAMP = "timestamp"
+_LIST_TYPES = frozenset({celtypes.ListType, _List, _RecentList})
 _ABSENT = object()
 _dict_get = dict.get
 
@@ -122,6 +123,8 @@ def _recent_count(records: Any, since_ms: Any, match: Any) -> Decimal:
     entry of ``match``: a counter computed in Python rather than by a CEL filter over the list."""
     _need_decimal("recent_count", since_ms)
     wanted = list(match.items())
+    if not records and type(records) in _LIST_TYPES:  # no record: none to count (the loop below reads none)
+        return Decimal(0)
     # ep4's own record maps (type _Map, plain str keys) are read with plain dict lookups by plain str
     # keys (a StringType key hashes in Python); a key not found there (absent, or not a valid CEL
     # key type) is read the reference way, r.get(k), which gives the same value or error as before

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import re
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -322,6 +321,8 @@ def _percentile(samples: list[int], q: float) -> float:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Rules 1-4 in-process, the context reused as a host would: both evaluators, interleaved."""
+    import statistics
+
     from ..paths import examples_dir
     from ..pipeline import Config, evaluate, result_json
     from .inputs import load_config_bundle, load_constraints, load_context

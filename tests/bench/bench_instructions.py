@@ -6,7 +6,8 @@ A shared 2-core machine moves wall-clock figures by tens of percent from one pro
 the number of instructions one decision executes does not (the same inputs and PYTHONHASHSEED=0 give
 the same count to within a few hundred in a million). Each scenario runs twice under callgrind, with 0
 and with N decisions after the same set-up and warm-up; the difference divided by N is what one
-decision costs. An instruction count is not a time (a cache miss costs more than an add), so a
+decision costs (the set-up's objects frozen out of the cyclic collector first, so a collection
+walks only what the decisions made). An instruction count is not a time (a cache miss costs more than an add), so a
 change is confirmed on the clock too (tests/bench/bench_compare.py); but a difference of 1 % here
 is a difference, where on the clock it is noise.
 
@@ -115,7 +116,10 @@ PROBES = {
 
 def _count(tree: Path, scenario: str, n: int, limit: int) -> int:
     """Instructions callgrind counts for the probe with ``n`` decisions."""
-    code = f"LIMIT = {limit}\n" + PROBES[scenario] + f"\nrun({n})\n"
+    # everything the set-up made is moved out of the collector's reach first (gc.freeze): a full
+    # collection during the measured decisions then walks only what they made, not a heap whose size
+    # differs between two trees (which moved one tree's count by a collection's worth, ~1 %)
+    code = f"LIMIT = {limit}\n" + PROBES[scenario] + f"\nimport gc\ngc.collect()\ngc.freeze()\nrun({n})\n"
     env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1")
     done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", PY, "-c", code],
                           cwd=tree, env=env, capture_output=True, text=True)
