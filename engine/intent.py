@@ -131,13 +131,16 @@ def _held(context: ExecutionContext, symbol: str) -> tuple[Position | None, str]
     return live[0]
 
 
-def resolve_intent(action: Any, context: ExecutionContext) -> Intent:
+def resolve_intent(action: Any, context: ExecutionContext, *, exact_entered: bool = False) -> Intent:
     """Resolve a validated non-NOOP action (spec §3.2) into an :class:`Intent` or raise IntentError.
 
     Every arithmetic step runs in :data:`EXACT`: a result that would need rounding (a quantity of
     more than 60 significant digits, say) is FAILED_SAFE, never a rounded number sent to the exchange
-    (spec §4 Rule 4: no rounding heuristics)."""
+    (spec §4 Rule 4: no rounding heuristics). ``exact_entered``: the caller already runs inside
+    ``decimal.localcontext(EXACT)`` (engine.cel.exact_arithmetic), as the pipeline does for Rules 3-4."""
     try:
+        if exact_entered:
+            return _resolve(action, context)
         with localcontext(EXACT):
             return _resolve(action, context)
     except DecimalException as exc:

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from .activation import build_activation
 from .authorization_gate import RawDecision, authorization_gate, read_decision
 from .bundle import Bundle
-from .cel import EVALUATORS
+from .cel import EVALUATORS, exact_arithmetic
 from .constraint_alignment import constraint_alignment
 from .constraints import ConstraintsSnapshot
 from .intent import Intent, IntentError, resolve_intent
@@ -265,33 +265,37 @@ def evaluate(
             "call or failure: the temporal gates cannot be judged; send a fresh context", decision=decision,
         )
 
-    # Rule 3 (position resolution first: an ambiguous state is never guessed, §6.2)
-    try:
-        intent = resolve_intent(action, context)
-    except IntentError as exc:
-        return done("FAILED_SAFE", exc.reason_code, 3, exc.message, decision=decision)
+    # Rules 3-4 in one exact decimal context (spec §4 Rule 4: nothing rounded): the intent's arithmetic
+    # and every gate run in it, entered once rather than by each of them
+    with exact_arithmetic():
+        # Rule 3 (position resolution first: an ambiguous state is never guessed, §6.2)
+        try:
+            intent = resolve_intent(action, context, exact_entered=True)
+        except IntentError as exc:
+            return done("FAILED_SAFE", exc.reason_code, 3, exc.message, decision=decision)
 
-    bundle = config.bundle
-    symbol_constraints = config.constraints.symbols.get(intent.symbol) if intent.symbol else None
-    activation = build_activation(
-        action=action, intent=intent, context=context, bundle=bundle, state=state, constraints=symbol_constraints,
-        roots=bundle.roots, reads=bundle.reads,
-    )
-    trace3, failure = risk_gates(bundle.risk_gates, activation, config.evaluator, bundle.risk_chain)
-    if failure is not None:
-        return done("FAILED_SAFE", failure.reason_code, 3, failure.message, decision=decision, intent=intent, trace=trace3)
-
-    # Rule 4
-    if intent.symbol is not None and symbol_constraints is None:
-        return done(
-            "FAILED_SAFE", "SYMBOL_NOT_IN_CONSTRAINTS", 4,
-            f"the constraints snapshot has no {intent.symbol}; alignment cannot be checked",
-            decision=decision, intent=intent, trace=trace3,
+        bundle = config.bundle
+        symbol_constraints = config.constraints.symbols.get(intent.symbol) if intent.symbol else None
+        activation = build_activation(
+            action=action, intent=intent, context=context, bundle=bundle, state=state, constraints=symbol_constraints,
+            roots=bundle.roots, reads=bundle.reads,
         )
-    trace4, failure = constraint_alignment(bundle.constraint_checks, activation, config.evaluator, bundle.constraint_chain)
-    trace = trace3 + trace4
-    if failure is not None:
-        return done("FAILED_SAFE", failure.reason_code, 4, failure.message, decision=decision, intent=intent, trace=trace)
+        trace3, failure = risk_gates(bundle.risk_gates, activation, config.evaluator, bundle.risk_chain, exact_entered=True)
+        if failure is not None:
+            return done("FAILED_SAFE", failure.reason_code, 3, failure.message, decision=decision, intent=intent, trace=trace3)
+
+        # Rule 4
+        if intent.symbol is not None and symbol_constraints is None:
+            return done(
+                "FAILED_SAFE", "SYMBOL_NOT_IN_CONSTRAINTS", 4,
+                f"the constraints snapshot has no {intent.symbol}; alignment cannot be checked",
+                decision=decision, intent=intent, trace=trace3,
+            )
+        trace4, failure = constraint_alignment(
+            bundle.constraint_checks, activation, config.evaluator, bundle.constraint_chain, exact_entered=True)
+        trace = trace3 + trace4
+        if failure is not None:
+            return done("FAILED_SAFE", failure.reason_code, 4, failure.message, decision=decision, intent=intent, trace=trace)
 
     request = build_request(
         intent,

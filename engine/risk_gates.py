@@ -31,12 +31,15 @@ class GateFailure:
 
 def evaluate_gates(
     gates: Sequence[Gate], activation: Mapping[str, Any], error_code: str, evaluator: str = "compiled",
-    chain: Callable[[Mapping[str, Any], int], int] | None = None,
+    chain: Callable[[Mapping[str, Any], int], int] | None = None, *, exact_entered: bool = False,
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
     """Every gate, in order, with the given evaluator (``compiled`` or the reference ``interpreter``).
 
     ``chain`` (:func:`engine.gate_chain.gate_chain` of the same ``gates``) runs each stretch of fast-path
-    passes in one call; every other gate is decided here, one by one, in order."""
+    passes in one call; every other gate is decided here, one by one, in order. Gates run inside
+    :func:`engine.cel.exact_arithmetic`; ``exact_entered``: the caller has entered it already."""
+    if exact_entered:
+        return _evaluate_gates(gates, activation, error_code, evaluator, chain)
     with exact_arithmetic():
         return _evaluate_gates(gates, activation, error_code, evaluator, chain)
 
@@ -113,7 +116,7 @@ def _new_refusal(gate: Gate) -> GateFailure:
 
 def risk_gates(
     gates: Sequence[Gate], activation: Mapping[str, Any], evaluator: str = "compiled",
-    chain: Callable[[Mapping[str, Any], int], int] | None = None,
+    chain: Callable[[Mapping[str, Any], int], int] | None = None, *, exact_entered: bool = False,
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
     """Rule 3: any failure (or evaluation error) means FAILED_SAFE."""
-    return evaluate_gates(gates, activation, "GATE_EVALUATION_ERROR", evaluator, chain)
+    return evaluate_gates(gates, activation, "GATE_EVALUATION_ERROR", evaluator, chain, exact_entered=exact_entered)

@@ -218,3 +218,28 @@ def test_identical_inputs_identical_results_and_trace_ids() -> None:
     b = evaluate(json.dumps(decision()), ctx(), config()).result
     c = evaluate(json.dumps(decision()), ctx(timestamp=T + 1), config()).result
     assert a == b and a.trace_id == b.trace_id != c.trace_id
+
+
+def test_the_callers_decimal_context_neither_changes_a_result_nor_is_changed() -> None:
+    """Rules 3-4 run in ep4's exact context (entered once per evaluation): a host whose own decimal
+    context rounds to 2 digits with no traps gets every case's result byte for byte, and gets its
+    context back, the very object with its settings, after results decided inside and outside."""
+    import decimal
+
+    from conftest import case_inputs, case_names, load_case
+    from engine.pipeline import result_json
+
+    names = case_names()
+    expected = {}
+    for name in names:
+        raw, context, bundle, constraints, state = case_inputs(load_case(name))
+        expected[name] = result_json(evaluate(raw, context, Config(bundle, constraints, "dry-run"), state).result)
+    host = decimal.Context(prec=2, rounding=decimal.ROUND_DOWN, traps=[])
+    with decimal.localcontext(host):
+        mine = decimal.getcontext()
+        for name in names:
+            raw, context, bundle, constraints, state = case_inputs(load_case(name))
+            got = result_json(evaluate(raw, context, Config(bundle, constraints, "dry-run"), state).result)
+            assert got == expected[name], name
+            assert decimal.getcontext() is mine and mine.prec == 2 and not any(mine.traps.values()), name
+    assert len({json.loads(v)["reason_code"] for v in expected.values()}) > 20  # refusals in every rule, and passes
