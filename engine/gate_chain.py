@@ -8,12 +8,13 @@ without a fast path, or a fast path that raised and must be decided by the refer
 asks the chain again from the next gate, so outcomes, traces and messages are exactly the loop's.
 
 The chain holds the gates' fast expressions inline, in one function (:func:`_inline_chain`), and
-reads each variable, and each field that more than one gate reads as ``root.field``, once: the
-default bundle's 26 gates read ~110 fields, ~20 of them distinct. Those reads are the ones the fast
-paths make (a dict lookup, which changes nothing); if one of them raises (a variable missing, a
-value that is not a map), the chain of separate fast functions (:func:`_call_chain`) answers
-instead, so a read that only some gate makes on some path never decides for another. Where the
-gates' sources cannot be put together (a name two gates bind differently), the chain is that one.
+reads each variable, and each field that more than one gate reads as ``root.field``, once: of the
+113 such reads in the default bundle's 26 gates, 79 are of the 22 fields shared so (per rule), and
+become 22 reads. Those reads are the ones the fast paths make (a dict lookup, which changes
+nothing); if one of them raises (a variable missing, a value that is not a map), the chain of
+separate fast functions (:func:`_call_chain`) answers instead, so a read that only some gate makes
+on some path never decides for another. Where the gates' sources cannot be put together (a name two
+gates bind differently), the chain is that one.
 """
 
 from __future__ import annotations
