@@ -67,6 +67,7 @@ _ROOT = re.compile(r"    (r_\w+) = act\['(\w+)'\]\n")
 _WORD = re.compile(r"'[^'\\]*'|\"[^\"\\]*\"|[A-Za-z_]\w*")
 _OWN = re.compile(r"(?:_t|k|m|mk|n)\d+")  # a generated module's own names: temporaries, constants
 _READ = re.compile(r"DGET\((r_\w+), '(\w+)'\)")  # a field read off a variable, as the planner writes it
+_RENAMED = re.compile(r"g\d+_(?:k|m|mk)\d+")  # a gate's constant in the chain (printed with the source)
 
 
 class _Unfit(Exception):
@@ -110,7 +111,8 @@ def _inline_chain(gates: Sequence[Any], calls: Any) -> Any | None:
         lines.append(f"        return {len(gates)}")
         lines += ["    except Exception:  # the loop re-runs this gate and lets the reference path decide",
                   "        return n"]
-        source = "\n".join(lines) + "\n"
+        constants = [f"# {name} = {value!r}" for name, value in namespace.items() if _RENAMED.fullmatch(name)]
+        source = "\n".join(constants + lines) + "\n"
         exec(compile(source, "<ep4 gate chain>", "exec"), namespace)
     except (_Unfit, SyntaxError, ValueError, RecursionError, MemoryError):
         return None

@@ -123,7 +123,10 @@ def test_explain_compiled_prints_the_python_a_gate_runs(capsys) -> None:
     assert "def gate_reference(act):" in out and "def gate_fast(act):" in out and "def gate(act):" in out
     assert "intent.worst_case_notional_after <= params.max_notional" in out  # the CEL it came from, as a comment
     code, _, err = run(capsys, "explain", "--compiled", "exposure.nope")
-    assert code == 2 and "no gate 'exposure.nope'" in err
+    assert code == 2 and "no gate 'exposure.nope'" in err and "'chains'" in err
+    code, out, _ = run(capsys, "explain", "--compiled", "chains")  # what runs the gates' fast paths, per rule
+    assert code == 0 and out.count("def chain(act, start):") == 2 and "# Rule 3: 13 gates" in out and "# Rule 4: 13 gates" in out
+    assert "h1 = DGET(r_" in out and "# exposure.max-notional" in out and "# exchange.leverage-bracket" in out
 
 
 def test_bench_reports_both_evaluators_and_their_ratio(capsys) -> None:

@@ -220,16 +220,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _explain_compiled(args: argparse.Namespace) -> int:
-    """The Python a gate runs (its fast path and its reference path), for review."""
+    """The Python a gate runs (its fast path and its reference path), for review; ``chains``: each
+    rule's chain, the one function that runs the rule's fast paths in order (engine.gate_chain)."""
     from .inputs import load_config_bundle
 
     bundle = load_config_bundle(args.bundle)
+    if args.compiled == "chains":
+        for rule, chain, gates in ((3, bundle.risk_chain, bundle.risk_gates), (4, bundle.constraint_chain, bundle.constraint_checks)):
+            print(f"# Rule {rule}: {len(gates)} gates' fast paths in order (engine/gate_chain.py); the rule's loop decides "
+                  "each gate this does not pass, on the gate's own code (ep4 explain --compiled GATE_ID)")
+            print(getattr(chain, "source", None) or "# (the gates' own fast functions, called one by one)\n")
+        return 0
     gates = {g.id: g for g in bundle.risk_gates + bundle.constraint_checks}
     wanted = list(gates) if args.compiled == "all" else [args.compiled]
     for gid in wanted:
         gate = gates.get(gid)
         if gate is None:
-            raise UsageError(f"no gate {gid!r} in {bundle.name} (gates: {', '.join(gates)}; or 'all')")
+            raise UsageError(f"no gate {gid!r} in {bundle.name} (gates: {', '.join(gates)}; or 'all', or 'chains')")
         print(f"# {gate.id} (Rule {gate.rule}, {gate.source})")
         for line in gate.expression.text.strip().splitlines():
             print(f"#   {line}")
@@ -612,7 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="the same evaluation, printed for a person")
     _add_eval_args(p, optional_decisions=True)
-    p.add_argument("--compiled", metavar="GATE_ID", help="print the Python a gate compiles to (or 'all') and exit")
+    p.add_argument("--compiled", metavar="GATE_ID",
+                   help="print the Python a gate compiles to (or 'all'; or 'chains': each rule's gates as the one function that runs them) and exit")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("schema", help="print a JSON Schema")
