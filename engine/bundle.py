@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .activation import variables_for
 from .cel import CelCompileError, CompiledExpression, FieldSpec, compile_expression
+from .cel.check import merge_fields, sorted_fields
 from .errors import BundleError, Problem
 from .models import GateOutcome, ShadowGateOutcome
 from .numbers import DecimalParseError, parse_decimal, sha256_digest
@@ -238,14 +239,8 @@ class Bundle:
         for g in self.risk_gates + self.constraint_checks:
             known = dict(g.expression.fields) if g.expression.fields is not None else {}
             for root in g.expression.roots:
-                names = known.get(root)
-                if names is None:
-                    merged[root] = None
-                elif root not in merged:
-                    merged[root] = set(names)
-                elif merged[root] is not None:
-                    merged[root].update(names)  # type: ignore[union-attr]
-        return tuple(sorted((root, None if names is None else tuple(sorted(names))) for root, names in merged.items()))
+                merge_fields(merged, root, known.get(root))
+        return sorted_fields(merged)
 
     def params_for(self, symbol: str | None) -> dict[str, Any]:
         """Typed params as gates see them, per-symbol values resolved for ``symbol``."""

@@ -19,7 +19,7 @@ from .planner import MACROS, macro_variable
 
 __all__ = [
     "CheckError", "FieldSpec", "MAX_COST", "MAX_DEPTH", "check_depth", "check_names", "estimate_cost", "expression_kind",
-    "read_paths", "recent_windows",
+    "merge_fields", "read_paths", "recent_windows", "root_fields", "sorted_fields",
 ]
 
 # Deepest parse tree accepted: cel-python's interpreter needs ~3 Python frames per tree level and
@@ -188,12 +188,7 @@ def root_fields(tree: lark.Tree) -> tuple[tuple[str, tuple[str, ...] | None], ..
     found: dict[str, set[str] | None] = {}
 
     def use(name: str, field: str | None) -> None:
-        if field is None:
-            found[name] = None
-        elif name not in found:
-            found[name] = {field}
-        elif found[name] is not None:
-            found[name].add(field)  # type: ignore[union-attr]
+        merge_fields(found, name, None if field is None else (field,))
 
     def walk(node: Any, scope: frozenset[str]) -> None:
         if not isinstance(node, lark.Tree):
@@ -222,7 +217,23 @@ def root_fields(tree: lark.Tree) -> tuple[tuple[str, tuple[str, ...] | None], ..
             walk(child, scope)
 
     walk(tree, frozenset())
-    return tuple(sorted((name, None if fields is None else tuple(sorted(fields))) for name, fields in found.items()))
+    return sorted_fields(found)
+
+
+def merge_fields(found: dict[str, set[str] | None], root: str, fields: Any) -> None:
+    """Add to ``found`` that ``root`` is read as ``root.f`` for each f in ``fields``, or, when
+    ``fields`` is None, used whole (which stays so whatever else is read off it)."""
+    if fields is None:
+        found[root] = None
+    elif root not in found:
+        found[root] = set(fields)
+    elif found[root] is not None:
+        found[root].update(fields)  # type: ignore[union-attr]
+
+
+def sorted_fields(found: Mapping[str, set[str] | None]) -> tuple[tuple[str, tuple[str, ...] | None], ...]:
+    """``found`` (:func:`merge_fields`) as a sorted tuple: (root, its fields sorted, or None)."""
+    return tuple(sorted((root, None if fields is None else tuple(sorted(fields))) for root, fields in found.items()))
 
 
 def _direct_ident(node: Any) -> Any:
