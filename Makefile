@@ -33,7 +33,7 @@ fuzz: $(STAMP)
 # 1,000 SIGKILLs inside write-ahead -> call -> ack -> audit against `ep4 paper serve`, 4 processes x 50
 # decisions on one state directory, the fault matrix; the figures go into docs/reliability.md
 reliability: $(STAMP)
-	$(BIN)/python tests/reliability.py --kills 1000 --processes 4 --rounds 50 --doc docs/reliability.md
+	$(BIN)/python tests/reliability.py --kills 1000 --processes 4 --rounds 50 --tear-audit-round 3 --doc docs/reliability.md
 
 # Rules 1-4 (both evaluators), a 100,000-line dry-run batch, the bundle load (files vs cache), one paper
 # execution over loopback, ep4 certify over a 10,000-case corpus (tests/bench/bench_compare.py --before REV

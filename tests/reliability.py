@@ -11,7 +11,10 @@ Three parts, all on 127.0.0.1, against `ep4 paper serve` running as its own proc
    record of the outcome or not, and (at the end, from the exchange's own saved state) whether the
    order reached the exchange. The next round's child is first handed the killed decision again,
    as an upstream that retries would: it must answer NOOP DUPLICATE_EXECUTION, and opening its
-   executor gives the orphaned row its audit record. At the end `ep4 reconcile` asks the exchange
+   executor gives the orphaned row its audit record. A kill inside the audit append leaves a torn
+   last record: then the retry must send nothing and exit 2 naming the damaged log (documented:
+   "a damaged log stops sending"), and the driver runs `ep4 audit repair` as an operator would before
+   the next round retries again. At the end `ep4 reconcile` asks the exchange
    about every order in doubt, and its findings must match the exchange's state exactly.
    Zero tolerance: no client order id twice at the exchange, no order without an audit record,
    no IN_FLIGHT row left, no row still in doubt, `ep4 audit verify` and `ep4 replay` pass.
@@ -176,8 +179,12 @@ class Child:
     out: Path
 
 
-def fork_ep4(argv: list[str], out: Path) -> Child:
-    """`ep4 ARGV` in a forked child (the imports already done), reporting each PHASE on a pipe."""
+def fork_ep4(argv: list[str], out: Path, *, tear_audit: bool = False) -> Child:
+    """`ep4 ARGV` in a forked child (the imports already done), reporting each PHASE on a pipe.
+
+    ``tear_audit``: the child cuts the first execution outcome record it appends to half its length
+    and SIGKILLs itself, before the ledger outcome: what a SIGKILL that lands inside the append's
+    write leaves. Random kills land there rarely; `--tear-audit-round` makes one round do it."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -194,6 +201,8 @@ def fork_ep4(argv: list[str], out: Path) -> Child:
                 original(self)
 
             Executor.__post_init__ = post_init  # type: ignore[method-assign]
+            if tear_audit:
+                _tear_outcome_append()
             code = ep4_main(argv)
             sys.stdout.flush()
             sys.stderr.flush()
@@ -206,6 +215,23 @@ def fork_ep4(argv: list[str], out: Path) -> Child:
             os._exit(code)
     os.close(w)
     return Child(pid, r, out)
+
+
+def _tear_outcome_append() -> None:
+    append = engine.audit.AuditLog.append
+
+    def torn(self: Any, record: dict[str, Any], *, anchor: bool = True) -> dict[str, Any]:
+        full = append(self, record, anchor=anchor)
+        if record.get("kind") == "execution" and record.get("reply") is not None:
+            with open(self.path, "r+b") as f:
+                data = f.read()
+                start = data.rfind(b"\n", 0, len(data) - 1) + 1  # the record just appended
+                f.truncate(start + (len(data) - start) // 2)
+                os.fsync(f.fileno())
+            os.kill(os.getpid(), signal.SIGKILL)
+        return full
+
+    engine.audit.AuditLog.append = torn  # type: ignore[method-assign]
 
 
 def read_phases_until(child: Child, target: str | None) -> tuple[list[str], bool]:
@@ -245,6 +271,7 @@ class Kill:
     seen: list[str]
     row_status: str | None  # the ledger row right after the kill
     audited: bool  # an audit record of the outcome existed right after the kill
+    torn: bool = False  # the kill landed inside the audit append: the log ends in a partial record
     at_exchange: bool | None = None  # from the exchange's saved state, at the end
     finding: str | None = None  # what `ep4 reconcile` found, if the row was in doubt
 
@@ -256,6 +283,8 @@ class Kill:
             return "after the ledger outcome (outside the window)"
         if self.audited:
             return "after the audit record, before the ledger outcome"
+        if self.torn:
+            return "inside the audit append (a torn record, set aside by `ep4 audit repair`)"
         if self.at_exchange:
             return "after the exchange took the order, before its audit record"
         return "after the write-ahead row, before the order reached the exchange"
@@ -286,6 +315,24 @@ def audited_traces(audit_path: Path, kinds: tuple[str, ...] = ("execution",)) ->
     return found
 
 
+def audit_torn(audit_path: Path) -> bool:
+    """The log ends in a partial record (no final line end): a kill landed inside the append."""
+    try:
+        with audit_path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
+
+
+def paper_order_count(server: "PaperServe") -> int:
+    """How many orders the paper exchange holds, from its state saved after every change."""
+    return len(exchange_orders(json.loads((server.state_dir / PAPER_STATE_FILE).read_text(encoding="utf-8"))))
+
+
 def has_outcome_record(audit_path: Path, decision_id: str) -> bool:
     """An execution record for ``decision_id`` that is an outcome (it carries a reply)."""
     if not audit_path.exists():
@@ -314,7 +361,9 @@ class KillReport:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def kill_campaign(work: Path, *, kills: int, seed: int, max_rounds: int | None = None, progress: Callable[[str], None] = print) -> KillReport:
+def kill_campaign(work: Path, *, kills: int, seed: int, max_rounds: int | None = None, tear_round: int | None = None,
+                  progress: Callable[[str], None] = print) -> KillReport:
+    """``tear_round``: in that round the child tears its outcome's audit record itself (fork_ep4)."""
     rng = random.Random(seed)
     work.mkdir(parents=True, exist_ok=True)
     report = KillReport()
@@ -349,9 +398,10 @@ def kill_campaign(work: Path, *, kills: int, seed: int, max_rounds: int | None =
             batch.write_text("".join(json.dumps(x) + "\n" for x in lines))
             target = rng.choice(targets)
             delay_us = rng.randrange(0, 1500)
-            child = fork_ep4(["execute", str(batch), *base, *live], work / "child.out")
+            tear = n == tear_round
+            child = fork_ep4(["execute", str(batch), *base, *live], work / "child.out", tear_audit=tear)
             report.children += 1
-            seen, reached = read_phases_until(child, target)
+            seen, reached = (read_phases_until(child, None)[0], True) if tear else read_phases_until(child, target)
             if reached:
                 if delay_us:
                     end = time.perf_counter() + delay_us / 1e6
@@ -372,9 +422,14 @@ def kill_campaign(work: Path, *, kills: int, seed: int, max_rounds: int | None =
                 round=n, decision_id=d["decision_id"], client_order_id=client_order_id(d["decision_id"], "a-1"),
                 action=action["type"], target=target, delay_us=delay_us, seen=seen,
                 row_status=ledger_row(state, d["decision_id"]), audited=has_outcome_record(audit, d["decision_id"]),
+                torn=audit_torn(audit),
             )
             report.kills.append(kill)
             pending_retry = d
+            if tear and not kill.torn:
+                report.problems.append(f"round {n}: asked to tear the outcome's audit record, the log's tail is whole ({kill.landed})")
+            if kill.torn:
+                _torn_tail(report, kill, d, batch, base + live, server, state, audit, work)
             inside = sum(k.inside for k in report.kills)
             if inside and inside % 100 == 0 and kill.inside:
                 progress(f"  kills inside the window: {inside} of {kills} ({report.rounds} rounds, {time.monotonic() - started:.0f} s)")
@@ -401,6 +456,29 @@ def kill_campaign(work: Path, *, kills: int, seed: int, max_rounds: int | None =
     return report
 
 
+def _torn_tail(report: KillReport, kill: Kill, d: dict[str, Any], batch: Path, argv: list[str], server: PaperServe,
+               state: Path, audit: Path, work: Path) -> None:
+    """The kill tore the audit log's last record. As documented (docs/operations.md, "A damaged log
+    stops sending"), ep4 must send nothing until an operator sets the torn bytes aside: the retry
+    exits 2 naming the damage, with no order sent and the row still in flight. Then `ep4 audit
+    repair`, as the operator would; the next round retries the decision again (NOOP DUPLICATE_EXECUTION)."""
+    orders = paper_order_count(server)
+    batch.write_text(json.dumps(d) + "\n")
+    code, out = run_ep4(["execute", str(batch), *argv], work / "child.out")
+    report.children += 1
+    if code != 2 or "damaged" not in out or "Traceback" in out:
+        report.problems.append(f"round {kill.round}: with a torn audit tail, ep4 execute exited {code} (expected 2, the log named damaged): {out[-800:]}")
+    if paper_order_count(server) != orders:
+        report.problems.append(f"round {kill.round}: an order was sent while the audit log's tail was torn")
+    if ledger_row(state, d["decision_id"]) != "IN_FLIGHT":
+        report.problems.append(f"round {kill.round}: the row of {d['decision_id']} changed while the audit log's tail was torn")
+    code, out = run_ep4(["audit", "repair", str(audit), "--state-dir", str(state), "--reason", f"kill campaign round {kill.round}"],
+                        work / "repair.out")
+    report.children += 1
+    if code != 0 or audit_torn(audit) or "WARNING" in out:
+        report.problems.append(f"round {kill.round}: ep4 audit repair exited {code} (or lost anchored records): {out[-800:]}")
+
+
 def _check_kills(report: KillReport, exchange_state: dict[str, Any], state: Path, audit: Path, bundle: Path,
                  findings: dict[str, str], work: Path) -> None:
     orders = exchange_orders(exchange_state)
@@ -412,9 +490,16 @@ def _check_kills(report: KillReport, exchange_state: dict[str, Any], state: Path
         report.problems.append(f"client order ids at the exchange more than once: {sorted(dupes)[:10]}")
     # every order has an audit record: its execution outcome, or the recovery record of its orphaned row
     audited: set[str] = set()
-    with audit.open(encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
+    with audit.open(encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                rec = json.loads(line)
+            except ValueError:  # every torn tail was repaired: a line that is not a record is a finding
+                report.problems.append(f"audit log line {number} is not a JSON record: {line[:120]!r}")
+                continue
+            if not isinstance(rec, dict):
+                report.problems.append(f"audit log line {number} is not a JSON object")
+                continue
             if rec.get("kind") == "execution" and isinstance(rec.get("result", {}).get("order"), dict):
                 cid = rec["result"]["order"].get("client_order_id")
                 if cid and rec.get("reply") is not None:
@@ -694,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faults", nargs="+", choices=list(FAULT_EXPECTATIONS), help="the fault matrix's faults (default: all)")
     ap.add_argument("--only", choices=["kills", "concurrency", "faults"], action="append", help="run only these parts")
     ap.add_argument("--seed", type=int, default=20261127)
+    ap.add_argument("--tear-audit-round", type=int, metavar="N",
+                    help="in kill round N the child tears its outcome's audit record itself and dies (a kill inside the append's write)")
     ap.add_argument("--doc", help="write the figures into this markdown file, between the reliability:begin/end markers")
     ap.add_argument("--work", help="keep the campaign's files here (default: a temp dir, removed)")
     args = ap.parse_args(argv)
@@ -707,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         if "kills" in parts:
             print(f"1. kills: {args.kills} SIGKILLs inside the write-ahead -> call -> ack -> audit window (seed {args.seed})", flush=True)
-            rep = kill_campaign(work / "kills", kills=args.kills, seed=args.seed)
+            rep = kill_campaign(work / "kills", kills=args.kills, seed=args.seed, tear_round=args.tear_audit_round)
             problems += [f"kills: {p}" for p in rep.problems]
             sections.append(kills_section(rep, args.kills))
             print(sections[-1], flush=True)
@@ -746,6 +833,7 @@ def kills_section(rep: KillReport, wanted: int) -> str:
     where = Counter(k.landed for k in rep.kills)
     order = ["after the write-ahead row, before the order reached the exchange",
              "after the exchange took the order, before its audit record",
+             "inside the audit append (a torn record, set aside by `ep4 audit repair`)",
              "after the audit record, before the ledger outcome",
              "after the ledger outcome (outside the window)", "before the write-ahead row (outside the window)"]
     by_action = Counter((k.landed, k.action) for k in inside)
@@ -832,7 +920,7 @@ def write_doc(path: Path, sections: list[str], args: argparse.Namespace, *, ok: 
         f"Measured on {time.strftime('%Y-%m-%d', time.gmtime())} at commit `{commit}`{' (with uncommitted changes)' if dirty else ''}, "
         f"seed {args.seed}, {os.cpu_count()} cores; result: {'every zero-tolerance count is zero' if ok else 'PROBLEMS (see below)'}. "
         f"Reproduce: `make reliability` (or `.venv/bin/python tests/reliability.py --kills {args.kills} --processes {args.processes} "
-        f"--rounds {args.rounds} --doc docs/reliability.md`).",
+        f"--rounds {args.rounds}{f' --tear-audit-round {args.tear_audit_round}' if args.tear_audit_round else ''} --doc docs/reliability.md`).",
         "",
         "\n\n".join(sections),
         END,
