@@ -252,3 +252,36 @@ def test_a_paper_exchange_kept_too_long_by_another_process_is_a_clear_error(tmp_
     assert proc.returncode == 2 and "in use by another process" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     with paper_lock(tmp_path, timeout_s=0.2):  # released: taken at once
         pass
+
+
+def test_the_console_command_exits_with_mains_code_and_all_its_output(tmp_path: Path) -> None:
+    """`ep4` (engine.cli.run: main, then gc.freeze before the interpreter finalises) prints what
+    main prints in-process, flushes all of it, exits with main's code, and leaves a paper
+    execution's ledger and audit log whole."""
+    import tomllib
+
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["ep4"] == "engine.cli:run"
+    line = (EX / "decision-open-limit.json").read_text().replace("\n", " ")
+    many = tmp_path / "many.jsonl"
+    many.write_text("\n".join(line.replace('"d-0001"', f'"d-{i}"') for i in range(300)) + "\n")
+
+    def ep4(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "engine.cli", *argv], capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, "EP4_CACHE_DIR": str(tmp_path / "cache")})
+
+    dry = ep4("execute", str(many), "--context", str(EX / "context.json"), "--exchange", "dry-run")
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["execute", str(many), "--context", str(EX / "context.json"), "--exchange", "dry-run"]) == 0
+    assert dry.returncode == 0 and dry.stdout == buf.getvalue() and len(dry.stdout.splitlines()) == 300
+    missing = ep4("execute", str(tmp_path / "nope.json"), "--exchange", "dry-run")
+    assert missing.returncode == 2 and "ep4: error:" in missing.stderr and "Traceback" not in missing.stderr
+    state = tmp_path / "state"
+    paper = ep4("execute", str(EX / "decision-open-limit.json"), "--context", str(EX / "context.json"), "--exchange", "paper",
+                "--state-dir", str(state))
+    assert paper.returncode == 0 and json.loads(paper.stdout)["result"] == "SUCCESS", paper.stdout + paper.stderr
+    verify = ep4("audit", "verify", str(state / "audit.jsonl"), "--state-dir", str(state))
+    assert verify.returncode == 0 and verify.stdout.startswith("ok "), verify.stdout + verify.stderr

@@ -2,6 +2,6 @@
 the example session, and ``ep4 explain``. With the ledger and the audit writer, this is the part of
 ``engine/`` allowed to do I/O (files, clock, network through ``exchange/``)."""
 
-from .main import build_parser, main, reason_codes_markdown
+from .main import build_parser, main, reason_codes_markdown, run
 
-__all__ = ["build_parser", "main", "reason_codes_markdown"]
+__all__ = ["build_parser", "main", "reason_codes_markdown", "run"]

@@ -722,5 +722,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def run() -> None:
+    """The ``ep4`` console command (and ``python -m engine.cli``): :func:`main`, then exit with its code.
+
+    Before the interpreter finalises, the heap is frozen (``gc.freeze``), so finalisation no longer
+    walks everything the command built (pydantic's validators, the bundle, the compiled gates) in
+    collector passes: measured, 80-113 ms of a one-decision ``ep4 execute`` went there, 9-15 ms frozen.
+    Atexit handlers, flushing the standard streams and module teardown still run, and objects
+    freed by reference counting are still freed; only garbage in reference cycles is left for the
+    process's end to release. Every file, ledger and audit write has been closed or fsynced by then.
+    In-process callers (tests, a host) call :func:`main` and keep their collector as it is."""
+    import gc
+
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
