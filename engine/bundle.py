@@ -24,6 +24,7 @@ from .errors import BundleError, Problem
 from .models import GateOutcome, ShadowGateOutcome
 from .numbers import DecimalParseError, parse_decimal, sha256_digest
 from .reason_codes import ENGINE_CODES
+from .state import arms_cooldown as _arms_cooldown
 
 if TYPE_CHECKING:  # the YAML reader is imported when a bundle is read from its files (engine.bundle_yaml)
     from ruamel.yaml.comments import CommentedMap
@@ -263,9 +264,7 @@ class Bundle:
 
     def arms_cooldown(self, result: str, rule: int | None, timestamp: int, state: Any, reason_code: str = "") -> bool:
         """Whether this outcome starts the spec §6.3 cooldown (engine.state.arms_cooldown)."""
-        from .state import arms_cooldown
-
-        return arms_cooldown(result, rule, timestamp, state, self.cooldown_ms, self.cooldown_armed_by, reason_code)
+        return _arms_cooldown(result, rule, timestamp, state, self.cooldown_ms, self.cooldown_armed_by, reason_code)
 
     @cached_property
     def risk_chain(self) -> Any:
