@@ -63,7 +63,11 @@ def _last_record(f: Any) -> dict[str, Any] | None:
     try:
         return json.loads(line)
     except ValueError:
-        raise AuditError("the audit log ends in a damaged record; run `ep4 audit verify` before writing more") from None
+        name = f.name if isinstance(getattr(f, "name", None), str) else "the audit log"
+        raise AuditError(
+            f"the audit log {name} ends in a damaged record (torn by a crash mid-write, or not JSON), so no record can "
+            f"follow it. Run `ep4 audit verify {name}` to see it and `ep4 audit repair {name}` to set the damaged bytes aside"
+        ) from None
 
 
 def _file_id(st: os.stat_result) -> tuple[int, int, int, int]:

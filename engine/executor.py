@@ -155,7 +155,10 @@ class Executor:
         # a write-ahead row a dead process left IN_FLIGHT gets its audit record now (issue 7, hole 7)
         from .recovery import recover_in_flight
 
-        self.recovered = recover_in_flight(self.ledger, self.audit)
+        try:
+            self.recovered = recover_in_flight(self.ledger, self.audit)
+        except AuditError as exc:  # e.g. the dead process's outcome record is torn: nothing goes out before it is seen to
+            raise AuditError(f"{exc}. Nothing was sent: an interrupted execution must be recorded before anything else is") from None
 
     def state_view(self, ids: RawDecision, context: ExecutionContext) -> tuple[StateView, list[int | None]]:
         """The state view (with the operator's trading state) and its rows' ledger seqs."""

@@ -530,6 +530,46 @@ def test_hole07_a_call_cut_off_by_a_crash_is_audited_on_open_and_reconciled(rig:
     assert res.reason_code == "DUPLICATE_EXECUTION" and len(rig.paper.orders) == 1
 
 
+def test_a_crash_inside_the_outcome_append_stops_everything_until_repaired(rig: Rig, capsys) -> None:
+    """A SIGKILL inside the write of the outcome's audit record leaves a torn last line and the row
+    IN_FLIGHT (the CI kill campaign met it by chance). The next process must send nothing: its
+    executor cannot record the interrupted execution, and says where the log is, that nothing was
+    sent and how to repair it. After `ep4 audit repair` the row is recovered and reconciled as usual."""
+    from engine.audit import AuditLog
+    from engine.cli import main
+    from engine.errors import AuditError
+    from engine.executor import Executor
+    from engine.recovery import reconcile
+
+    real_append = rig.audit.append
+
+    def torn_append(record, *, anchor=True):
+        if record.get("kind") == "execution" and record.get("reply") is not None:
+            full = real_append(record, anchor=anchor)
+            data = rig.audit.path.read_bytes()
+            start = data.rfind(b"\n", 0, len(data) - 1) + 1
+            rig.audit.path.write_bytes(data[:start + (len(data) - start) // 2])  # half the record: the kill landed in its write
+            raise _Killed(full)
+        return real_append(record, anchor=anchor)
+
+    rig.audit.append = torn_append
+    with pytest.raises(_Killed):
+        rig.run(OPEN("0.010"), decision_id="d-torn")
+    assert len(rig.paper.orders) == 1 and rig.ledger.in_flight_rows()
+    log = str(rig.audit.path)
+    with pytest.raises(AuditError) as info:  # the next process
+        Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
+    message = str(info.value)
+    assert log in message and f"ep4 audit repair {log}" in message and "Nothing was sent" in message, message
+    assert len(rig.paper.orders) == 1 and rig.ledger.in_flight_rows()
+    assert main(["audit", "repair", log, "--state-dir", str(rig.ledger.dir)]) == 0
+    capsys.readouterr()
+    again = Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
+    assert [n.finding for n in again.recovered] == ["outcome-unknown"]
+    notes = reconcile(rig.ledger, again.audit, rig.client, recv_window_ms=5000, now_ms=lambda: rig.now)
+    assert [n.finding for n in notes] == ["FILLED"] and len(rig.paper.orders) == 1
+
+
 def test_hole07_an_order_that_never_reached_the_exchange_reconciles_as_not_found(rig: Rig) -> None:
     from engine.audit import AuditLog
     from engine.executor import Executor
