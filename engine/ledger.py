@@ -144,18 +144,27 @@ class Ledger:
         self._inserted = False  # whether this connection wrote an attempted row since the window was read
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            self.path = self.dir / "ledger.sqlite"
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(executions)")}
-            for column in ("arms_cooldown INTEGER", "reconciled TEXT"):  # ledgers from before issue 7
-                if column.split()[0] not in columns:
-                    self._db.execute(f"ALTER TABLE executions ADD COLUMN {column}")
-            self._db.executescript(_INDEXES)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise LedgerError(f"cannot open the ledger in {state_dir}: {exc}") from None
+        self.path = self.dir / "ledger.sqlite"
+        # One process at a time opens the ledger (creates it, turns on WAL, creates or migrates its
+        # tables). SQLite answers a second connection turning on WAL while the first does with "database
+        # is locked" at once, without waiting for its busy timeout: two processes starting together on
+        # a new state directory failed so (CI, 2026-11-28); and two migrating an old ledger would both
+        # add the same column. The lock is held only here, never while another of this ledger's is.
+        with self._flock("ledger-open.lock", fcntl.LOCK_EX):
+            try:
+                self._db = sqlite3.connect(self.path, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(executions)")}
+                for column in ("arms_cooldown INTEGER", "reconciled TEXT"):  # ledgers from before issue 7
+                    if column.split()[0] not in columns:
+                        self._db.execute(f"ALTER TABLE executions ADD COLUMN {column}")
+                self._db.executescript(_INDEXES)
+            except (OSError, sqlite3.Error) as exc:
+                raise LedgerError(f"cannot open the ledger in {state_dir}: {exc}") from None
 
     @contextmanager
     def state_lock(self) -> Iterator[None]:

@@ -137,6 +137,41 @@ def _racer(state_dir: str, bundle_path: str, decision_id: str, barrier, results)
     results.put((res.result, res.reason_code, len(paper.orders)))
 
 
+def _ledger_opener(root: str, rounds: int, barrier, results) -> None:
+    from engine.errors import LedgerError
+    from engine.ledger import Ledger
+
+    for r in range(rounds):
+        barrier.wait(timeout=120)  # every process opens the same new state directory at once
+        try:
+            Ledger(Path(root) / f"s{r}").close()
+            results.put("ok")
+        except LedgerError as exc:
+            results.put(str(exc))
+
+
+def test_processes_opening_a_new_ledger_together_all_open_it(tmp_path: Path) -> None:
+    """Two `ep4 execute` processes starting together on a new state directory: one failed with
+    "cannot open the ledger ...: database is locked" (CI, 2026-11-28). SQLite refuses a connection
+    turning on WAL while another does so, at once, without its busy timeout; one process at a time
+    now opens the ledger (reproduced before the fix: 24 of 120 opens by two processes failed)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    rounds, barrier, results = 40, ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_ledger_opener, args=(str(tmp_path), rounds, barrier, results)) for _ in range(4)]
+    try:
+        for p in procs:
+            p.start()
+        answers = [results.get(timeout=180) for _ in range(rounds * len(procs))]
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    assert answers == ["ok"] * len(answers), [a for a in answers if a != "ok"][:3]
+
+
 def test_hole03_min_interval_holds_across_processes(tmp_path: Path) -> None:
     import multiprocessing as mp
 
