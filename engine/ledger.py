@@ -151,7 +151,8 @@ class Ledger:
         # tables). SQLite answers a second connection turning on WAL while the first does with "database
         # is locked" at once, without waiting for its busy timeout: two processes starting together on
         # a new state directory failed so (CI, 2026-11-28); and two migrating an old ledger would both
-        # add the same column. The lock is held only here, never while another of this ledger's is.
+        # add the same column. Nothing else is waited for while it is held (only SQLite's own busy
+        # timeout), so it cannot deadlock with the state and in-flight locks.
         with self._flock("ledger-open.lock", fcntl.LOCK_EX):
             try:
                 self._db = sqlite3.connect(self.path, isolation_level=None)
