@@ -111,6 +111,15 @@ class PaperServe:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
+        # the port is found free, then bound by the server process: another socket (a client's
+        # ephemeral port) can take it in between, and the server exits "address already in use";
+        # then another port is tried
+        for attempt in range(3):
+            if self._start(state_dir):
+                return
+        raise SystemExit(f"reliability: ep4 paper serve could not bind a free port in 3 tries: {self._stderr[-2000:]}")
+
+    def _start(self, state_dir: Path) -> bool:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -123,11 +132,14 @@ class PaperServe:
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.base_url}/fapi/v1/ping", timeout=1).status_code == 200:
-                    return
+                    return True
             except httpx.HTTPError:
                 time.sleep(0.05)
             if self.proc.poll() is not None:
-                raise SystemExit(f"reliability: ep4 paper serve exited: {self.proc.stderr.read().decode()[-2000:]}")
+                self._stderr = self.proc.stderr.read().decode(errors="replace")
+                if "address already in use" in self._stderr.lower():
+                    return False
+                raise SystemExit(f"reliability: ep4 paper serve exited: {self._stderr[-2000:]}")
         raise SystemExit("reliability: ep4 paper serve did not answer within 30 s")
 
     def client(self) -> BinanceClient:

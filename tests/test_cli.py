@@ -285,3 +285,15 @@ def test_the_console_command_exits_with_mains_code_and_all_its_output(tmp_path: 
     assert paper.returncode == 0 and json.loads(paper.stdout)["result"] == "SUCCESS", paper.stdout + paper.stderr
     verify = ep4("audit", "verify", str(state / "audit.jsonl"), "--state-dir", str(state))
     assert verify.returncode == 0 and verify.stdout.startswith("ok "), verify.stdout + verify.stderr
+
+
+def test_paper_serve_on_a_port_in_use_says_so(capsys) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run(capsys, "paper", "serve", "--port", str(port))
+    assert code == 2 and out == ""
+    assert err.strip() == f"ep4: error: cannot serve on 127.0.0.1:{port}: Address already in use"

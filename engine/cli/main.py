@@ -523,6 +523,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1
 
 
+def _check_port_free(port: int) -> None:
+    """A port another process listens on is said plainly (exit 2), before the server is announced,
+    rather than by the web server's own log line and exit 3. Bound as the server binds it
+    (SO_REUSEADDR, so a port in TIME_WAIT is free); the server's own bind still decides."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise UsageError(f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+
+
 def cmd_paper_serve(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
@@ -541,6 +555,7 @@ def cmd_paper_serve(args: argparse.Namespace) -> int:
         paper = open_shipped_paper(
             state_dir, mark_prices=dict(m.split("=", 1) for m in args.mark), clock=lambda: int(time.time() * 1000)
         )
+        _check_port_free(args.port)
         where = f"; state kept in {state_dir}" if state_dir else " (state not kept: no --state-dir)"
         print(f"paper exchange on http://127.0.0.1:{args.port} (API key {PAPER_API_KEY}){where}; Ctrl-C to stop", flush=True)
         serve(paper, "127.0.0.1", args.port, after_change=(lambda: save_paper(paper, state_dir)) if state_dir else None)
