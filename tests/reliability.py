@@ -153,6 +153,10 @@ class PaperServe:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        return self.saved_state()
+
+    def saved_state(self) -> dict[str, Any]:
+        """The exchange's state as the server last saved it (after every change, before answering)."""
         return json.loads((self.state_dir / PAPER_STATE_FILE).read_text(encoding="utf-8"))
 
 
@@ -229,17 +233,23 @@ def fork_ep4(argv: list[str], out: Path, *, tear_audit: bool = False) -> Child:
     return Child(pid, r, out)
 
 
+def tear_last_record(path: Path) -> None:
+    """Cut the log's last record to half its length, durably: what a SIGKILL landing inside the
+    record's write leaves (also used by tests/test_safety_holes.py)."""
+    with open(path, "r+b") as f:
+        data = f.read()
+        start = data.rfind(b"\n", 0, len(data) - 1) + 1  # where the last record begins
+        f.truncate(start + (len(data) - start) // 2)
+        os.fsync(f.fileno())
+
+
 def _tear_outcome_append() -> None:
     append = engine.audit.AuditLog.append
 
     def torn(self: Any, record: dict[str, Any], *, anchor: bool = True) -> dict[str, Any]:
         full = append(self, record, anchor=anchor)
         if record.get("kind") == "execution" and record.get("reply") is not None:
-            with open(self.path, "r+b") as f:
-                data = f.read()
-                start = data.rfind(b"\n", 0, len(data) - 1) + 1  # the record just appended
-                f.truncate(start + (len(data) - start) // 2)
-                os.fsync(f.fileno())
+            tear_last_record(self.path)
             os.kill(os.getpid(), signal.SIGKILL)
         return full
 
@@ -342,7 +352,7 @@ def audit_torn(audit_path: Path) -> bool:
 
 def paper_order_count(server: "PaperServe") -> int:
     """How many orders the paper exchange holds, from its state saved after every change."""
-    return len(exchange_orders(json.loads((server.state_dir / PAPER_STATE_FILE).read_text(encoding="utf-8"))))
+    return len(exchange_orders(server.saved_state()))
 
 
 def has_outcome_record(audit_path: Path, decision_id: str) -> bool:

@@ -575,15 +575,14 @@ def test_a_crash_inside_the_outcome_append_stops_everything_until_repaired(rig: 
     from engine.errors import AuditError
     from engine.executor import Executor
     from engine.recovery import reconcile
+    from reliability import tear_last_record
 
     real_append = rig.audit.append
 
     def torn_append(record, *, anchor=True):
         if record.get("kind") == "execution" and record.get("reply") is not None:
             full = real_append(record, anchor=anchor)
-            data = rig.audit.path.read_bytes()
-            start = data.rfind(b"\n", 0, len(data) - 1) + 1
-            rig.audit.path.write_bytes(data[:start + (len(data) - start) // 2])  # half the record: the kill landed in its write
+            tear_last_record(rig.audit.path)  # half the record: the kill landed in its write
             raise _Killed(full)
         return real_append(record, anchor=anchor)
 
