@@ -160,77 +160,84 @@ def _resolve(action: Any, context: ExecutionContext) -> Intent:
         raise IntentError("MARK_PRICE_UNAVAILABLE", f"the context has no mark price for {symbol}")
     mark = market.mark_price
 
-    fields: dict[str, Any] = {}
+    price = time_in_force = None
     if isinstance(action, OpenPositionAction):
         side = "BUY" if action.side == "LONG" else "SELL"
         direction = 1 if side == "BUY" else -1
         both, long_row, short_row = _rows(context, symbol)
         if context.account.position_mode == "HEDGE":
-            row, pos_side = (long_row, "LONG") if action.side == "LONG" else (short_row, "SHORT")
+            row, position_side = (long_row, "LONG") if action.side == "LONG" else (short_row, "SHORT")
         else:
-            row, pos_side = both, "BOTH"
-        before = row.quantity if row is not None else Decimal(0)
-        after = EXACT.add(before, action.quantity * direction)
-        fields = dict(
-            side=side, position_side=pos_side, order_type=action.order_type, quantity=action.quantity,
-            price=action.limit_price, time_in_force=action.time_in_force if action.order_type == "LIMIT" else None,
-            reduce_only=False, position_before=before, position_after=after,
-        )
+            row, position_side = both, "BOTH"
+        before = row.quantity if row is not None else _ZERO
+        quantity, order_type, price, reduce_only = action.quantity, action.order_type, action.limit_price, False
+        after = EXACT.add(before, quantity * direction)
+        time_in_force = action.time_in_force if order_type == "LIMIT" else None
     elif isinstance(action, ClosePositionAction):
-        row, pos_side = _held(context, symbol)
+        row, position_side = _held(context, symbol)
         before = row.quantity
-        qty = action.quantity if action.quantity is not None else abs(before)
-        if qty > abs(before):
+        quantity = action.quantity if action.quantity is not None else abs(before)
+        if quantity > abs(before):
             raise IntentError(
-                "CLOSE_EXCEEDS_POSITION", f"close quantity {qty} exceeds the {symbol} position {abs(before)}"
+                "CLOSE_EXCEEDS_POSITION", f"close quantity {quantity} exceeds the {symbol} position {abs(before)}"
             )
-        fields = dict(
-            side="SELL" if before > 0 else "BUY", position_side=pos_side, order_type="MARKET", quantity=qty,
-            reduce_only=True, position_before=before, position_after=EXACT.subtract(before, qty * _sign(before)),
-        )
+        side, order_type, reduce_only = "SELL" if before > 0 else "BUY", "MARKET", True
+        after = EXACT.subtract(before, quantity * _sign(before))
     elif isinstance(action, AdjustPositionAction):
-        row, pos_side = _held(context, symbol)
+        row, position_side = _held(context, symbol)
         before, delta = row.quantity, action.delta_quantity
         if delta < 0 and -delta > abs(before):
             raise IntentError(
                 "ADJUST_WOULD_FLIP", f"decrease {-delta} exceeds the {symbol} position {abs(before)}"
             )
         grows = delta > 0
-        fields = dict(
-            side=("BUY" if before > 0 else "SELL") if grows else ("SELL" if before > 0 else "BUY"),
-            position_side=pos_side, order_type="MARKET", quantity=abs(delta), reduce_only=not grows,
-            position_before=before, position_after=EXACT.add(before, delta * _sign(before)),
-        )
+        side = ("BUY" if before > 0 else "SELL") if grows else ("SELL" if before > 0 else "BUY")
+        quantity, order_type, reduce_only = abs(delta), "MARKET", not grows
+        after = EXACT.add(before, delta * _sign(before))
     else:  # pragma: no cover - the union is closed
         raise TypeError(f"no intent for {type(action).__name__}")
 
-    before, after = fields["position_before"], fields["position_after"]
-    reference = fields.get("price") or mark
-    flips = _sign(before) != 0 and _sign(after) == -_sign(before)
-    row_for_settings = memo(context, ("settings_row", symbol, fields["position_side"]),
-                            lambda: _settings_row(context, symbol, fields["position_side"]))
-    # Exposure counts working orders too (FIA: limits count what can still fill): every open order on
-    # this side of this position could fill before or with this one.
-    working = memo(context, ("working", symbol, fields["side"], fields["position_side"]),
-                   lambda: _working(context, symbol, fields["side"], fields["position_side"]))
-    direction = 1 if fields["side"] == "BUY" else -1
+    reference = price or mark
+    sign_before, sign_after = _sign(before), _sign(after)
+    flips = sign_before != 0 and sign_after == -sign_before
+    # what the context says of this symbol, side and position side (its settings row, its working
+    # orders) does not change between decisions on it: worked out once and kept with it (engine.memo)
+    leverage, margin_mode, working = memo(
+        context, ("order_side", symbol, side, position_side), lambda: _order_side(context, symbol, side, position_side))
+    direction = 1 if side == "BUY" else -1
     worst = after + direction * working
-    return _new_intent(
-        kind="ORDER",
-        action_type=action.type,
-        symbol=symbol,
-        mark_price=mark,
-        reference_price=reference,
-        order_notional=EXACT.multiply(fields["quantity"], reference),
-        notional_after=EXACT.multiply(abs(after), reference),
-        increases_exposure=abs(after) > abs(before) or flips,
-        opens_position=(before == 0 and after != 0) or flips,
-        leverage=Decimal(row_for_settings.leverage) if row_for_settings and row_for_settings.leverage else None,
-        margin_mode=row_for_settings.margin_mode if row_for_settings else None,
-        working_same_side=working,
-        worst_case_position_after=worst,
-        worst_case_notional_after=EXACT.multiply(abs(worst), reference),
-        **fields,
+    # Intent(...) with every field, in field order (tests/test_performance.py compares it)
+    intent = _NEW(Intent)
+    intent.__dict__.update({
+        "kind": "ORDER", "action_type": action.type, "symbol": symbol, "side": side, "position_side": position_side,
+        "order_type": order_type, "quantity": quantity, "price": price,
+        "time_in_force": time_in_force, "reduce_only": reduce_only,
+        "mark_price": mark, "reference_price": reference,
+        "order_notional": EXACT.multiply(quantity, reference),
+        "position_before": before, "position_after": after,
+        "notional_after": EXACT.multiply(abs(after), reference),
+        "increases_exposure": abs(after) > abs(before) or flips,
+        "opens_position": (before == 0 and after != 0) or flips,
+        "leverage": leverage, "margin_mode": margin_mode,
+        "working_same_side": working,
+        "worst_case_position_after": worst,
+        "worst_case_notional_after": EXACT.multiply(abs(worst), reference),
+    })
+    return intent
+
+
+_NEW = object.__new__
+_ZERO = Decimal(0)
+
+
+def _order_side(context: ExecutionContext, symbol: str, side: str, position_side: str) -> tuple[Decimal | None, str | None, Decimal]:
+    """(leverage, margin mode) of the position row the order acts on, and the quantity of the
+    context's open orders on the same side of it (FIA: limits count what can still fill)."""
+    row = _settings_row(context, symbol, position_side)
+    return (
+        Decimal(row.leverage) if row and row.leverage else None,
+        row.margin_mode if row else None,
+        _working(context, symbol, side, position_side),
     )
 
 

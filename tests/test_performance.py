@@ -181,6 +181,166 @@ def test_new_intent_is_the_dataclass() -> None:
         _new_intent(kind="ORDER", action_type="x", symbol=None, colour="red")
 
 
+def _plain_intent(action, context):
+    """resolve_intent as it was written before it built the intent's fields in place (a31d81a..a3e72ae):
+    a field dict per action kind, then ``Intent(**fields)``, each context lookup made afresh."""
+    from engine.intent import IntentError, _held, _read_rows, _settings_row, _sign, _working
+    from engine.models import AdjustPositionAction, CancelOrdersAction, ClosePositionAction, OpenPositionAction
+    from engine.numbers import EXACT
+
+    if isinstance(action, CancelOrdersAction):
+        return Intent(kind="CANCEL", action_type=action.type, symbol=action.symbol)
+    symbol = action.symbol
+    market = context.market.get(symbol)
+    if market is None:
+        raise IntentError("MARK_PRICE_UNAVAILABLE", f"the context has no mark price for {symbol}")
+    mark = market.mark_price
+    if isinstance(action, OpenPositionAction):
+        side = "BUY" if action.side == "LONG" else "SELL"
+        (both, long_row, short_row), problem = _read_rows(context, symbol)
+        if problem is not None:
+            raise IntentError(*problem)
+        if context.account.position_mode == "HEDGE":
+            row, pos_side = (long_row, "LONG") if action.side == "LONG" else (short_row, "SHORT")
+        else:
+            row, pos_side = both, "BOTH"
+        before = row.quantity if row is not None else Decimal(0)
+        fields = dict(side=side, position_side=pos_side, order_type=action.order_type, quantity=action.quantity,
+                      price=action.limit_price, time_in_force=action.time_in_force if action.order_type == "LIMIT" else None,
+                      reduce_only=False, position_before=before,
+                      position_after=EXACT.add(before, action.quantity * (1 if side == "BUY" else -1)))
+    elif isinstance(action, ClosePositionAction):
+        row, pos_side = _held(context, symbol)
+        before = row.quantity
+        qty = action.quantity if action.quantity is not None else abs(before)
+        if qty > abs(before):
+            raise IntentError("CLOSE_EXCEEDS_POSITION", f"close quantity {qty} exceeds the {symbol} position {abs(before)}")
+        fields = dict(side="SELL" if before > 0 else "BUY", position_side=pos_side, order_type="MARKET", quantity=qty,
+                      reduce_only=True, position_before=before, position_after=EXACT.subtract(before, qty * _sign(before)))
+    else:
+        assert isinstance(action, AdjustPositionAction)
+        row, pos_side = _held(context, symbol)
+        before, delta = row.quantity, action.delta_quantity
+        if delta < 0 and -delta > abs(before):
+            raise IntentError("ADJUST_WOULD_FLIP", f"decrease {-delta} exceeds the {symbol} position {abs(before)}")
+        grows = delta > 0
+        fields = dict(side=("BUY" if before > 0 else "SELL") if grows else ("SELL" if before > 0 else "BUY"),
+                      position_side=pos_side, order_type="MARKET", quantity=abs(delta), reduce_only=not grows,
+                      position_before=before, position_after=EXACT.add(before, delta * _sign(before)))
+    before, after = fields["position_before"], fields["position_after"]
+    reference = fields.get("price") or mark
+    flips = _sign(before) != 0 and _sign(after) == -_sign(before)
+    row = _settings_row(context, symbol, fields["position_side"])
+    working = _working(context, symbol, fields["side"], fields["position_side"])
+    worst = after + (1 if fields["side"] == "BUY" else -1) * working
+    return Intent(
+        kind="ORDER", action_type=action.type, symbol=symbol, mark_price=mark, reference_price=reference,
+        order_notional=EXACT.multiply(fields["quantity"], reference), notional_after=EXACT.multiply(abs(after), reference),
+        increases_exposure=abs(after) > abs(before) or flips, opens_position=(before == 0 and after != 0) or flips,
+        leverage=Decimal(row.leverage) if row and row.leverage else None, margin_mode=row.margin_mode if row else None,
+        working_same_side=working, worst_case_position_after=worst,
+        worst_case_notional_after=EXACT.multiply(abs(worst), reference), **fields,
+    )
+
+
+_QTY = st.sampled_from(["0", "-0", "0.000", "0.010", "0.02", "-0.020", "1", "-1", "1E+2", "0.1E-3", "123456789.123456789",
+                        "-5", "9" * 40, "1" + "0" * 40 + ".1"])
+
+
+_ROW = st.tuples(st.sampled_from(["BTCUSDT", "ETHUSDT"]), st.sampled_from(["BOTH", "LONG", "SHORT"]), _QTY,
+                 st.sampled_from([None, 1, 5]), st.sampled_from([None, "ISOLATED", "CROSSED"]))
+_NONNEG = _QTY.filter(lambda q: not q.startswith("-"))
+
+
+@st.composite
+def _rows(draw, mode: str):
+    """Position rows: mostly what an account of the mode holds (one BOTH row, or a LONG >= 0 and a
+    SHORT <= 0 row), sometimes anything (duplicated, contradictory rows: an ambiguous position)."""
+    if draw(st.integers(0, 3)) == 0:
+        return draw(st.lists(_ROW, max_size=3))
+    settings_ = (st.sampled_from([None, 1, 5]), st.sampled_from([None, "ISOLATED", "CROSSED"]))
+    if mode == "ONE_WAY":
+        sides = [("BOTH", _QTY)]
+    else:
+        sides = [("LONG", _NONNEG), ("SHORT", _NONNEG.map(lambda q: "-" + q))]
+    rows = [("BTCUSDT", side, draw(qty), draw(settings_[0]), draw(settings_[1]))
+            for side, qty in sides if draw(st.integers(0, 4)) > 0]
+    return rows + draw(st.lists(_ROW.filter(lambda r: r[0] == "ETHUSDT"), max_size=1))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    mode_rows=st.sampled_from(["ONE_WAY", "HEDGE"]).flatmap(lambda mode: st.tuples(st.just(mode), _rows(mode))),
+    orders=st.lists(st.tuples(st.sampled_from(["BTCUSDT", "BTCUSDT", "ETHUSDT"]), st.sampled_from(["BUY", "SELL"]),
+                              st.sampled_from(["BOTH", "BOTH", "LONG", "SHORT"]), _NONNEG), max_size=4),
+    action=st.one_of(
+        st.fixed_dictionaries({"type": st.just("ACTION_OPEN_POSITION"), "side": st.sampled_from(["LONG", "SHORT"]),
+                               "quantity": st.sampled_from(["0.010", "0.02", "1", "1E+2", "0.1E-3", "9" * 40]),
+                               "order_type": st.sampled_from(["MARKET", "LIMIT"]), "reduce_only": st.just(False)}),
+        st.fixed_dictionaries({"type": st.just("ACTION_CLOSE_POSITION"), "quantity": st.sampled_from([None, "0.010", "0.02", "5"]),
+                               "order_type": st.just("MARKET"), "reduce_only": st.just(True)}),
+        st.fixed_dictionaries({"type": st.just("ACTION_ADJUST_POSITION"),
+                               "delta_quantity": st.sampled_from(["0.010", "-0.010", "-0.02", "-1", "2", "1E+2"])}),
+        st.fixed_dictionaries({"type": st.just("ACTION_CANCEL_OPEN_ORDERS"), "symbol": st.sampled_from([None, "BTCUSDT"])}),
+    ),
+    mark=st.sampled_from(["64010.5", "0.1", "1E+5", "3" * 30]),
+)
+# a flip to the same size the other way (|after| == |before|: only the flip says it adds exposure)
+@example(mode_rows=("ONE_WAY", [("BTCUSDT", "BOTH", "0.010", 5, "ISOLATED")]), orders=[("BTCUSDT", "SELL", "BOTH", "0.01")],
+         action={"type": "ACTION_OPEN_POSITION", "side": "SHORT", "quantity": "0.02", "order_type": "MARKET", "reduce_only": False},
+         mark="64010.5")
+def test_resolve_intent_is_the_plain_resolution(mode_rows, orders, action, mark) -> None:
+    """The intent built in place, with its context lookups kept (engine.intent), is field for field
+    (values, their exponents and signs, the field order) the intent the plain code builds, and the
+    same IntentError when there is none: one-way and hedge accounts, duplicated and contradictory
+    rows, open orders on every side, signed zeros, exponents, quantities past 28 digits."""
+    from engine.intent import IntentError, resolve_intent
+    from engine.models import ExecutionContext, PolicyDecision
+
+    from engine.numbers import loads
+
+    mode, rows = mode_rows
+    ctx = loads((ROOT / "examples" / "context.json").read_text())
+    ctx["account"]["position_mode"] = mode
+    ctx["account"]["positions"] = [{"symbol": s, "position_side": ps, "quantity": q, "leverage": lev, "margin_mode": mm}
+                                   for s, ps, q, lev, mm in rows]
+    ctx["account"]["open_orders"] = [{"symbol": s, "client_order_id": f"o{i}", "side": side, "position_side": ps, "quantity": q}
+                                     for i, (s, side, ps, q) in enumerate(orders)]
+    ctx["market"] = {"BTCUSDT": {"mark_price": mark}}
+    context = ExecutionContext.model_validate(ctx)
+    body = {"action_id": "a-1", "symbol": "BTCUSDT", **action}
+    if body["type"] == "ACTION_OPEN_POSITION" and body["order_type"] == "LIMIT":
+        body.update(limit_price="64000.1", time_in_force="IOC")
+    decision = PolicyDecision.model_validate({"decision_id": "d-1", "decision_code": "AUTHORIZED_ACTION", "action": body})
+
+    def outcome(resolve):
+        try:
+            return resolve(decision.action, context)
+        except IntentError as exc:
+            return ("error", exc.reason_code, exc.message)
+
+    from decimal import DecimalException, localcontext
+
+    from engine.numbers import EXACT
+
+    def plain_resolve(a, c):
+        try:
+            with localcontext(EXACT):
+                return _plain_intent(a, c)
+        except DecimalException as exc:
+            raise IntentError("ARITHMETIC_INEXACT", f"the action's numbers cannot be worked with exactly ({type(exc).__name__}): "
+                              "nothing is rounded, nothing is sent") from None
+
+    plain = outcome(plain_resolve)
+    for _ in range(2):  # the second time from what the context kept
+        fast = outcome(resolve_intent)
+        if isinstance(plain, tuple):
+            assert fast == plain
+        else:
+            assert type(fast) is Intent and fast == plain and repr(fast) == repr(plain)
+            assert list(fast.__dict__) == list(plain.__dict__)
+
+
 def test_raw_decisions_evaluations_and_intent_values_built_fast_are_the_plain_ones() -> None:
     """On every corpus case: an accepted RawDecision, an Evaluation and the intent's CEL values, each
     as the dataclass (or to_cel) builds it; and the intent's odd values go through to_cel."""
