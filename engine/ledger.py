@@ -25,8 +25,12 @@ __all__ = ["IN_DOUBT", "IN_DOUBT_CODES", "TRADING_STATES", "Ledger", "LedgerErro
 # An attempt whose outcome was never recorded (the process died between write-ahead and ack).
 IN_DOUBT = "OUTCOME_UNKNOWN"
 TRADING_STATES = ("ACTIVE", "REDUCING", "HALTED")
-# Outcomes after which the order may or may not exist on the exchange (Binance: 5xx = unknown status).
-IN_DOUBT_CODES = (IN_DOUBT, "EXCHANGE_TIMEOUT", "EXCHANGE_NO_ACK", "EXCHANGE_STATUS_UNKNOWN", "ACK_MALFORMED")
+# Outcomes after which the order may or may not exist on the exchange (Binance: 5xx = unknown status),
+# or exists in a state the reply does not settle: an HTTP 200 reply that does not match the order sent,
+# names a status ep4 does not know, or carries a time outside the accepted window (spec §4 Rule 6:
+# ambiguous). `ep4 reconcile` asks the exchange about each.
+IN_DOUBT_CODES = (IN_DOUBT, "EXCHANGE_TIMEOUT", "EXCHANGE_NO_ACK", "EXCHANGE_STATUS_UNKNOWN", "ACK_MALFORMED",
+                  "ACK_MISMATCH", "ACK_UNKNOWN_STATUS", "ACK_TIMESTAMP_INCONSISTENT")
 # ledger rows kept as records by one Ledger (~1 KB each with their derived forms); a state view holds
 # the rows of one lookback window, far fewer
 _RECORD_CACHE_SIZE = 20_000

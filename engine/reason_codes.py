@@ -78,12 +78,13 @@ _CODES = [
     ReasonCode("EXCHANGE_TIMEOUT", "FAILED_SAFE", 6, "no response within the read timeout: the order may or may not have been executed"),
     ReasonCode("EXCHANGE_NO_ACK", "FAILED_SAFE", 6, "the connection closed after the request was sent, without a response"),
     ReasonCode("EXCHANGE_UNREACHABLE", "FAILED_SAFE", 6, "the connection could not be made; the request was not sent"),
-    ReasonCode("ACK_MALFORMED", "FAILED_SAFE", 6, "HTTP 200 but the body is not the JSON object Binance sends"),
-    ReasonCode("ACK_MISMATCH", "FAILED_SAFE", 6, "the ack differs from the intent (clientOrderId, symbol, side, type, quantity, price, reduce-only, positionSide)"),
-    ReasonCode("ACK_UNKNOWN_STATUS", "FAILED_SAFE", 6, "the ack carries an order status ep4 does not know"),
-    ReasonCode("ACK_TIMESTAMP_INCONSISTENT", "FAILED_SAFE", 6, "the ack's updateTime is more than 1000 ms before the request's timestamp (Binance would not have run it) or more than the bundle's tolerance after it"),
+    ReasonCode("ACK_MALFORMED", "FAILED_SAFE", 6, "HTTP 200 but the body is not the JSON object Binance sends (or not JSON ep4 can read); the order is in doubt (`ep4 reconcile`)"),
+    ReasonCode("ACK_MISMATCH", "FAILED_SAFE", 6, "the ack differs from the intent (clientOrderId, symbol, side, type, quantity, price, reduce-only, positionSide); the order is in doubt (`ep4 reconcile`)"),
+    ReasonCode("ACK_UNKNOWN_STATUS", "FAILED_SAFE", 6, "the ack carries an order status ep4 does not know (or none that is text); the order is in doubt (`ep4 reconcile`)"),
+    ReasonCode("ACK_TIMESTAMP_INCONSISTENT", "FAILED_SAFE", 6, "the ack's updateTime is more than 1000 ms before the request's timestamp (Binance would not have run it) or more than the bundle's tolerance after it; the order is in doubt (`ep4 reconcile`)"),
     ReasonCode("ORDER_NOT_ACCEPTED", "FAILED_SAFE", 6, "acknowledged, but as REJECTED / CANCELED / EXPIRED (non-IOC) / EXPIRED_IN_MATCH"),
     ReasonCode("STATE_UNAVAILABLE", "FAILED_SAFE", 5, "the ledger could not record the attempt, so the exchange was not called"),
+    ReasonCode("OUTCOME_UNKNOWN", "FAILED_SAFE", 6, "a process died between the write-ahead row and the outcome: the call may or may not have reached the exchange (audit record `kind: recovery`); the order is in doubt (`ep4 reconcile`)"),
 ]
 
 ENGINE_CODES: dict[str, ReasonCode] = {c.code: c for c in _CODES}

@@ -21,8 +21,8 @@ __all__ = ["ExchangeReplyData", "verify_ack"]
 
 KNOWN_STATUSES = {"NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH"}
 _SUCCESS = {"NEW": "ORDER_ACCEPTED", "PARTIALLY_FILLED": "ORDER_PARTIALLY_FILLED", "FILLED": "ORDER_FILLED"}
-_UNKNOWN_CODES = {-1006, -1007}
-_SERVER_AHEAD_MS = 1000  # Binance refuses a request whose timestamp is 1000 ms or more ahead of its clock  # UNEXPECTED_RESP, TIMEOUT: "execution status unknown"
+_UNKNOWN_CODES = {-1006, -1007}  # UNEXPECTED_RESP, TIMEOUT: "execution status unknown"
+_SERVER_AHEAD_MS = 1000  # Binance refuses a request whose timestamp is 1000 ms or more ahead of its clock
 
 
 class ExchangeReplyData(BaseModel):
@@ -41,12 +41,24 @@ class ExchangeReplyData(BaseModel):
 
 
 def _json(body: str | None) -> Any:
+    """The reply's JSON, or None for a body that is not JSON ep4 can read (a number out of range, a
+    nesting too deep to walk: a hostile or broken peer gets the same answer as an HTML error page)."""
     if body is None:
         return None
     try:
         return loads(body)
-    except (ValueError, DecimalParseError):
+    except (ValueError, DecimalParseError, RecursionError):
         return None
+
+
+def _code(value: Any) -> int | None:
+    """Binance's error ``code`` when it is one: an integer (``-1006.0`` too, as it always counted);
+    anything else in its place (a list, a map, text) is no code."""
+    if type(value) is int:
+        return value
+    if type(value) is Decimal and value == value.to_integral_value():
+        return int(value)
+    return None
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -107,7 +119,7 @@ def verify_ack(
         return failed("EXCHANGE_NO_ACK", f"the connection closed without a response; the outcome is unknown ({reply.error})")
 
     status, body = reply.http_status or 0, _json(reply.body)
-    code = body.get("code") if isinstance(body, dict) else None
+    code = _code(body.get("code")) if isinstance(body, dict) else None
     msg = body.get("msg") if isinstance(body, dict) else None
     if status == 429:
         return failed("EXCHANGE_RATE_LIMITED", f"HTTP 429 rate limit ({code}: {msg})")
@@ -131,7 +143,7 @@ def verify_ack(
     if wrong:
         return failed("ACK_MISMATCH", "the ack does not match the order sent: " + "; ".join(wrong))
     order_status = body.get("status")
-    if order_status not in KNOWN_STATUSES:
+    if not isinstance(order_status, str) or order_status not in KNOWN_STATUSES:
         return failed("ACK_UNKNOWN_STATUS", f"unknown order status {order_status!r}")
     update = body.get("updateTime")
     if isinstance(update, bool) or not isinstance(update, int):

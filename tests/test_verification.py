@@ -123,3 +123,49 @@ REPLIES = {
 def test_rule6_outcomes_are_pinned(name: str, snapshot) -> None:
     """Every Rule 6 outcome of the LIMIT open, pinned like the Rules 1-4 corpus."""
     assert verify(REPLIES[name]()).model_dump(mode="json") == snapshot
+
+
+@pytest.mark.parametrize(
+    "status,body,code",
+    [
+        (400, '{"code":[1],"msg":"x"}', "EXCHANGE_REJECTED"),  # a code that is not a number is no code
+        (400, '{"code":{"a":1},"msg":["x"]}', "EXCHANGE_REJECTED"),
+        (400, '{"code":-1006.0,"msg":"x"}', "EXCHANGE_STATUS_UNKNOWN"),  # -1006 written as a decimal is still -1006
+        (200, '{"code":[1]}', "ACK_MISMATCH"),
+        (502, "[" * 100_000 + "]" * 100_000, "EXCHANGE_STATUS_UNKNOWN"),  # nested too deep to read
+        (200, "[" * 100_000 + "]" * 100_000, "ACK_MALFORMED"),
+        (200, '{"a":' * 50_000 + "1" + "}" * 50_000, "ACK_MALFORMED"),
+        (200, '{"x": 1e999999999}', "ACK_MALFORMED"),  # a number out of range
+    ],
+)
+def test_a_hostile_reply_body_is_failed_safe_never_an_exception(status, body, code) -> None:
+    """Rule 6 reads whatever comes back: a body a broken or hostile peer sends is FAILED_SAFE with a
+    precise code (the order is then in doubt where it may exist), never an exception after the call."""
+    res = verify(ExchangeReplyData(outcome="response", http_status=status, body=body))
+    assert (res.result, res.reason_code, res.rule) == ("FAILED_SAFE", code, 6)
+
+
+@pytest.mark.parametrize("status", [["FILLED"], {"s": "NEW"}, 7, None])
+def test_an_ack_whose_status_is_not_text_is_an_unknown_status(status) -> None:
+    res = verify(ok(ack(status=status)))
+    assert (res.result, res.reason_code) == ("FAILED_SAFE", "ACK_UNKNOWN_STATUS")
+
+
+def test_an_ack_that_does_not_settle_the_order_leaves_it_in_doubt_for_reconcile(tmp_path) -> None:
+    """Spec §4 Rule 6 "if ambiguous": an HTTP 200 reply that does not match the order, names an unknown
+    status or a time outside the window says the order reached the exchange without saying in what
+    state; `ep4 reconcile` asks about each (engine.ledger.IN_DOUBT_CODES). A refusal does not."""
+    from engine.ledger import Ledger
+    from engine.models import ExecutionRecord
+
+    ledger = Ledger(tmp_path)
+    codes = ["ACK_MISMATCH", "ACK_UNKNOWN_STATUS", "ACK_TIMESTAMP_INCONSISTENT", "ACK_MALFORMED", "EXCHANGE_STATUS_UNKNOWN",
+             "EXCHANGE_REJECTED", "ORDER_NOT_ACCEPTED", "EXCHANGE_UNREACHABLE"]
+    for i, code in enumerate(codes):
+        record = ExecutionRecord(decision_id=f"d-{i}", action_id="a", action_type="ACTION_OPEN_POSITION", symbol="BTCUSDT",
+                                 result="FAILED_SAFE", reason_code=code, timestamp=T + i, attempted=True, opens=True)
+        ledger.write_ahead(record, client_order_id=f"ep4-{i:032x}", trace_id=f"t-{i}", input_digest="sha256:0",
+                           bundle_digest="sha256:0", constraints_digest="sha256:0")
+        ledger.complete(record, arms=True)
+    assert [r["reason_code"] for r in ledger.in_doubt_rows()] == codes[:5]
+    ledger.close()
