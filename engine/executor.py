@@ -23,7 +23,7 @@ from .memo import KeptById, memo
 from .numbers import canonical_json, json_piece, printable_text
 from .order import OrderRequest, build_request
 from .pipeline import Config, Evaluation, context_json, evaluate, execution_record, recent_json
-from .verification import ExchangeReplyData, verify_ack
+from .verification import BACK_OFF_CODES, ExchangeReplyData, verify_ack
 
 __all__ = ["ExchangeClient", "Executor", "PHASES", "audit_record", "decision_text", "forced_cancel_request", "forced_cancel_result"]
 
@@ -273,7 +273,8 @@ class Executor:
         self._phase("audited")
         self.ledger.complete(outcome, arms=self._arms(result, state), anchor=(full["seq"], full["hash"]))
         self._phase("completed")
-        if result.result == "FAILED_SAFE" and self.config.bundle.force_cancel_open_orders and ev.intent.symbol:
+        if (result.result == "FAILED_SAFE" and self.config.bundle.force_cancel_open_orders and ev.intent.symbol
+                and result.reason_code not in BACK_OFF_CODES):  # after a 429 / 418, another request prolongs the ban
             self._forced_cancel(result, ev, text, context, state, received, refs)
         return result
 
@@ -282,7 +283,8 @@ class Executor:
         refs: list[int | None],
     ) -> ExecutionResult:
         """Spec §6.3 optional forced ACTION_CANCEL_OPEN_ORDERS after an exchange-side FAILED_SAFE:
-        one DELETE /fapi/v1/allOpenOrders for the symbol, recorded as its own audit record. It is
+        one DELETE /fapi/v1/allOpenOrders for the symbol, recorded as its own audit record (never after
+        a 429 / 418: the exchange asked to back off, verification.BACK_OFF_CODES). It is
         signed with the time it is sent: after a 5 s timeout, a request carrying the decision's
         timestamp would be outside recvWindow (-1021) and the resting order would stay open. Runs
         within :meth:`_call`, under the in-flight lock its caller holds, so its write-ahead row too

@@ -17,10 +17,14 @@ from .models import ExecutionResult
 from .numbers import DecimalParseError, loads, parse_decimal
 from .order import OrderRequest
 
-__all__ = ["ExchangeReplyData", "verify_ack"]
+__all__ = ["BACK_OFF_CODES", "ExchangeReplyData", "verify_ack"]
 
 KNOWN_STATUSES = {"NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH"}
 _SUCCESS = {"NEW": "ORDER_ACCEPTED", "PARTIALLY_FILLED": "ORDER_PARTIALLY_FILLED", "FILLED": "ORDER_FILLED"}
+# Binance asked ep4 to stop sending: HTTP 429 ("a rate limit was broken. Back off.") and 418 (the IP is
+# banned for continuing after 429s; bans escalate from 2 minutes to 3 days), facts file §4. After these
+# nothing more is sent, not even the spec §6.3 forced cancel (engine.executor).
+BACK_OFF_CODES = ("EXCHANGE_RATE_LIMITED", "EXCHANGE_IP_BANNED")
 _UNKNOWN_CODES = {-1006, -1007}  # UNEXPECTED_RESP, TIMEOUT: "execution status unknown"
 _SERVER_AHEAD_MS = 1000  # Binance refuses a request whose timestamp is 1000 ms or more ahead of its clock
 

@@ -57,6 +57,7 @@ import httpx  # noqa: E402
 from engine.cli import main as ep4_main  # noqa: E402
 from engine.executor import PHASES, Executor  # noqa: E402
 from engine.order import client_order_id  # noqa: E402
+from engine.verification import BACK_OFF_CODES  # noqa: E402
 from exchange import BinanceClient, Credentials  # noqa: E402
 from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_STATE_FILE  # noqa: E402
 
@@ -771,7 +772,9 @@ def fault_matrix(work: Path, *, read_timeout_ms: int | None = None, faults: list
                 ok = got == expected
                 if cid is not None:  # an order (not a cancel): it exists iff the fault lets the request execute
                     ok &= bool(mine) == executes
-                if res.result == "FAILED_SAFE":
+                if res.reason_code in BACK_OFF_CODES:  # 429 / 418: nothing more is sent; the resting order stays
+                    ok &= forced == "-" and left == 1
+                elif res.result == "FAILED_SAFE":
                     ok &= forced == "OPEN_ORDERS_CANCELLED" and left == 0
                 ok &= retry == "NOOP DUPLICATE_EXECUTION" and orders_after_retry == len(paper.orders)
                 cells.append(Cell(fault, column, res.result, res.reason_code, bool(mine) if cid is not None else None,
@@ -909,7 +912,10 @@ def faults_section(cells: list[Cell], problems: list[str]) -> str:
             return "(did not run)"
         mark = "" if c.ok else " ✗ (unexpected)"
         order = "" if c.order_exists is None else (" · order" if c.order_exists else " · no order")
-        forced = "" if c.forced_cancel == "-" else (" · fc ✓" if c.forced_cancel == "OPEN_ORDERS_CANCELLED" and not c.open_orders_left else f" · fc {c.forced_cancel}")
+        if c.forced_cancel == "-":
+            forced = " · no fc, 1 left" if c.reason_code in BACK_OFF_CODES and c.open_orders_left == 1 else ""
+        else:
+            forced = " · fc ✓" if c.forced_cancel == "OPEN_ORDERS_CANCELLED" and not c.open_orders_left else f" · fc {c.forced_cancel}"
         return f"{c.reason_code}{order}{forced}{mark}"
 
     rows = [[f, *[show(grid.get((f, col))) for col in columns]] for f in faults]
@@ -921,10 +927,12 @@ def faults_section(cells: list[Cell], problems: list[str]) -> str:
         "LIMIT buy, the fault on the next trade request, the action, then the same decision again (always "
         "`NOOP DUPLICATE_EXECUTION`, no new order). Expected: no fault or latency → SUCCESS; a fault → FAILED_SAFE with "
         "its code, the order existing exactly when the fault lets the request execute (5xx / timeout = unknown status), "
-        "and the forced cancel (spec §6.3) leaving no open order — also after a read timeout, since it is signed when sent.",
+        "and the forced cancel (spec §6.3) leaving no open order — also after a read timeout, since it is signed when sent; "
+        "after a 429 or 418 nothing more is sent (Binance: back off; bans escalate), so the resting order stays.",
         "",
         "Cell: ep4's reason code (FAILED_SAFE for every fault but latency) · whether the action's order exists at the "
-        "exchange afterwards · `fc ✓`: the forced cancel ran, answered OPEN_ORDERS_CANCELLED, and no order is left open.",
+        "exchange afterwards · `fc ✓`: the forced cancel ran, answered OPEN_ORDERS_CANCELLED, and no order is left open · "
+        "`no fc, 1 left`: no forced cancel was sent (429 / 418), and the resting order is still open.",
         "",
         _table(["fault", *columns], rows),
         *(["", "Cells that differ:", *[f"* {p}" for p in problems]] if problems else []),

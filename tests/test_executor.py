@@ -22,6 +22,7 @@ from engine.models import ExecutionContext
 from engine.cli.inputs import open_shipped_paper
 from engine.pipeline import Config
 from engine.replay import replay_log
+from engine.verification import BACK_OFF_CODES
 from exchange import BinanceClient, Credentials, PaperServer, PaperTransport, fetch_context
 from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET, PAPER_BASE_URL
 
@@ -154,15 +155,27 @@ def test_every_fault_fails_safe_and_is_never_sent_twice(tmp_path: Path, fast_bun
     try:
         r.run(OPEN(order_type="LIMIT", limit_price="63000.0", time_in_force="GTC"))  # a resting order to force-cancel
         r.paper.inject(fault)
+        sent: list[tuple[str, str]] = []  # every trade request the exchange receives from here on (not the context's reads)
+        handle = r.paper.handle
+        r.paper.handle = lambda method, path, *rest: (method != "GET" and sent.append((method, path)), handle(method, path, *rest))[1]
         res, decision = r.run(OPEN("0.010"), decision_id="d-fault")
+        r.paper.handle = handle
         assert (res.result, res.reason_code, res.rule) == ("FAILED_SAFE", code, 6)
         assert res.exchange_response["outcome"] in ("response", "timeout", "no_response")
         market_orders = [o for o in r.paper.orders if o.type == "MARKET"]
         assert len(market_orders) == (1 if executed else 0)
-        # spec §6.3: forced cancel of the symbol's open orders, with its own audit record
         last = json.loads(r.audit.path.read_text().splitlines()[-1])
-        assert last["kind"] == "forced_cancel" and last["reason_code"] == "OPEN_ORDERS_CANCELLED"
-        assert not [o for o in r.paper.orders if o.status == "NEW"]
+        if code in BACK_OFF_CODES:
+            # Binance asked to back off (429) or banned the IP (418): nothing more is sent, not even the
+            # forced cancel; the resting order stays for the operator
+            assert last["kind"] == "execution" and last["reason_code"] == code
+            assert sent == [("POST", "/fapi/v1/order")]
+            assert [o.type for o in r.paper.orders if o.status == "NEW"] == ["LIMIT"]
+        else:
+            # spec §6.3: forced cancel of the symbol's open orders, with its own audit record
+            assert last["kind"] == "forced_cancel" and last["reason_code"] == "OPEN_ORDERS_CANCELLED"
+            assert sent == [("POST", "/fapi/v1/order"), ("DELETE", "/fapi/v1/allOpenOrders")]
+            assert not [o for o in r.paper.orders if o.status == "NEW"]
         # the same decision again: a duplicate, no second order
         r.now += 1000
         again = r.executor.execute(json.dumps(decision), r.context())
