@@ -43,6 +43,42 @@ def test_rule1_reads_ids_but_not_the_action() -> None:
     assert authorization_gate(raw) is False
 
 
+_HOLD = '{"decision_id": "d-9", "decision_code": "HOLD", "action": {"type": "ACTION_NOOP", "action_id": "a-1"%s}}'
+
+
+@pytest.mark.parametrize("text,code", [
+    # a repeated key elsewhere: the decision authorizes nothing, so Rule 1 answers before Rule 2 could
+    (_HOLD % ', "action_id": "a-2"', "NOT_AUTHORIZED"),
+    ('{"decision_id": "d-9", "action": {"action_id": "a-1", "x": 1, "x": 2}}', "DECISION_CODE_MISSING"),
+    # a number ep4 cannot hold exactly (it is valid JSON): the same
+    (_HOLD % ', "delta_quantity": 1e999999999', "NOT_AUTHORIZED"),
+    (_HOLD % (', "n": ' + "9" * 5000), "NOT_AUTHORIZED"),
+    ('{"decision_id": "d-9", "decision_code": 1e999999, "action": {"action_id": "a-1"}}', "NOT_AUTHORIZED"),
+    ('{"decision_id": "d-9", "decision_code": NaN, "action": {"action_id": "a-1"}}', "NOT_AUTHORIZED"),
+    ('{"decision_id": "d-9", "action": {"action_id": "a-1", "q": 1e999999999}}', "DECISION_CODE_MISSING"),
+    ('{"decision_id": "d-9", "decision_code": "AUTHORIZED_ACTION", "decision_code": "AUTHORIZED_ACTION", '
+     '"action": {"action_id": "a-1", "q": -1e999999999}}', "DECISION_CODE_DUPLICATED"),
+])
+def test_rule1_decides_before_a_repeated_key_or_an_unreadable_number_is_looked_at(text: str, code: str) -> None:
+    """Spec §4: the rules run in strict order, and Rule 1 is absolute: an object that does not hold
+    exactly one decision_code equal to AUTHORIZED_ACTION is a NOOP whatever else is wrong with it."""
+    for raw in (text, text.encode()):
+        res = evaluate(raw, ctx(), config()).result
+        assert (res.result, res.reason_code, res.rule, res.decision_id) == ("NOOP", code, 1, "d-9")
+        assert res.action_id in ("a-1", "a-2")
+
+
+@pytest.mark.parametrize("text,code", [
+    ('{"decision_id": "d-9", "decision_code": "AUTHORIZED_ACTION", "action": {"action_id": "a-1", "q": 1e999999999}}', "INPUT_NOT_JSON"),
+    ('{"decision_id": "d-9", "decision_code": "AUTHORIZED_ACTION", "action": {"action_id": "a-1", "x": 1, "x": 2}}', "DUPLICATE_KEY"),
+    ('{"decision_code": "HOLD", "q": 1e999999999', "INPUT_NOT_JSON"),  # not JSON at all: nothing can be read
+    ('[{"decision_code": "HOLD"}, 1e999999999]', "INPUT_NOT_JSON"),
+])
+def test_an_authorized_decision_is_still_refused_for_them(text: str, code: str) -> None:
+    res = evaluate(text, ctx(), config()).result
+    assert (res.result, res.reason_code, res.rule) == ("REJECTED", code, 2)
+
+
 def test_not_json_keeps_nothing_and_never_raises() -> None:
     for text in ("", "{", "\x00", "[" * 100000, b"\xff\xfe"):
         res = evaluate(text, ctx(), config()).result
