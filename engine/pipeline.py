@@ -296,6 +296,15 @@ def evaluate(
         trace = trace3 + trace4
         if failure is not None:
             return done("FAILED_SAFE", failure.reason_code, 4, failure.message, decision=decision, intent=intent, trace=trace)
+        if intent.kind == "CANCEL" and intent.symbol is None:
+            # Binance cancels open orders per symbol (DELETE /fapi/v1/allOpenOrders needs `symbol`): across
+            # all symbols would be one call per symbol, and Rule 5 allows exactly one. The default bundle's
+            # exchange.cancel-scope gate says so first; this holds for a bundle without it.
+            return done(
+                "FAILED_SAFE", "CANCEL_ACROSS_SYMBOLS_NOT_ONE_CALL", 4,
+                "a cancel across all symbols needs one exchange call per symbol and Rule 5 allows exactly one: nothing was cancelled",
+                decision=decision, intent=intent, trace=trace,
+            )
 
     request = build_request(
         intent,

@@ -63,6 +63,7 @@ _CODES = [
     # Rule 4
     ReasonCode("SYMBOL_NOT_IN_CONSTRAINTS", "FAILED_SAFE", 4, "the constraints snapshot has no entry for the symbol"),
     ReasonCode("CONSTRAINT_EVALUATION_ERROR", "FAILED_SAFE", 4, "an exchange-constraint check could not be evaluated: never a pass"),
+    ReasonCode("CANCEL_ACROSS_SYMBOLS_NOT_ONE_CALL", "FAILED_SAFE", 4, "a cancel with symbol null (all symbols) under a bundle without a gate refusing it: Binance cancels per symbol, so it would be one call per symbol, and Rule 5 allows exactly one"),
     # dry-run
     ReasonCode("DRY_RUN", "NOOP", 5, "dry-run mode: Rules 1-4 passed, the order shown was not sent"),
     # Rules 5-6: the one exchange call and the verification of its acknowledgement

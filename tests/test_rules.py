@@ -279,3 +279,25 @@ def test_the_callers_decimal_context_neither_changes_a_result_nor_is_changed() -
             assert got == expected[name], name
             assert decimal.getcontext() is mine and mine.prec == 2 and not any(mine.traps.values()), name
     assert len({json.loads(v)["reason_code"] for v in expected.values()}) > 20  # refusals in every rule, and passes
+
+
+def test_a_cancel_across_all_symbols_is_refused_by_the_engine_under_a_bundle_without_its_gate(tmp_path) -> None:
+    """Rule 5 allows one call, and Binance cancels per symbol: a bundle without exchange.cancel-scope
+    still never reaches the order builder with a cancel across all symbols (before: AssertionError)."""
+    from conftest import ROOT
+    from engine.bundle import load_bundle
+
+    text = (ROOT / "policies" / "binance-perp-default.yaml").read_text()
+    assert "    - exchange.cancel-scope\n" in text
+    text = text.replace("    - exchange.cancel-scope\n", "").replace("includeRoot: ..", f"includeRoot: {ROOT}")
+    (tmp_path / "b.yaml").write_text(text.replace("../gates/", str(ROOT / "gates") + "/"))
+    bundle = load_bundle(tmp_path / "b.yaml")
+    assert "exchange.cancel-scope" not in [g.id for g in bundle.constraint_checks]
+    cancel = {"decision_id": "d-1", "decision_code": "AUTHORIZED_ACTION",
+              "action": {"type": "ACTION_CANCEL_OPEN_ORDERS", "action_id": "c-1", "symbol": None}}
+    for mode in ("dry-run", "paper"):
+        ev = evaluate(json.dumps(cancel), ctx(), Config(bundle, default_constraints(), mode))
+        assert ev.request is None
+        assert (ev.result.result, ev.result.reason_code, ev.result.rule) == ("FAILED_SAFE", "CANCEL_ACROSS_SYMBOLS_NOT_ONE_CALL", 4)
+    ev = evaluate(json.dumps(cancel), ctx(), config())  # the default bundle's gate answers first
+    assert (ev.result.result, ev.result.reason_code) == ("FAILED_SAFE", "CANCEL_ALL_SYMBOLS_UNSUPPORTED")
