@@ -625,6 +625,34 @@ def test_hole07_an_order_that_never_reached_the_exchange_reconciles_as_not_found
     assert rig.paper.orders == []
 
 
+def test_reconcile_signs_with_the_exchanges_clock_not_a_drifted_host_clock(rig: Rig) -> None:
+    """`ep4 reconcile` signs its queries with the exchange's clock (engine.cli.venue.exchange_clock):
+    the rig's exchange runs a year behind this host, so queries stamped with the host's clock are all
+    refused (-1021) and settle nothing."""
+    from engine.audit import AuditLog
+    from engine.cli.venue import exchange_clock
+    from engine.executor import Executor
+    from engine.recovery import reconcile
+
+    real_send = rig.client.send_signed
+
+    def die_before_sending(method, path, params):
+        if method == "POST":
+            raise _Killed
+        return real_send(method, path, params)
+
+    rig.client.send_signed = die_before_sending
+    with pytest.raises(_Killed):
+        rig.run(OPEN("0.010"), decision_id="d-lost")
+    rig.client.send_signed = real_send
+    Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
+    host = reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000)
+    assert [n.finding for n in host] == ["UNKNOWN"] and "-1021" in json.loads(rig.audit.path.read_text().splitlines()[-1])["reply"]["body"]
+    clock = exchange_clock(rig.client)
+    assert abs(clock() - rig.now) < 2000
+    assert [n.finding for n in reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=clock)] == ["NOT_FOUND"]
+
+
 def test_hole07_an_outcome_audited_before_the_crash_completes_the_ledger_row(rig: Rig) -> None:
     from engine.audit import AuditLog
     from engine.executor import Executor

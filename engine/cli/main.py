@@ -485,7 +485,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     venue = open_venue(args.exchange, bundle=bundle, state_dir=state_dir, base_url=args.base_url, follow_context=False)
     try:
         audit.check_before_sending(ledger.audit_anchor())
-        notes = reconcile(ledger, audit, venue.client, recv_window_ms=bundle.exchange_client.recvWindowMs)
+        notes = reconcile(ledger, audit, venue.client, recv_window_ms=bundle.exchange_client.recvWindowMs, now_ms=venue.clock())
     finally:
         venue.close()
         ledger.close()

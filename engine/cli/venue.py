@@ -9,6 +9,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from exchange import (
     BASE_URLS,
@@ -30,7 +31,21 @@ from ..ledger import Ledger
 from ..models import ExecutionContext
 from .inputs import InputError, open_shipped_paper
 
-__all__ = ["Venue", "open_venue"]
+__all__ = ["Venue", "exchange_clock", "open_venue"]
+
+
+def exchange_clock(client: BinanceClient) -> Callable[[], int]:
+    """The exchange's clock in ms, to sign requests with: this host's clock plus the offset one
+    ``GET /fapi/v1/time`` shows (taken at the middle of the round trip). Binance refuses a request
+    stamped 1000 ms or more ahead of its clock, or more than recvWindow behind it (-1021, facts file
+    §2), so a host clock that drifted would have every signed query refused."""
+    sent = time.time()
+    try:
+        server = fetch_server_time(client)
+    except ExchangeReadError as exc:
+        raise InputError(f"cannot read the exchange's clock (GET /fapi/v1/time): {exc}") from None
+    offset = server - int((sent + time.time()) / 2 * 1000)
+    return lambda: int(time.time() * 1000) + offset
 
 
 @dataclass
@@ -69,6 +84,13 @@ class Venue:
             return ExecutionContext.model_validate(raw)
         except ValueError as exc:
             raise InputError(f"the exchange's account data does not make a valid context: {exc}") from None
+
+    def clock(self) -> Callable[[], int]:
+        """The clock signed queries carry: this host's for the embedded paper exchange (it runs on it),
+        else the exchange's (:func:`exchange_clock`)."""
+        if self.paper is not None:
+            return lambda: int(time.time() * 1000)
+        return exchange_clock(self.client)
 
     def read_constraints(self, recv_window_ms: int) -> ConstraintsSnapshot:
         now = int(time.time() * 1000) if self.paper is not None else fetch_server_time(self.client)
