@@ -99,6 +99,11 @@ def recover_in_flight(ledger: Ledger, audit: AuditLog) -> list[RecoveryNote]:
     return notes
 
 
+# GET /fapi/v1/order answers -2013 "Order does not exist" for any order created more than 90 days ago
+# (facts file §2), so past that a -2013 no longer means the order never ran
+QUERY_HISTORY_MS = 90 * 24 * 3600 * 1000
+
+
 def reconcile(
     ledger: Ledger, audit: AuditLog, client: ReadClient, *, recv_window_ms: int, now_ms: Callable[[], int] | None = None
 ) -> list[RecoveryNote]:
@@ -115,7 +120,12 @@ def reconcile(
             finding = body["status"]
             detail = f"the exchange holds the order as {finding} (executedQty {body.get('executedQty')})"
         elif reply.outcome == "response" and isinstance(body, dict) and body.get("code") == -2013:
-            finding, detail = "NOT_FOUND", "the exchange has no such order: it was never executed"
+            if int(dict(params)["timestamp"]) - row["timestamp"] >= QUERY_HISTORY_MS:
+                finding = "UNKNOWN"
+                detail = ("the exchange answers -2013 for every order created more than 90 days ago, filled or not: "
+                          "its answer cannot settle this one; check the account's trade history")
+            else:  # -2013 within 90 days: never placed, or cancelled / expired without a fill (facts file §2)
+                finding, detail = "NOT_FOUND", "the exchange has no such order: it was never executed"
         else:
             finding = "UNKNOWN"
             detail = f"no answer that settles it ({reply.outcome}, HTTP {reply.http_status}); still in doubt"

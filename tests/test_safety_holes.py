@@ -653,6 +653,34 @@ def test_reconcile_signs_with_the_exchanges_clock_not_a_drifted_host_clock(rig: 
     assert [n.finding for n in reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=clock)] == ["NOT_FOUND"]
 
 
+def test_a_not_found_answer_about_an_order_older_than_90_days_settles_nothing(rig: Rig) -> None:
+    """Binance answers -2013 for every order created more than 90 days ago (facts file §2): past that,
+    "not found" does not mean "never executed", so reconcile leaves the order in doubt."""
+    from engine.audit import AuditLog
+    from engine.executor import Executor
+    from engine.recovery import QUERY_HISTORY_MS, reconcile
+
+    real_send = rig.client.send_signed
+
+    def die_before_sending(method, path, params):
+        if method == "POST":
+            raise _Killed
+        return real_send(method, path, params)
+
+    rig.client.send_signed = die_before_sending
+    with pytest.raises(_Killed):
+        rig.run(OPEN("0.010"), decision_id="d-old")
+    rig.client.send_signed = real_send
+    Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
+    decided = rig.now
+    rig.now = decided + QUERY_HISTORY_MS  # the exchange's clock, 90 days on
+    notes = reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=lambda: rig.now)
+    assert [n.finding for n in notes] == ["UNKNOWN"] and "90 days" in notes[0].detail
+    assert [r["decision_id"] for r in rig.ledger.in_doubt_rows()] == ["d-old"]
+    rig.now = decided + QUERY_HISTORY_MS - 1  # a millisecond younger: the answer settles it
+    assert [n.finding for n in reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=lambda: rig.now)] == ["NOT_FOUND"]
+
+
 def test_hole07_an_outcome_audited_before_the_crash_completes_the_ledger_row(rig: Rig) -> None:
     from engine.audit import AuditLog
     from engine.executor import Executor
