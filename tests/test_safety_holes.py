@@ -604,10 +604,11 @@ def test_a_crash_inside_the_outcome_append_stops_everything_until_repaired(rig: 
     assert [n.finding for n in notes] == ["FILLED"] and len(rig.paper.orders) == 1
 
 
-def test_hole07_an_order_that_never_reached_the_exchange_reconciles_as_not_found(rig: Rig) -> None:
+def _lost_before_sending(rig: Rig, decision_id: str) -> None:
+    """A process dies after the write-ahead row, before its order reaches the exchange; the next
+    executor records the attempt as OUTCOME_UNKNOWN (in doubt: reconcile asks about it)."""
     from engine.audit import AuditLog
     from engine.executor import Executor
-    from engine.recovery import reconcile
 
     real_send = rig.client.send_signed
 
@@ -618,9 +619,15 @@ def test_hole07_an_order_that_never_reached_the_exchange_reconciles_as_not_found
 
     rig.client.send_signed = die_before_sending
     with pytest.raises(_Killed):
-        rig.run(OPEN("0.010"), decision_id="d-lost")
+        rig.run(OPEN("0.010"), decision_id=decision_id)
     rig.client.send_signed = real_send
     Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
+
+
+def test_hole07_an_order_that_never_reached_the_exchange_reconciles_as_not_found(rig: Rig) -> None:
+    from engine.recovery import reconcile
+
+    _lost_before_sending(rig, "d-lost")
     assert [n.finding for n in reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=lambda: rig.now)] == ["NOT_FOUND"]
     assert rig.paper.orders == []
 
@@ -629,23 +636,10 @@ def test_reconcile_signs_with_the_exchanges_clock_not_a_drifted_host_clock(rig: 
     """`ep4 reconcile` signs its queries with the exchange's clock (engine.cli.venue.exchange_clock):
     the rig's exchange runs a year behind this host, so queries stamped with the host's clock are all
     refused (-1021) and settle nothing."""
-    from engine.audit import AuditLog
     from engine.cli.venue import exchange_clock
-    from engine.executor import Executor
     from engine.recovery import reconcile
 
-    real_send = rig.client.send_signed
-
-    def die_before_sending(method, path, params):
-        if method == "POST":
-            raise _Killed
-        return real_send(method, path, params)
-
-    rig.client.send_signed = die_before_sending
-    with pytest.raises(_Killed):
-        rig.run(OPEN("0.010"), decision_id="d-lost")
-    rig.client.send_signed = real_send
-    Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
+    _lost_before_sending(rig, "d-lost")
     host = reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000)
     assert [n.finding for n in host] == ["UNKNOWN"] and "-1021" in json.loads(rig.audit.path.read_text().splitlines()[-1])["reply"]["body"]
     clock = exchange_clock(rig.client)
@@ -656,22 +650,9 @@ def test_reconcile_signs_with_the_exchanges_clock_not_a_drifted_host_clock(rig: 
 def test_a_not_found_answer_about_an_order_older_than_90_days_settles_nothing(rig: Rig) -> None:
     """Binance answers -2013 for every order created more than 90 days ago (facts file §2): past that,
     "not found" does not mean "never executed", so reconcile leaves the order in doubt."""
-    from engine.audit import AuditLog
-    from engine.executor import Executor
     from engine.recovery import QUERY_HISTORY_MS, reconcile
 
-    real_send = rig.client.send_signed
-
-    def die_before_sending(method, path, params):
-        if method == "POST":
-            raise _Killed
-        return real_send(method, path, params)
-
-    rig.client.send_signed = die_before_sending
-    with pytest.raises(_Killed):
-        rig.run(OPEN("0.010"), decision_id="d-old")
-    rig.client.send_signed = real_send
-    Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
+    _lost_before_sending(rig, "d-old")
     decided = rig.now
     rig.now = decided + QUERY_HISTORY_MS  # the exchange's clock, 90 days on
     notes = reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=lambda: rig.now)
