@@ -165,4 +165,7 @@ def verify_ack(
         return result("SUCCESS", _SUCCESS[order_status], f"order {order_status}: executedQty {body.get('executedQty')}")
     if order_status == "EXPIRED" and params.get("timeInForce") == "IOC":
         return result("SUCCESS", "ORDER_EXPIRED_IOC", f"IOC order expired with executedQty {body.get('executedQty')}")
+    if executed > 0:  # it ended before it completed, but part of it filled: the position changed by that much
+        return failed("ORDER_NOT_ACCEPTED", f"the exchange acknowledged the order as {order_status} after executedQty "
+                      f"{body.get('executedQty')} of {params['quantity']} filled: the position changed by that much")
     return failed("ORDER_NOT_ACCEPTED", f"the exchange acknowledged the order as {order_status}")

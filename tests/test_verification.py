@@ -100,6 +100,8 @@ def test_unknown_status_timestamp_and_not_accepted() -> None:
     assert verify(ok(ack(updateTime="soon"))).reason_code == "ACK_MALFORMED"
     assert verify(ok(ack(status="REJECTED"))).reason_code == "ORDER_NOT_ACCEPTED"
     assert verify(ok(ack(status="EXPIRED"))).reason_code == "ORDER_NOT_ACCEPTED"  # GTC expiring is not normal
+    partly = verify(ok(ack(status="EXPIRED", executedQty="0.004")))  # ended early, but 0.004 of it filled
+    assert partly.reason_code == "ORDER_NOT_ACCEPTED" and "executedQty 0.004 of 0.010 filled" in partly.message
 
 
 REPLIES = {
