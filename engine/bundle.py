@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from functools import cached_property
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,7 @@ from .state import arms_cooldown as _arms_cooldown
 if TYPE_CHECKING:  # the YAML reader is imported when a bundle is read from its files (engine.bundle_yaml)
     from ruamel.yaml.comments import CommentedMap
 
+    from .bundle_document import BundleSpec, GateSpec, ParamSpec
     from .bundle_yaml import _Source
 
 __all__ = [
@@ -43,31 +44,30 @@ __all__ = [
 ]
 
 API_VERSION = "ep4.io/v1"
+# the document models a bundle file is read with, defined in engine.bundle_document and imported from there
+# on first use: a command on a bundle from the compiled-bundle cache never builds them (issue 6)
+_DOCUMENT_MODELS = frozenset({"Metadata", "ParamType", "ParamSpec", "SpecGate", "GateSpec", "PostFailure", "StateSettings",
+                              "Waiver", "BundleSpec", "BundleDocument", "GateLibraryDocument"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DOCUMENT_MODELS:
+        from . import bundle_document
+
+        return getattr(bundle_document, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 RULE3_CATEGORIES = ("exposure", "temporal", "frequency", "health")
 RULE4_CATEGORY = "exchange-constraint"
 
 
-# --- document schema (also exported as JSON Schema by `ep4 schema bundle`) ---
+# --- document schema: what every loaded bundle holds (the rest of the schema, used only when a bundle is
+# read from its files or exported by `ep4 schema bundle`, is engine.bundle_document) ---
 
 
 class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Metadata(_Doc):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")
-    version: str = Field(pattern=r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$", description="semantic version")
-    description: str = ""
-
-
-ParamType = Literal["decimal", "integer", "bool", "string", "per_symbol_decimal", "session_windows"]
-
-
-class ParamSpec(_Doc):
-    type: ParamType
-    value: Any
-    description: str = ""
-    unit: str = ""
 
 
 # Spec §5 "Risk Gates (Hard, Non-Negotiable)": what a bundle's riskGates must cover, or waive by name
@@ -88,35 +88,6 @@ SPEC_GATES = {
     "5.4.margin-available": "margin availability check",
 }
 REQUIRED_SPEC_GATES = tuple(k for k in SPEC_GATES if k != "5.2.session-windows")
-SpecGate = Literal[tuple(SPEC_GATES)]  # type: ignore[valid-type]
-
-
-class GateSpec(_Doc):
-    id: str = Field(pattern=r"^[a-z][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+$", description="category.name")
-    category: Literal["exposure", "temporal", "frequency", "health", "exchange-constraint"]
-    implements: SpecGate | None = Field(default=None, description="the spec §5 gate this gate enforces (a bundle must cover every one)")
-    enforcement: Literal["enforce", "warn", "audit"] = Field(
-        default="enforce",
-        description="enforce: a failure decides the outcome; warn / audit (a shadow gate): evaluated and recorded in the "
-        "gate trace and the audit log, never changes the outcome (warn is also printed by the CLI)",
-    )
-    expression: str = Field(min_length=1, description="CEL; true = pass")
-    reason_code: str = Field(pattern=r"^[A-Z][A-Z0-9_]{2,63}$")
-    message: str = Field(min_length=1)
-
-
-class PostFailure(_Doc):
-    cooldownMs: int = Field(ge=0, description="spec §6.3 enforced cooldown after FAILED_SAFE")
-    forceCancelOpenOrders: bool = Field(description="spec §6.3 optional forced ACTION_CANCEL_OPEN_ORDERS")
-    cooldownArmedBy: list[Literal[3, 4, 5, 6]] = Field(
-        default=[3, 4, 5, 6], min_length=1,
-        description="the spec §4 rules whose FAILED_SAFE starts the cooldown (default: all, as spec §6.3 reads); "
-        "a FAILED_SAFE during a running cooldown never extends it",
-    )
-
-
-class StateSettings(_Doc):
-    lookbackMs: int = Field(gt=0, description="how much execution history the state view carries")
 
 
 class ExchangeClientSettings(_Doc):
@@ -124,42 +95,6 @@ class ExchangeClientSettings(_Doc):
     connectTimeoutMs: int = Field(default=2000, ge=1, le=60000)
     readTimeoutMs: int = Field(default=5000, ge=1, le=60000)
     ackTimestampToleranceMs: int = Field(default=5000, ge=0, le=600000)
-
-
-class Waiver(_Doc):
-    implements: SpecGate = Field(description="the spec §5 gate this bundle does without")
-    reason: str = Field(min_length=10, description="why; named in every result the bundle produces")
-
-
-class BundleSpec(_Doc):
-    exchange: Literal["BINANCE_PERP"]
-    executionMode: Literal["dry-run", "paper", "binance-testnet", "binance"]
-    params: dict[str, ParamSpec] = {}
-    postFailure: PostFailure
-    state: StateSettings
-    exchangeClient: ExchangeClientSettings = ExchangeClientSettings()
-    include: list[str] = Field(default=[], description="gate library files, relative to this bundle")
-    includeRoot: str = Field(
-        default=".", description="includes must lie under this directory (relative to the bundle, or absolute); default: the bundle's own"
-    )
-    gates: list[GateSpec] = Field(default=[], description="gates defined inline")
-    riskGates: list[str] = Field(description="Rule 3 gate ids, in evaluation order")
-    waivers: list[Waiver] = Field(default=[], description="spec §5 gates deliberately left out, each with a reason")
-    constraintChecks: list[str] = Field(description="Rule 4 check ids, in evaluation order")
-
-
-class BundleDocument(_Doc):
-    apiVersion: Literal["ep4.io/v1"]
-    kind: Literal["PolicyBundle"]
-    metadata: Metadata
-    spec: BundleSpec
-
-
-class GateLibraryDocument(_Doc):
-    apiVersion: Literal["ep4.io/v1"]
-    kind: Literal["GateLibrary"]
-    metadata: Metadata
-    gates: list[GateSpec]
 
 
 # --- loaded form ---
@@ -357,7 +292,8 @@ def _typed_param(name: str, spec: ParamSpec) -> tuple[Any, FieldSpec]:
 
 def load_bundle(path: str | Path) -> Bundle:
     """Load, validate and compile a bundle and its gate libraries; raise BundleError on any problem."""
-    from .bundle_yaml import _lc, _Source, _validate  # ruamel.yaml only when YAML is read
+    from .bundle_document import BundleDocument, GateLibraryDocument  # the document models, only when YAML is read
+    from .bundle_yaml import _lc, _Source, _validate  # ruamel.yaml too
 
     bundle_path = Path(path)
     src = _Source(bundle_path)

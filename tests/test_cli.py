@@ -147,20 +147,21 @@ def test_help_does_not_import_the_engine() -> None:
 
 
 def test_a_decision_on_a_cached_bundle_does_not_import_the_yaml_reader(tmp_path: Path) -> None:
-    """ruamel.yaml is imported only when a bundle is read from its files: not for a decision on a
-    bundle from the compiled-bundle cache, but again when the cache is off."""
+    """ruamel.yaml and the bundle's document models are imported only when a bundle is read from its
+    files: not for a decision on a bundle from the compiled-bundle cache, but again when the cache is off."""
     code = ("import io, sys; from engine.cli.main import main; out = sys.stdout; sys.stdout = io.StringIO(); "
             "rc = main(['execute', sys.argv[1], '--context', sys.argv[2], '--exchange', 'dry-run']); sys.stdout = out; "
-            "print(rc, sorted(x for x in ('ruamel.yaml', 'engine.bundle_yaml') if x in sys.modules))")
+            "print(rc, sorted(x for x in ('ruamel.yaml', 'engine.bundle_yaml', 'engine.bundle_document') if x in sys.modules))")
     argv = [sys.executable, "-c", code, str(EX / "decision-open-limit.json"), str(EX / "context.json")]
 
     def imported(**env: str) -> str:
         return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=True,
                               env={**os.environ, "EP4_CACHE_DIR": str(tmp_path), **env}).stdout.strip()
 
-    assert imported() == "0 ['engine.bundle_yaml', 'ruamel.yaml']"  # a cold cache: read from the files
+    read = "0 ['engine.bundle_document', 'engine.bundle_yaml', 'ruamel.yaml']"
+    assert imported() == read  # a cold cache: read from the files
     assert imported() == "0 []"  # the entry written then
-    assert imported(EP4_BUNDLE_CACHE="0") == "0 ['engine.bundle_yaml', 'ruamel.yaml']"
+    assert imported(EP4_BUNDLE_CACHE="0") == read
 
 
 def test_jsonl_is_streamed_one_result_per_line(capsys, tmp_path: Path) -> None:
