@@ -6,8 +6,8 @@ The earlier revision is checked out in a temporary git worktree and run with thi
 environment's Python (so both sides use the same libraries). Each round runs, for each side, in
 alternating order: Rules 1-4 in-process as `ep4 bench --evaluator compiled` runs it (8,000 runs;
 p10, p50, p99, min), a 20,000-line dry-run batch as one process, two one-decision processes, and
-`tests/bench/bench_exchange.py --runs 150` (the side's own copy). Medians over the rounds are
-printed. A shared machine varies by tens of percent between runs; only figures from the same run
+`tests/bench/bench_exchange.py --runs 150` (the side's own copy). Both trees are compiled to
+bytecode first. Medians over the rounds are printed. A shared machine varies by tens of percent between runs; only figures from the same run
 are compared, and the p10 is the steadiest in-process figure.
 """
 
@@ -85,6 +85,11 @@ def main() -> int:
         worktree = Path(tmp) / "before"
         subprocess.run(["git", "worktree", "add", "--detach", "-q", str(worktree), args.before], cwd=ROOT, check=True)
         try:
+            # both sides from bytecode, as pip gives installed packages (make bench does the same for this
+            # tree): a fresh worktree has none, and where PYTHONDONTWRITEBYTECODE is set every process of it
+            # would compile ep4's modules again (~150 ms of a one-decision process on this machine)
+            for tree in (worktree, ROOT):
+                subprocess.run([PY, "-m", "compileall", "-q", "engine", "exchange"], cwd=tree, check=True, stdout=subprocess.DEVNULL)
             example = json.loads((ROOT / "examples" / "decision-open-limit.json").read_text())
             batch, one = Path(tmp) / "batch.jsonl", Path(tmp) / "one.json"
             with batch.open("w") as f:
