@@ -55,7 +55,7 @@ def build_request(
     cid = client_order_id(decision_id, action_id)
     p: list[tuple[str, str]] = [("symbol", intent.symbol), ("side", intent.side)]
     if hedge_mode:
-        # hedge mode: positionSide is required and reduceOnly may not be sent (Binance -1106)
+        # hedge mode: positionSide is required and reduceOnly may not be sent (facts file: "Cannot be sent in Hedge Mode")
         p.append(("positionSide", intent.position_side or "BOTH"))
     p += [("type", intent.order_type), ("quantity", decimal_text(intent.quantity))]
     if intent.order_type == "LIMIT":
