@@ -3,14 +3,78 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from .models import AUTHORIZED_ACTION
 from .memo import frozen_builder
 from .numbers import TEXT_NUMBERS_DECODER as _TEXT_NUMBERS
-from .numbers import DecimalParseError, duplicate_keys, loads, printable_text, repeats_seen
+from .numbers import DecimalParseError, canonical_json, duplicate_keys, loads, parse_decimal, printable_text, repeats_seen
 
-__all__ = ["RawDecision", "authorization_gate", "read_decision"]
+__all__ = ["HOST_VALUE_REFUSED", "RawDecision", "authorization_gate", "host_text", "read_decision"]
+
+# The text a host's decision object becomes when it is not exact JSON data: no JSON text starts so, so
+# it is read as INPUT_NOT_JSON, with what follows this prefix as the message (the same when replayed)
+HOST_VALUE_REFUSED = "ep4: not exact JSON data: "
+MAX_HOST_DEPTH = 256  # a decision is two objects deep; a host's object nested deeper is refused, not walked
+
+
+def host_text(raw: Any) -> str:
+    """The text a host's decision object (a dict, or anything that is not text) is evaluated as and
+    recorded as: its canonical JSON (decimals as strings), so ``evaluate(obj)``, ``Executor.execute(obj)``
+    and ``ep4 replay`` read the same thing. An object holding something that is not exact JSON data (a
+    binary float, a date, bytes, a key that is not text, NaN, a number out of range, a lone surrogate,
+    a value that contains itself, nesting deeper than MAX_HOST_DEPTH) becomes ``HOST_VALUE_REFUSED``
+    and what it is and where: REJECTED INPUT_NOT_JSON, never an exception (spec §4 Rule 2; ep4 never
+    writes a quantity through a float)."""
+    problem = _host_problem(raw)
+    return HOST_VALUE_REFUSED + problem if problem is not None else canonical_json(raw)
+
+
+def _host_problem(value: Any) -> str | None:
+    """What in ``value`` is not exact JSON data, and its path; None when all of it is."""
+    stack: list[tuple[Any, str, int, frozenset[int]]] = [(value, "", 0, frozenset())]
+    while stack:
+        node, path, depth, above = stack.pop()
+        where = f" at {path}" if path else ""
+        kind = type(node)
+        if node is None or kind is bool:
+            continue
+        if kind is str or isinstance(node, str):
+            if printable_text(node) != node:
+                return f"text holding a lone surrogate{where}"
+            continue
+        if kind is float:
+            return f"a binary float {node!r}{where}: floats are not exact; pass a decimal string or a Decimal"
+        if isinstance(node, int):
+            if node.bit_length() > 14_000:  # more than ~4,200 digits: cannot even be written out
+                return f"an integer of {node.bit_length()} bits{where}: out of range"
+            continue
+        if isinstance(node, Decimal):
+            try:
+                parse_decimal(node)
+            except DecimalParseError as exc:
+                return f"{exc}{where}"
+            continue
+        if isinstance(node, (dict, list, tuple)):
+            if id(node) in above:
+                return f"a value that contains itself{where}"
+            if depth >= MAX_HOST_DEPTH:
+                return f"nesting deeper than {MAX_HOST_DEPTH}{where}"
+            inner = above | {id(node)}
+            if isinstance(node, dict):
+                for key, item in node.items():
+                    if type(key) is not str and not isinstance(key, str):
+                        return f"a key that is not text ({type(key).__name__}){where}"
+                    if printable_text(key) != key:
+                        return f"a key holding a lone surrogate{where}"
+                    stack.append((item, f"{path}.{key}" if path else key, depth + 1, inner))
+            else:
+                for i, item in enumerate(node):
+                    stack.append((item, f"{path}[{i}]", depth + 1, inner))
+            continue
+        return f"a {kind.__name__}{where}: not JSON data"
+    return None
 
 
 @dataclass(frozen=True)
@@ -48,22 +112,25 @@ def read_decision(raw: str | bytes | dict[str, Any] | RawDecision) -> RawDecisio
     exactly), it authorizes nothing and is a NOOP; only an authorized decision is refused for it."""
     if isinstance(raw, RawDecision):  # already read (the shell read the ids first)
         return raw
+    if isinstance(raw, (bytearray, memoryview)):
+        raw = bytes(raw)
+    elif not isinstance(raw, (str, bytes)):  # a host's object: read as the text it is recorded as
+        raw = host_text(raw)
+    if isinstance(raw, str) and raw.startswith(HOST_VALUE_REFUSED):
+        return RawDecision(raw, None, None, "INPUT_NOT_JSON", raw[len("ep4: "):])
     repeats_before = repeats_seen()
-    if isinstance(raw, (str, bytes)):
-        try:
-            data = loads(raw)
-        except (ValueError, DecimalParseError, RecursionError) as exc:
-            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else printable_text(raw)
-            if isinstance(exc, DecimalParseError):  # valid JSON holding a number out of ep4's range
-                unauthorized = _unauthorized_text(raw, text)
-                if unauthorized is not None:
-                    return unauthorized
-            return RawDecision(text, None, None, "INPUT_NOT_JSON", f"not valid JSON: {exc}")
-    else:
-        data = raw
+    try:
+        data = loads(raw)
+    except (ValueError, DecimalParseError, RecursionError) as exc:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else printable_text(raw)
+        if isinstance(exc, DecimalParseError):  # valid JSON holding a number out of ep4's range
+            unauthorized = _unauthorized_text(raw, text)
+            if unauthorized is not None:
+                return unauthorized
+        return RawDecision(text, None, None, "INPUT_NOT_JSON", f"not valid JSON: {exc}")
     if not isinstance(data, dict):
         return RawDecision(data, None, None, "INPUT_NOT_OBJECT", f"expected a JSON object, got {type(data).__name__}")
-    # a host's dict cannot repeat a key; parsed text only needs the walk if the parser met one
+    # only a parse that met a repeated key needs the walk
     repeated = duplicate_keys(data) if repeats_seen() != repeats_before else []
     ids = _ids(data)
     unauthorized = _rule1(data, ids, repeated)

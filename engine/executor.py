@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from .audit import AuditError, AuditLog, SerialisedDict, SerialisedList
-from .authorization_gate import RawDecision, read_decision
+from .authorization_gate import host_text, RawDecision, read_decision
 from .intent import Intent
 from .ledger import Ledger, LedgerError
 from .models import ExecutionContext, ExecutionRecord, ExecutionResult, StateView
@@ -44,10 +44,11 @@ class ExchangeClient(Protocol):
 
 
 def decision_text(raw: str | bytes | dict[str, Any] | Any) -> str:
-    """The exact text the pure core evaluates, and the audit log keeps for replay."""
-    if isinstance(raw, bytes):
-        return raw.decode("utf-8", "replace")
-    return printable_text(raw) if isinstance(raw, str) else canonical_json(raw)
+    """The exact text the pure core evaluates, and the audit log keeps for replay (a host's object:
+    engine.authorization_gate.host_text, what ``evaluate`` reads it as too)."""
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        return bytes(raw).decode("utf-8", "replace")
+    return printable_text(raw) if isinstance(raw, str) else host_text(raw)
 
 
 def state_record(state: StateView, refs: list[int | None] | None) -> dict[str, Any]:

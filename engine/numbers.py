@@ -185,8 +185,14 @@ def printable_text(text: str) -> str:
     digested, recorded and shown."""
     if not _SURROGATE.search(text):
         return text
+    # a lone surrogate that no undecodable byte becomes (outside U+DC80..U+DCFF, e.g. a host's "\ud800")
+    # is written as its \u escape first; the rest as before
+    text = _NOT_A_BYTE.sub(lambda m: "\\u%04x" % ord(m.group()), text)
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").encode(
         "utf-8", "backslashreplace").decode("utf-8")
+
+
+_NOT_A_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 
 
 def _has_surrogate(value: Any) -> bool:

@@ -21,7 +21,7 @@ class ReasonCode:
 
 _CODES = [
     # input that is not a decision at all
-    ReasonCode("INPUT_NOT_JSON", "REJECTED", 2, "the decision text is not valid JSON, or holds NaN/Infinity or a number out of ep4's range (then only when it authorizes an action: Rule 1 reads the rest as text first)"),
+    ReasonCode("INPUT_NOT_JSON", "REJECTED", 2, "the decision text is not valid JSON, or holds NaN/Infinity or a number out of ep4's range (then only when it authorizes an action: Rule 1 reads the rest as text first); or a host's decision object holds something that is not exact JSON data (a float, a date, a cycle, ...)"),
     ReasonCode("INPUT_NOT_OBJECT", "REJECTED", 2, "the decision is JSON but not an object"),
     ReasonCode("DUPLICATE_KEY", "REJECTED", 2, "a key appears twice in one object of an authorized decision (a repeated decision_code is a Rule 1 NOOP, and so is any decision that authorizes nothing)"),
     # Rule 1

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, default_constraints
 from engine.pipeline import Config, evaluate
 from test_executor import OPEN, Rig, fast_bundle  # noqa: F401 - the fixture
 
@@ -825,3 +827,83 @@ def test_hole12_audit_records_stay_flat_as_history_grows(tmp_path: Path) -> None
         assert not tampered.ok and any("recent_digest" in p for p in tampered.problems)
     finally:
         r.close()
+
+
+# --- a host's decision object that is not exact JSON data (library API, docs/embedding.md) ---
+
+
+def _host_decision(**action) -> dict:
+    return {"decision_id": "d-host", "decision_code": "AUTHORIZED_ACTION",
+            "action": {"action_id": "a-1", **OPEN("0.010"), **action}}
+
+
+def _circular() -> dict:
+    d = _host_decision()
+    d["action"]["self"] = d
+    return d
+
+
+def _deep() -> dict:
+    d = _host_decision()
+    node = d["action"]
+    for _ in range(5000):
+        node["x"] = {}
+        node = node["x"]
+    return d
+
+
+@pytest.mark.parametrize("make,where", [
+    (lambda: _host_decision(quantity=0.01), "a binary float 0.01 at action.quantity"),
+    (lambda: _host_decision(quantity=__import__("datetime").date(2026, 1, 1)), "a date at action.quantity"),
+    (lambda: _host_decision(quantity=b"0.01"), "a bytes at action.quantity"),
+    (lambda: {**_host_decision(), 1: 2}, "a key that is not text (int)"),
+    (_circular, "a value that contains itself at action.self"),
+    (lambda: _host_decision(quantity=Decimal("NaN")), "NaN is not a finite number at action.quantity"),
+    (lambda: _host_decision(quantity=10 ** 5000), "out of range"),
+    (lambda: {**_host_decision(), "decision_id": "d-\ud800"}, "lone surrogate at decision_id"),
+    (_deep, "nesting deeper than 256"),
+    (lambda: _host_decision(tags={"a"}), "a set at action.tags"),
+])
+def test_a_host_object_that_is_not_exact_json_is_rejected_the_same_by_evaluate_and_the_executor(rig: Rig, make, where) -> None:
+    """docs/embedding.md: a host may pass a dict, which ep4 reads as its canonical JSON text. A dict
+    holding anything that is not exact JSON data is REJECTED INPUT_NOT_JSON naming it and where, by
+    `evaluate` and by `Executor.execute` alike (before: a float went out as an order through the
+    executor while `evaluate` refused it, and dates, cycles, NaN, huge ints, lone surrogates and deep
+    nesting raised); nothing is sent, the caller's object is untouched, and the record replays."""
+    from engine.replay import replay_log
+
+    decision = make()
+    kept = copy.deepcopy(decision) if make not in (_circular, _deep) else None
+    ctx = rig.context()
+    pure = evaluate(decision, ctx, rig.executor.config).result
+    assert (pure.result, pure.reason_code, pure.rule) == ("REJECTED", "INPUT_NOT_JSON", 2) and where in pure.message
+    executed = rig.executor.execute(decision, ctx)
+    assert (executed.reason_code, executed.message, executed.input_digest) == (pure.reason_code, pure.message, pure.input_digest)
+    assert rig.paper.orders == []
+    if kept is not None:
+        assert decision == kept
+    assert replay_log(rig.audit.path, rig.bundle, default_constraints(), ledger=rig.ledger).ok
+
+
+def test_a_host_object_of_exact_json_data_is_the_decision_its_text_is(rig: Rig) -> None:
+    """Decimals, ints and strings in a host's dict: the same result as the decision's JSON text, by both
+    entry points, and the order goes out once."""
+    decision = _host_decision(quantity=Decimal("0.010"))
+    text = json.dumps(_host_decision())
+    ctx = rig.context()
+    assert evaluate(decision, ctx, rig.executor.config).result == evaluate(text, ctx, rig.executor.config).result
+    rig.now += 2000
+    res = rig.executor.execute(decision, rig.context())
+    assert (res.result, res.reason_code) == ("SUCCESS", "ORDER_FILLED") and len(rig.paper.orders) == 1
+    assert res.order["params"]["quantity"] == "0.010"
+
+
+def test_text_holding_a_lone_high_surrogate_is_rejected_not_raised(rig: Rig) -> None:
+    """A host's str with a raw "\\ud800" (not a byte that failed to decode: those are U+DC80..U+DCFF)
+    raised UnicodeEncodeError while the text was made printable; it is REJECTED, by both entry points."""
+    text = json.dumps(_host_decision()).replace('"d-host"', '"d-\ud800"')
+    ctx = rig.context()
+    pure = evaluate(text, ctx, rig.executor.config).result
+    assert (pure.result, pure.reason_code) == ("REJECTED", "INPUT_NOT_JSON") and "lone surrogate" in pure.message
+    executed = rig.executor.execute(text, ctx)
+    assert (executed.reason_code, executed.input_digest) == (pure.reason_code, pure.input_digest) and rig.paper.orders == []
