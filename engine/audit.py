@@ -62,7 +62,7 @@ def _last_record(f: Any) -> dict[str, Any] | None:
     line = next((x for x in _lines_backwards(f) if x), b"")
     try:
         return json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse (a hostile or damaged line)
         name = f.name if isinstance(getattr(f, "name", None), str) else "the audit log"
         raise AuditError(
             f"the audit log {name} ends in a damaged record (torn by a crash mid-write, or not JSON), so no record can "
@@ -155,6 +155,13 @@ class AuditLog:
             return _UNKNOWN
         return None if same and _tail_against_anchor(self._tail[1], anchor) is None else _UNKNOWN
 
+    def holds_records(self) -> bool:
+        """Whether the log has anything in it (a record, or the bytes of a damaged one)."""
+        try:
+            return os.stat(self.path).st_size > 0
+        except OSError:
+            return False
+
     def last_record(self) -> dict[str, Any] | None:
         """The newest record (read from the end of the file), or None for an empty log."""
         try:
@@ -246,7 +253,7 @@ def _chains_back_to(f: Any, last: dict[str, Any], anchor: tuple[int, str] | None
     while want_seq >= max(a_seq, 1):  # down to the anchored record itself (its hash is read and checked)
         try:
             rec = json.loads(next(lines, b""))
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         if not isinstance(rec, dict) or rec.get("seq") != want_seq or rec.get("hash") != want_hash or want_hash != record_hash(rec):
             return False

@@ -162,6 +162,10 @@ class Ledger:
                 self._db = sqlite3.connect(self.path, isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
+                # made by this open (a missing or empty file): an audit log beside it that already holds
+                # records then outlived the ledger that recorded them (engine.executor refuses to send)
+                self.created = self._db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'executions'").fetchone() is None
                 self._db.executescript(_SCHEMA)
                 columns = {row[1] for row in self._db.execute("PRAGMA table_info(executions)")}
                 for column in ("arms_cooldown INTEGER", "reconciled TEXT"):  # ledgers from before issue 7

@@ -907,3 +907,58 @@ def test_text_holding_a_lone_high_surrogate_is_rejected_not_raised(rig: Rig) -> 
     assert (pure.result, pure.reason_code) == ("REJECTED", "INPUT_NOT_JSON") and "lone surrogate" in pure.message
     executed = rig.executor.execute(text, ctx)
     assert (executed.reason_code, executed.input_digest) == (pure.reason_code, pure.input_digest) and rig.paper.orders == []
+
+
+@pytest.mark.parametrize("lose", ["delete", "empty"])
+def test_a_lost_ledger_beside_an_audit_log_with_records_stops_sending(rig: Rig, lose: str) -> None:
+    """The ledger is what makes a repeated decision a duplicate. With it deleted or emptied while its
+    audit log stays, a new ledger knew nothing of the decisions the log shows executed, and the same
+    decision went out again (the exchange refused the client order id, and the forced cancel then
+    cancelled the first, legitimate order). The executor now refuses to open: nothing is sent."""
+    from engine.audit import AuditError, AuditLog
+    from engine.executor import Executor
+    from engine.ledger import Ledger
+
+    res, decision = rig.run(OPEN("0.010"), decision_id="d-once")
+    assert res.result == "SUCCESS" and len(rig.paper.orders) == 1
+    rig.ledger.close()
+    for path in rig.state.glob("ledger.sqlite*"):
+        if lose == "delete" or path.name == "ledger.sqlite":
+            path.unlink() if lose == "delete" else path.write_bytes(b"")
+    ledger = Ledger(rig.state)
+    assert ledger.created
+    with pytest.raises(AuditError, match="was just created, but the audit log .* already holds records") as err:
+        Executor(rig.executor.config, ledger, AuditLog(rig.audit.path, ledger), rig.client)
+    assert "Nothing was sent" in str(err.value)
+    assert len(rig.paper.orders) == 1
+    rig.ledger = ledger  # closed by the rig
+
+
+def test_a_ledger_made_before_its_log_has_records_is_not_taken_for_a_lost_one(tmp_path) -> None:
+    from engine.ledger import Ledger
+
+    first = Ledger(tmp_path)
+    assert first.created
+    again = Ledger(tmp_path)  # the same directory opened again (another process, a later run)
+    assert not again.created
+    first.close()
+    again.close()
+
+
+def test_an_audit_log_ending_in_a_line_nested_too_deep_to_parse_is_damaged_and_repairable(rig: Rig, capsys) -> None:
+    """A last line of 100,000 "[" raised RecursionError out of the tail check: `ep4 execute`, `ep4 halt`
+    and `ep4 audit repair` (the tool meant for it) crashed. It is a damaged record: nothing is sent,
+    and the repair sets it aside."""
+    from engine.audit import AuditError, tail_problem
+    from engine.cli import main
+
+    rig.run(OPEN("0.010"), decision_id="d-before")
+    with open(rig.audit.path, "ab") as f:
+        f.write(b"[" * 100_000 + b"\n")
+    assert tail_problem(rig.audit.path, rig.ledger.audit_anchor()) == "the last record is not valid JSON"
+    with pytest.raises(AuditError, match="damaged"):
+        rig.run(OPEN("0.010"), decision_id="d-after")
+    assert len(rig.paper.orders) == 1
+    capsys.readouterr()
+    assert main(["audit", "repair", str(rig.audit.path), "--state-dir", str(rig.state)]) == 0
+    assert tail_problem(rig.audit.path, rig.ledger.audit_anchor()) is None
