@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .models import ExactDecimal
 from .numbers import DecimalParseError, parse_decimal, sha256_digest
 
-__all__ = ["ConstraintsError", "ConstraintsSnapshot", "SymbolConstraints", "build_constraints"]
+__all__ = ["ConstraintsError", "ConstraintsSnapshot", "SymbolConstraints", "build_constraints", "with_leverage_brackets"]
 
 
 class ConstraintsError(ValueError):
@@ -155,13 +155,23 @@ def build_constraints(exchange_info: Any, leverage_brackets: Any | None = None) 
             symbols = {s.symbol: s for s in map(_symbol_from_exchange_info, exchange_info["symbols"])}
         except ValidationError as exc:
             raise ConstraintsError(f"exchangeInfo: {exc.errors()[0]['msg']}") from None
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:  # a part that is not the shape Binance sends
+            raise ConstraintsError(f"exchangeInfo: a symbol entry is not the shape Binance sends ({type(exc).__name__}: {exc})") from None
         snap = ConstraintsSnapshot(symbols=symbols)
-    if leverage_brackets is not None:
+    return snap if leverage_brackets is None else with_leverage_brackets(snap, leverage_brackets)
+
+
+def with_leverage_brackets(snap: ConstraintsSnapshot, leverage_brackets: Any) -> ConstraintsSnapshot:
+    """``snap`` with each symbol's brackets from a raw Binance GET /fapi/v1/leverageBracket response."""
+    try:
         by_symbol = _brackets(leverage_brackets)
-        snap = ConstraintsSnapshot(
-            symbols={
-                name: s.model_copy(update={"leverage_brackets": by_symbol.get(name, s.leverage_brackets)})
-                for name, s in snap.symbols.items()
-            }
-        )
-    return snap
+    except ConstraintsError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:  # a part that is not the shape Binance sends
+        raise ConstraintsError(f"leverageBracket: an entry is not the shape Binance sends ({type(exc).__name__}: {exc})") from None
+    return ConstraintsSnapshot(
+        symbols={
+            name: s.model_copy(update={"leverage_brackets": by_symbol.get(name, s.leverage_brackets)})
+            for name, s in snap.symbols.items()
+        }
+    )

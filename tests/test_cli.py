@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from engine.cli import main
 
@@ -299,3 +300,57 @@ def test_paper_serve_on_a_port_in_use_says_so(capsys) -> None:
         code, out, err = run(capsys, "paper", "serve", "--port", str(port))
     assert code == 2 and out == ""
     assert err.strip() == f"ep4: error: cannot serve on 127.0.0.1:{port}: Address already in use"
+
+
+@pytest.mark.parametrize("which,text", [
+    ("constraints", '{"symbols":[1]}'),
+    ("constraints", '{"symbols":[{"symbol":"BTCUSDT","filters":null}]}'),
+    ("constraints", '{"symbols":[{"symbol":"BTCUSDT","filters":[1]}]}'),
+    ("constraints", '{"symbols":[{"symbol":"BTCUSDT","filters":[],"orderTypes":5}]}'),
+    ("brackets", '[{"symbol":"BTCUSDT","brackets":null}]'),
+    ("brackets", '[{"symbol":"BTCUSDT","brackets":"x"}]'),
+])
+def test_an_exchange_info_or_brackets_file_of_the_wrong_shape_is_one_error_naming_it(capsys, tmp_path: Path, which: str, text: str) -> None:
+    """Before: AttributeError / TypeError tracebacks out of engine/constraints.py (execute, explain, replay),
+    and a brackets problem named the exchangeInfo file."""
+    bad = tmp_path / f"{which}.json"
+    bad.write_text(text)
+    extra = (["--constraints", str(bad)] if which == "constraints" else
+             ["--constraints", str(ROOT / "policies" / "samples" / "binance-usdm-exchangeInfo.json"), "--leverage-brackets", str(bad)])
+    code, out, err = run(capsys, "execute", str(EX / "decision-open-limit.json"), "--context", str(EX / "context.json"),
+                         "--exchange", "dry-run", *extra)
+    assert code == 2 and out == "" and err.startswith(f"ep4: error: {bad}: ") and "not the shape Binance sends" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_an_unexpected_error_is_one_line_without_a_traceback_or_a_secret(capsys, monkeypatch) -> None:
+    """The last line of defence: an exception no command expected is one `ep4: error:` line and exit 2
+    (EP4_DEBUG=1 lets it through), with this environment's API key and secret blanked out."""
+    import importlib
+
+    cli = importlib.import_module("engine.cli.main")  # the module (engine.cli.main is also its function's name)
+    monkeypatch.setenv("EP4_API_KEY", "AKIAFAKEKEY123")
+    monkeypatch.setenv("EP4_API_SECRET", "s3cr3t-value")
+
+    def boom(args):
+        raise RuntimeError("quoting AKIAFAKEKEY123 and s3cr3t-value")
+
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser(), "check", boom))
+    code = cli.main(["check", "policies/binance-perp-default.yaml"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("ep4: error: unexpected RuntimeError: quoting <redacted> and <redacted>")
+    assert "Traceback" not in err and "AKIAFAKEKEY123" not in err and "s3cr3t-value" not in err
+    monkeypatch.setenv("EP4_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cli.main(["check", "policies/binance-perp-default.yaml"])
+
+
+def _with_func(parser, command: str, func):
+    """``parser`` with ``command``'s handler replaced."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            action.choices[command].set_defaults(func=func)
+    return parser

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from ..bundle import Bundle
 from ..errors import InputError
-from ..constraints import ConstraintsError, ConstraintsSnapshot, build_constraints
+from ..constraints import ConstraintsError, ConstraintsSnapshot, build_constraints, with_leverage_brackets
 from ..models import ExecutionContext
 from ..numbers import DecimalParseError, loads
 from ..paths import default_bundle_path, default_exchange_info_path, default_leverage_brackets_path
@@ -65,9 +65,15 @@ def load_constraints(exchange_info: str | Path | None, brackets: str | Path | No
     info = read_json(info_path, "exchangeInfo (--constraints)")
     raw_brackets = read_json(bracket_path, "leverageBracket (--leverage-brackets)") if bracket_path else None
     try:
-        return build_constraints(info, raw_brackets)
+        snap = build_constraints(info)
     except ConstraintsError as exc:
         raise InputError(f"{info_path}: {exc}") from None
+    if raw_brackets is None:
+        return snap
+    try:
+        return with_leverage_brackets(snap, raw_brackets)
+    except ConstraintsError as exc:
+        raise InputError(f"{bracket_path}: {exc}") from None
 
 
 def read_decisions(source: str) -> Iterator[str | Any]:

@@ -735,6 +735,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one error line, never a traceback
+        if os.environ.get("EP4_DEBUG"):
+            raise
+        _err(f"unexpected {type(exc).__name__}: {_without_secrets(str(exc))[:500]} (ep4 did not expect this input or "
+             "state: please report it; EP4_DEBUG=1 shows where it happened). The ledger and the audit log hold what "
+             "was done; an exchange call it interrupted is recovered the next time an executor opens")
+        return 2
+
+
+def _without_secrets(text: str) -> str:
+    """``text`` with the API key and secret of this environment blanked out, should an error quote them."""
+    from exchange.client import ENV_API_KEY, ENV_API_SECRET
+
+    for name in (ENV_API_KEY, ENV_API_SECRET):
+        value = os.environ.get(name, "")
+        if len(value) >= 4:
+            text = text.replace(value, "<redacted>")
+    return text
 
 
 def run() -> None:
