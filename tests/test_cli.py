@@ -354,3 +354,18 @@ def _with_func(parser, command: str, func):
         if isinstance(action, argparse._SubParsersAction):
             action.choices[command].set_defaults(func=func)
     return parser
+
+
+def test_live_constraints_from_an_unreachable_exchange_are_one_error(capsys, monkeypatch, tmp_path: Path) -> None:
+    """Reading the exchange's clock for the constraints was outside the error handling: a traceback."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setenv("EP4_API_KEY", "AKIAFAKEKEY123")
+    monkeypatch.setenv("EP4_API_SECRET", "fake-secret-value")
+    code, out, err = run(capsys, "execute", str(EX / "decision-open-limit.json"), "--exchange", "binance-testnet",
+                         "--base-url", f"http://127.0.0.1:{port}", "--state-dir", str(tmp_path / "s"))
+    assert code == 2 and out == "" and err.startswith("ep4: error: cannot read exchange constraints: GET /fapi/v1/time")
+    assert "unexpected" not in err and "fake-secret-value" not in err

@@ -93,8 +93,8 @@ class Venue:
         return exchange_clock(self.client)
 
     def read_constraints(self, recv_window_ms: int) -> ConstraintsSnapshot:
-        now = int(time.time() * 1000) if self.paper is not None else fetch_server_time(self.client)
         try:
+            now = int(time.time() * 1000) if self.paper is not None else fetch_server_time(self.client)
             info, brackets = fetch_constraints_raw(self.client, timestamp_ms=now, recv_window_ms=recv_window_ms)
             return build_constraints(info, brackets)
         except (ExchangeReadError, ConstraintsError) as exc:
