@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Protocol
@@ -156,11 +157,12 @@ class AuditLog:
         return None if same and _tail_against_anchor(self._tail[1], anchor) is None else _UNKNOWN
 
     def holds_records(self) -> bool:
-        """Whether the log has anything in it (a record, or the bytes of a damaged one)."""
+        """Whether the log is a file with anything in it (a record, or the bytes of a damaged one)."""
         try:
-            return os.stat(self.path).st_size > 0
+            st = os.stat(self.path)
         except OSError:
             return False
+        return stat.S_ISREG(st.st_mode) and st.st_size > 0
 
     def last_record(self) -> dict[str, Any] | None:
         """The newest record (read from the end of the file), or None for an empty log."""

@@ -153,10 +153,10 @@ class Executor:
             self.on_phase(name)
 
     def __post_init__(self) -> None:
-        # A ledger made just now beside an audit log that already holds records: the ledger that recorded
-        # those executions was lost or replaced, so which decisions were sent is unknown (a duplicate
-        # would be sent again). Nothing is sent (spec §6.1: when uncertain, do nothing).
-        if getattr(self.ledger, "created", False) and self.audit.holds_records():
+        # A ledger made just now, with nothing in it, beside an audit log that already holds records: the
+        # ledger that recorded those executions was lost or replaced, so which decisions were sent is
+        # unknown (a duplicate would be sent again). Nothing is sent (spec §6.1: when uncertain, do nothing).
+        if self.ledger.new_and_empty() and self.audit.holds_records():
             raise AuditError(
                 f"the ledger {self.ledger.path} was just created, but the audit log {self.audit.path} already holds "
                 "records: the ledger that recorded those executions is missing or was replaced, so ep4 cannot tell "

@@ -451,6 +451,10 @@ class Ledger:
         row = self._db.execute("SELECT seq, hash FROM audit_anchor WHERE id = 1").fetchone()
         return (row[0], row[1]) if row else None
 
+    def new_and_empty(self) -> bool:
+        """Created by this open and nothing recorded in it since: no row, no audit anchor."""
+        return self.created and self.audit_anchor() is None and self._db.execute("SELECT 1 FROM executions LIMIT 1").fetchone() is None
+
     # --- writes ---
 
     def set_audit_anchor(self, seq: int, record_hash: str) -> None:
