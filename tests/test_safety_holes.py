@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -854,7 +855,7 @@ def _deep() -> dict:
 
 @pytest.mark.parametrize("make,where", [
     (lambda: _host_decision(quantity=0.01), "a binary float 0.01 at action.quantity"),
-    (lambda: _host_decision(quantity=__import__("datetime").date(2026, 1, 1)), "a date at action.quantity"),
+    (lambda: _host_decision(quantity=datetime.date(2026, 1, 1)), "a date at action.quantity"),
     (lambda: _host_decision(quantity=b"0.01"), "a bytes at action.quantity"),
     (lambda: {**_host_decision(), 1: 2}, "a key that is not text (int)"),
     (_circular, "a value that contains itself at action.self"),
