@@ -40,7 +40,7 @@ def _host_problem(value: Any) -> str | None:
         kind = type(node)
         if node is None or kind is bool:
             continue
-        if kind is str or isinstance(node, str):
+        if isinstance(node, str):
             if printable_text(node) != node:
                 return f"text holding a lone surrogate{where}"
             continue
@@ -64,7 +64,7 @@ def _host_problem(value: Any) -> str | None:
             inner = above | {id(node)}
             if isinstance(node, dict):
                 for key, item in node.items():
-                    if type(key) is not str and not isinstance(key, str):
+                    if not isinstance(key, str):
                         return f"a key that is not text ({type(key).__name__}){where}"
                     if printable_text(key) != key:
                         return f"a key holding a lone surrogate{where}"

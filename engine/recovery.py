@@ -23,6 +23,7 @@ from .audit import AuditLog, read_records
 from .ledger import Ledger
 from .models import ExecutionRecord
 from .numbers import loads
+from .verification import reply_json
 
 __all__ = ["RecoveryNote", "reconcile", "recover_in_flight"]
 
@@ -112,15 +113,16 @@ def reconcile(
     clock = now_ms or (lambda: int(time.time() * 1000))
     notes = recover_in_flight(ledger, audit)
     for row in ledger.in_doubt_rows():
+        now = clock()
         params = [("symbol", row["symbol"]), ("origClientOrderId", row["client_order_id"]),
-                  ("recvWindow", str(recv_window_ms)), ("timestamp", str(clock()))]
+                  ("recvWindow", str(recv_window_ms)), ("timestamp", str(now))]
         reply = client.get_signed("/fapi/v1/order", params)
-        body = _json(reply.body) if reply.outcome == "response" else None
+        body = reply_json(reply.body) if reply.outcome == "response" else None
         if reply.outcome == "response" and reply.http_status == 200 and isinstance(body, dict) and isinstance(body.get("status"), str):
             finding = body["status"]
             detail = f"the exchange holds the order as {finding} (executedQty {body.get('executedQty')})"
         elif reply.outcome == "response" and isinstance(body, dict) and body.get("code") == -2013:
-            if int(dict(params)["timestamp"]) - row["timestamp"] >= QUERY_HISTORY_MS:
+            if now - row["timestamp"] >= QUERY_HISTORY_MS:
                 finding = "UNKNOWN"
                 detail = ("the exchange answers -2013 for every order created more than 90 days ago, filled or not: "
                           "its answer cannot settle this one; check the account's trade history")
@@ -144,10 +146,3 @@ def reconcile(
             ledger.mark_reconciled(row["decision_id"], row["action_id"], finding)
         notes.append(RecoveryNote(row["decision_id"], row["action_id"], row["trace_id"], finding, detail))
     return notes
-
-
-def _json(text: str | None) -> Any:
-    try:
-        return loads(text) if text else None
-    except (ValueError, RecursionError):
-        return None

@@ -17,7 +17,7 @@ from .models import ExecutionResult
 from .numbers import DecimalParseError, loads, parse_decimal
 from .order import OrderRequest
 
-__all__ = ["BACK_OFF_CODES", "ExchangeReplyData", "verify_ack"]
+__all__ = ["BACK_OFF_CODES", "ExchangeReplyData", "reply_json", "verify_ack"]
 
 KNOWN_STATUSES = {"NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH"}
 _SUCCESS = {"NEW": "ORDER_ACCEPTED", "PARTIALLY_FILLED": "ORDER_PARTIALLY_FILLED", "FILLED": "ORDER_FILLED"}
@@ -44,14 +44,15 @@ class ExchangeReplyData(BaseModel):
         return {"outcome": self.outcome, "http_status": self.http_status, "body": self.body, "error": self.error}
 
 
-def _json(body: str | None) -> Any:
-    """The reply's JSON, or None for a body that is not JSON ep4 can read (a number out of range, a
-    nesting too deep to walk: a hostile or broken peer gets the same answer as an HTML error page)."""
-    if body is None:
+def reply_json(body: str | None) -> Any:
+    """An exchange reply's JSON, or None for a body that is not JSON ep4 can read (a number out of range
+    is a ValueError too, a nesting too deep to walk a RecursionError: a hostile or broken peer gets the
+    same answer as an HTML error page). Rule 6 and `ep4 reconcile` read replies with it."""
+    if not body:
         return None
     try:
         return loads(body)
-    except (ValueError, DecimalParseError, RecursionError):
+    except (ValueError, RecursionError):
         return None
 
 
@@ -122,7 +123,7 @@ def verify_ack(
     if reply.outcome == "no_response":
         return failed("EXCHANGE_NO_ACK", f"the connection closed without a response; the outcome is unknown ({reply.error})")
 
-    status, body = reply.http_status or 0, _json(reply.body)
+    status, body = reply.http_status or 0, reply_json(reply.body)
     code = _code(body.get("code")) if isinstance(body, dict) else None
     msg = body.get("msg") if isinstance(body, dict) else None
     if status == 429:
