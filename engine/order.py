@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .intent import Intent
+from .memo import frozen_builder
 from .numbers import decimal_text
 
 __all__ = ["OrderRequest", "build_request", "client_order_id"]
@@ -38,6 +39,9 @@ class OrderRequest:
         return OrderRequest(self.method, self.path, params, self.client_order_id)
 
 
+_request = frozen_builder(OrderRequest)  # OrderRequest(*values), every field given: the decision's hot path
+
+
 def client_order_id(decision_id: str, action_id: str) -> str:
     """``ep4-`` + 32 hex chars: 36 chars, matches Binance's ``^[\\.A-Z\\:/a-z0-9_-]{1,36}$``."""
     digest = hashlib.sha256(f"{decision_id}\x00{action_id}".encode("utf-8")).hexdigest()
@@ -50,7 +54,7 @@ def build_request(
     if intent.kind == "CANCEL":
         assert intent.symbol is not None, "Rule 4 refuses cancels across all symbols"
         params = (("symbol", intent.symbol), ("recvWindow", str(recv_window_ms)), ("timestamp", str(timestamp)))
-        return OrderRequest("DELETE", "/fapi/v1/allOpenOrders", params, None)
+        return _request("DELETE", "/fapi/v1/allOpenOrders", params, None)
     assert intent.quantity is not None and intent.side and intent.order_type and intent.symbol
     cid = client_order_id(decision_id, action_id)
     p: list[tuple[str, str]] = [("symbol", intent.symbol), ("side", intent.side)]
@@ -69,4 +73,4 @@ def build_request(
         ("recvWindow", str(recv_window_ms)),
         ("timestamp", str(timestamp)),
     ]
-    return OrderRequest("POST", "/fapi/v1/order", tuple(p), cid)
+    return _request("POST", "/fapi/v1/order", tuple(p), cid)

@@ -187,6 +187,18 @@ def _result_builder() -> Any:
 construct_result = _result_builder()
 
 
+def _done(
+    header: dict[str, Any], result: str, code: str, rule: int | None, message: str, *, decision: PolicyDecision | None = None,
+    intent: Intent | None = None, trace: tuple[GateOutcome, ...] = (), request: OrderRequest | None = None,
+    **extra: Any,
+) -> Evaluation:
+    """A final evaluation: its result from the evaluation's ``header`` and these fields. Every value
+    here is ep4's own, already typed (the header, the trace's outcome models, the order's text
+    fields): built without re-validation, as the model's fields in its order."""
+    res = construct_result(result=result, reason_code=code, rule=rule, message=message, gate_trace=trace, **header, **extra)
+    return _evaluation(res, decision, intent, request, header, trace, header["input_digest"])
+
+
 def evaluate(
     raw_decision: str | bytes | dict[str, Any] | RawDecision,
     context: ExecutionContext,
@@ -209,46 +221,35 @@ def evaluate(
         "input_digest": input_digest,
     }
 
-    def done(
-        result: str, code: str, rule: int | None, message: str, *, decision: PolicyDecision | None = None,
-        intent: Intent | None = None, trace: tuple[GateOutcome, ...] = (), request: OrderRequest | None = None,
-        **extra: Any,
-    ) -> Evaluation:
-        # every value here is ep4's own, already typed (the header, the trace's outcome models, the
-        # order's text fields): built without re-validation, as the model's fields in its order
-        res = construct_result(
-            result=result, reason_code=code, rule=rule, message=message, gate_trace=trace, **header, **extra)
-        return _evaluation(res, decision, intent, request, header, trace, input_digest)
-
     if raw.problem is not None:
-        return done("REJECTED", raw.problem, 2, raw.detail)
+        return _done(header, "REJECTED", raw.problem, 2, raw.detail)
 
     # Rule 1 — before anything about the action is looked at.
     if not authorization_gate(raw):
-        return done("NOOP", raw.unauthorized or "NOT_AUTHORIZED", 1, f"{raw.detail}; nothing done")
+        return _done(header, "NOOP", raw.unauthorized or "NOT_AUTHORIZED", 1, f"{raw.detail}; nothing done")
 
     # Rule 2
     checked = schema_validation(raw.data, context)
     if isinstance(checked, SchemaFailure):
-        return done("REJECTED", checked.reason_code, 2, checked.message, errors=checked.errors)
+        return _done(header, "REJECTED", checked.reason_code, 2, checked.message, errors=checked.errors)
     decision = checked
     action = decision.action
 
     # §6.2 duplicate execution: a decision seen before is never executed again (§6.3).
-    if (decision.decision_id, action.action_id) in set(state.executed):
-        return done("NOOP", "DUPLICATE_EXECUTION", None, "this (decision_id, action_id) was already processed; nothing done", decision=decision)
+    if (decision.decision_id, action.action_id) in state.executed:  # pairs of str: as a set would
+        return _done(header, "NOOP", "DUPLICATE_EXECUTION", None, "this (decision_id, action_id) was already processed; nothing done", decision=decision)
 
     if isinstance(action, NoopAction):
-        return done("SUCCESS", "ACTION_NOOP", None, "ACTION_NOOP: nothing to do", decision=decision)
+        return _done(header, "SUCCESS", "ACTION_NOOP", None, "ACTION_NOOP: nothing to do", decision=decision)
 
     # The operator's kill switch (engine-level: no bundle can remove it). Cancels only remove risk.
     if state.trading_state != "ACTIVE" and not isinstance(action, CancelOrdersAction):
         reduces = isinstance(action, ClosePositionAction) or (isinstance(action, AdjustPositionAction) and action.delta_quantity < 0)
         if state.trading_state == "HALTED":
-            return done("FAILED_SAFE", "TRADING_HALTED", 3, "trading is HALTED by the operator (ep4 halt): only cancels go through", decision=decision)
+            return _done(header, "FAILED_SAFE", "TRADING_HALTED", 3, "trading is HALTED by the operator (ep4 halt): only cancels go through", decision=decision)
         if not reduces:
-            return done(
-                "FAILED_SAFE", "TRADING_REDUCE_ONLY", 3,
+            return _done(
+                header, "FAILED_SAFE", "TRADING_REDUCE_ONLY", 3,
                 "trading is REDUCING by the operator (ep4 reduce-only): only cancels, closes and decreases go through",
                 decision=decision,
             )
@@ -259,8 +260,8 @@ def evaluate(
     if newest is None or failed_ms is not None and failed_ms > newest:
         newest = failed_ms
     if newest is not None and newest > context.timestamp:
-        return done(
-            "FAILED_SAFE", "CLOCK_BEHIND_STATE", 3,
+        return _done(
+            header, "FAILED_SAFE", "CLOCK_BEHIND_STATE", 3,
             f"context.timestamp {context.timestamp} is {newest - context.timestamp} ms older than the newest recorded "
             "call or failure: the temporal gates cannot be judged; send a fresh context", decision=decision,
         )
@@ -272,7 +273,7 @@ def evaluate(
         try:
             intent = resolve_intent(action, context, exact_entered=True)
         except IntentError as exc:
-            return done("FAILED_SAFE", exc.reason_code, 3, exc.message, decision=decision)
+            return _done(header, "FAILED_SAFE", exc.reason_code, 3, exc.message, decision=decision)
 
         bundle = config.bundle
         symbol_constraints = config.constraints.symbols.get(intent.symbol) if intent.symbol else None
@@ -282,12 +283,12 @@ def evaluate(
         )
         trace3, failure = risk_gates(bundle.risk_gates, activation, config.evaluator, bundle.risk_chain, exact_entered=True)
         if failure is not None:
-            return done("FAILED_SAFE", failure.reason_code, 3, failure.message, decision=decision, intent=intent, trace=trace3)
+            return _done(header, "FAILED_SAFE", failure.reason_code, 3, failure.message, decision=decision, intent=intent, trace=trace3)
 
         # Rule 4
         if intent.symbol is not None and symbol_constraints is None:
-            return done(
-                "FAILED_SAFE", "SYMBOL_NOT_IN_CONSTRAINTS", 4,
+            return _done(
+                header, "FAILED_SAFE", "SYMBOL_NOT_IN_CONSTRAINTS", 4,
                 f"the constraints snapshot has no {intent.symbol}; alignment cannot be checked",
                 decision=decision, intent=intent, trace=trace3,
             )
@@ -295,13 +296,13 @@ def evaluate(
             bundle.constraint_checks, activation, config.evaluator, bundle.constraint_chain, exact_entered=True)
         trace = trace3 + trace4
         if failure is not None:
-            return done("FAILED_SAFE", failure.reason_code, 4, failure.message, decision=decision, intent=intent, trace=trace)
+            return _done(header, "FAILED_SAFE", failure.reason_code, 4, failure.message, decision=decision, intent=intent, trace=trace)
         if intent.kind == "CANCEL" and intent.symbol is None:
             # Binance cancels open orders per symbol (DELETE /fapi/v1/allOpenOrders needs `symbol`): across
             # all symbols would be one call per symbol, and Rule 5 allows exactly one. The default bundle's
             # exchange.cancel-scope gate says so first; this holds for a bundle without it.
-            return done(
-                "FAILED_SAFE", "CANCEL_ACROSS_SYMBOLS_NOT_ONE_CALL", 4,
+            return _done(
+                header, "FAILED_SAFE", "CANCEL_ACROSS_SYMBOLS_NOT_ONE_CALL", 4,
                 "a cancel across all symbols needs one exchange call per symbol and Rule 5 allows exactly one: nothing was cancelled",
                 decision=decision, intent=intent, trace=trace,
             )
@@ -315,8 +316,8 @@ def evaluate(
         hedge_mode=context.account.position_mode == "HEDGE",
     )
     if config.mode == "dry-run":
-        return done(
-            "NOOP", "DRY_RUN", 5, "dry-run: Rules 1-4 passed; this order was not sent",
+        return _done(
+            header, "NOOP", "DRY_RUN", 5, "dry-run: Rules 1-4 passed; this order was not sent",
             decision=decision, intent=intent, trace=trace, order=request.as_dict(), request=request,
         )
     return _evaluation(None, decision, intent, request, header, trace, input_digest)

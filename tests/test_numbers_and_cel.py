@@ -197,3 +197,65 @@ def test_loads_refuses_a_lone_surrogate_written_raw_or_escaped() -> None:
         with pytest.raises(InvalidText):
             loads(text)
     assert loads('{"a": "é\U0001f600", "b": "\\ud83d\\ude00"}') == {"a": "é\U0001f600", "b": "\U0001f600"}
+
+
+# --- cel-python's StringType compares and hashes in C (engine.cel.celpy_patches, change 2) ---
+
+
+def test_string_type_delegations_are_removed_only_when_they_are_cel_pythons() -> None:
+    from celpy import celtypes
+
+    from engine.cel import celpy_patches
+
+    assert celpy_patches.STRINGS_PLAIN
+    assert not {"__eq__", "__ne__", "__hash__"} & set(celtypes.StringType.__dict__)
+    reference = celpy_patches._reference()
+
+    class Altered(str):
+        def __eq__(self, other):  # the same names and constants, another meaning
+            return not super().__eq__(other)
+
+        def __ne__(self, other):
+            return super().__ne__(other)
+
+        def __hash__(self):
+            return super().__hash__() + 1
+
+    assert not celpy_patches._is_delegation(Altered.__dict__["__eq__"], reference["__eq__"])
+    assert not celpy_patches._is_delegation(Altered.__dict__["__hash__"], reference["__hash__"])
+    assert celpy_patches._is_delegation(Altered.__dict__["__ne__"], reference["__ne__"])
+    assert not celpy_patches._is_delegation(len, reference["__eq__"])
+
+
+def _outcome(op, a, b):
+    try:
+        return "value", op(a, b)
+    except Exception as exc:  # what the comparison raised is part of its meaning (IntType refuses a string)
+        return "raised", type(exc), str(exc).replace(str(type(a)), "S").replace(str(type(b)), "S")
+
+
+def test_string_type_compares_and_hashes_as_its_python_delegations_did() -> None:
+    from celpy import celtypes
+
+    from engine.cel import celpy_patches
+
+    # cel-python's StringType with its three methods back: what it was before the patch
+    Before = celpy_patches._reference_class(celtypes.StringType)
+
+    class Other(str):
+        pass
+
+    texts = ["", "a", "ORDER", "é", "\U0001f431", "a\x00b"]
+    others = [None, 0, 1, True, 1.5, Decimal("1"), b"a", ["a"], ("a",), {"a": 1}, celtypes.BoolType(True),
+              celtypes.IntType(1), celtypes.BytesType(b"a")]
+    others += [t for t in texts] + [Other(t) for t in texts] + [Before(t) for t in texts]
+    for text in texts:
+        now, before = celtypes.StringType(text), Before(text)
+        assert hash(now) == hash(before) == hash(text)
+        for other in others + [celtypes.StringType(t) for t in texts]:
+            other_before = Before(str(other)) if type(other) is celtypes.StringType else other
+            for op in (lambda a, b: a == b, lambda a, b: a != b, lambda a, b: b == a, lambda a, b: b != a,
+                       lambda a, b: a.__eq__(b), lambda a, b: a.__ne__(b)):
+                assert _outcome(op, now, other) == _outcome(op, before, other_before), (text, other)
+        assert (now in [1, "x", text]) is (before in [1, "x", text])
+        assert {text: 1}.get(now) == {text: 1}.get(before) == 1

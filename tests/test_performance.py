@@ -342,32 +342,36 @@ def test_resolve_intent_is_the_plain_resolution(mode_rows, orders, action, mark)
 
 
 def test_raw_decisions_evaluations_and_intent_values_built_fast_are_the_plain_ones() -> None:
-    """On every corpus case: an accepted RawDecision, an Evaluation and the intent's CEL values, each
-    as the dataclass (or to_cel) builds it; and the intent's odd values go through to_cel."""
+    """On every corpus case: an accepted RawDecision, an Evaluation, its order request and the intent's
+    CEL values, each as the dataclass (or to_cel) builds it; and the intent's odd values go through to_cel."""
     from dataclasses import fields as dataclass_fields
 
     from engine.activation import intent_cel
     from engine.authorization_gate import RawDecision, _accepted, read_decision
     from engine.cel.values import _Map
+    from engine.order import OrderRequest
     from engine.pipeline import Evaluation, _evaluation
 
     def same(fast, plain) -> None:
         assert type(fast) is type(plain) and fast == plain and repr(fast) == repr(plain)
         assert list(fast.__dict__.items()) == list(plain.__dict__.items())
 
-    intents = 0
+    intents = requests = 0
     for _, (raw, _context, _config, _state), ev in _corpus_evaluations():
         read = read_decision(raw)
         if read.problem is None and read.unauthorized is None:
             same(_accepted(read.data, read.decision_id, read.action_id), RawDecision(read.data, read.decision_id, read.action_id))
         values = [getattr(ev, f.name) for f in dataclass_fields(Evaluation)]
         same(_evaluation(*values), Evaluation(*values))
+        if ev.request is not None:
+            requests += 1
+            same(ev.request, OrderRequest(*[getattr(ev.request, f.name) for f in dataclass_fields(OrderRequest)]))
         if ev.intent is not None:
             intents += 1
             fast, plain = intent_cel(ev.intent), _Map({k: to_cel(v) for k, v in ev.intent.__dict__.items()})
             assert list(fast) == list(plain) and fast == plain
             assert all(type(fast[k]) is type(plain[k]) for k in fast)
-    assert intents > 40
+    assert intents > 40 and requests > 15
 
     class Text(str):
         pass

@@ -42,7 +42,7 @@ def _dec(value: Any) -> Decimal:
 
 def _need_decimal(name: str, *values: Any) -> None:
     for v in values:
-        if not isinstance(v, Decimal) or isinstance(v, bool):
+        if type(v) is not Decimal and (not isinstance(v, Decimal) or isinstance(v, bool)):
             raise TypeError(f"{name}() expects decimals, got {type(v).__name__}")
 
 
@@ -56,7 +56,8 @@ def _is_multiple(value: Any, step: Any) -> celtypes.BoolType:
 
 def _aligned(value: Any, base: Any, step: Any) -> celtypes.BoolType:
     """Binance filter alignment: ``(value - base) % step == 0``; a zero step disables the rule."""
-    _need_decimal("aligned", value, base, step)
+    if type(value) is not Decimal or type(base) is not Decimal or type(step) is not Decimal:  # else: decimals
+        _need_decimal("aligned", value, base, step)
     if step == 0:
         return TRUE
     if step < 0:
