@@ -176,11 +176,18 @@ def build_activation(
     # (bundle, constraints, symbol, order type, roots) and kept with the context; it holds the bundle
     # and the constraints it was built from, so their ids name them for as long as it is kept (an id
     # cannot be reused by another object while the object it names is alive)
-    key = ("activation", id(bundle), id(constraints), symbol, lot_for, names, reads)
-    made = memo(context, key, lambda: (bundle, constraints, _fixed(names, context, bundle, constraints, symbol, lot_for, reads)))
+    if names is getattr(bundle, "roots", None) and reads is getattr(bundle, "reads", None):
+        # the pipeline's call: the bundle's own (immutable, cached) roots and reads, which the bundle
+        # kept in the entry determines; its id stands for them without hashing the reads every time
+        key: tuple[Any, ...] = ("activation", id(bundle), id(constraints), symbol, lot_for)
+    else:
+        key = ("activation", id(bundle), id(constraints), symbol, lot_for, names, reads)
+    made = memo(context, key, lambda: (
+        bundle, constraints, _fixed(names, context, bundle, constraints, symbol, lot_for, reads),
+        _intent_converter(reads) if reads is None else memo(bundle, ("intent", reads), lambda: _intent_converter(reads))))
     out = made[2].copy()
     if "intent" in names:
-        out["intent"] = intent_cel(intent)
+        out["intent"] = made[3](intent)
     if "state" in names:
         out["state"] = memo_of(state, "cel", _state_cel)
     if "action" in names:
@@ -211,6 +218,51 @@ def intent_cel(intent: Intent) -> Any:
             else _kept_string(value) or to_cel(value) if type(value) is str else to_cel(value))
         for attr, value in intent.__dict__.items()
     })
+
+
+_INTENT_FIELDS = tuple(VARIABLES["intent"].fields or {})  # Intent's fields, in its order
+
+
+def _intent_converter(reads: Any) -> Any:
+    """:func:`intent_cel`, or, when every gate reads the intent only as ``intent.f`` (``reads``, the
+    bundle's: engine.cel.check.root_fields), a function that converts only those fields, in the
+    intent's field order: no gate can observe the others. Each field's value is converted by the
+    case its declared type makes likely (a finite Decimal, True or False, a str, None where it may be
+    null), and any other value by what intent_cel does with it: the same CEL value either way
+    (tests/test_performance.py compares them on every corpus intent and on odd ones)."""
+    fields = dict(reads).get("intent", None) if reads is not None else None
+    if fields is None or not set(fields) <= set(_INTENT_FIELDS):
+        return intent_cel
+    wanted = [name for name in _INTENT_FIELDS if name in fields]
+    pieces = []
+    for name in wanted:
+        spec = VARIABLES["intent"].fields[name]  # type: ignore[index]
+        read = f"(v := d[{name!r}])"
+        if spec.kind == "decimal":
+            case = f"v if type({read}) is D and v.is_finite() else G(v)"
+        elif spec.kind == "bool":
+            case = f"T if {read} is True else F if v is False else G(v)"
+        else:  # string
+            case = f"(K(v) or G(v)) if type({read}) is str else G(v)"
+        if spec.nullable:
+            case = case.replace(read, "v", 1)
+            case = f"None if {read} is None else {case}"
+        pieces.append(f"        {name!r}: ({case}),")
+    source = "\n".join(["def convert(intent):", "    d = intent.__dict__", "    try:", "        return M({"]
+                       + ["    " + p for p in pieces] + ["        })", "    except KeyError:  # not an Intent's fields: all of them, as they are",
+                                                         "        return G_ALL(intent)"]) + "\n"
+    namespace = {"D": _DECIMAL, "T": TRUE, "F": FALSE, "K": _kept_string, "G": _intent_value, "M": _Map, "G_ALL": intent_cel}
+    exec(compile(source, "<ep4 intent converter>", "exec"), namespace)
+    convert = namespace["convert"]
+    convert.source = source
+    return convert
+
+
+def _intent_value(value: Any) -> Any:
+    """One intent value as :func:`intent_cel` converts it."""
+    return value if type(value) is _DECIMAL and value.is_finite() else (
+        TRUE if value is True else FALSE if value is False else None if value is None
+        else _kept_string(value) or to_cel(value) if type(value) is str else to_cel(value))
 
 
 def _fixed(names: Any, context: ExecutionContext, bundle: Any, constraints: SymbolConstraints | None, symbol: str,

@@ -216,6 +216,14 @@ class Bundle:
         return gate_chain(self.constraint_checks)
 
     @cached_property
+    def rules_chain(self) -> Any:
+        """Rules 3 and 4's gates, in order, as one generated fast-path function (engine.gate_chain): the
+        pipeline's first try, which answers only "every gate of both rules passes on its fast path"."""
+        from .gate_chain import gate_chain
+
+        return gate_chain(self.risk_gates + self.constraint_checks)
+
+    @cached_property
     def has_shadow_gates(self) -> bool:
         return any(g.shadow for g in self.risk_gates + self.constraint_checks)
 

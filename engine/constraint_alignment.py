@@ -15,5 +15,7 @@ __all__ = ["constraint_alignment"]
 def constraint_alignment(
     checks: Sequence[Gate], activation: Mapping[str, Any], evaluator: str = "compiled",
     chain: Callable[[Mapping[str, Any], int], int] | None = None, *, exact_entered: bool = False,
+    known: int | None = None,
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
-    return evaluate_gates(checks, activation, "CONSTRAINT_EVALUATION_ERROR", evaluator, chain, exact_entered=exact_entered)
+    return evaluate_gates(checks, activation, "CONSTRAINT_EVALUATION_ERROR", evaluator, chain, exact_entered=exact_entered,
+                          known=known)

@@ -281,22 +281,32 @@ def evaluate(
             action=action, intent=intent, context=context, bundle=bundle, state=state, constraints=symbol_constraints,
             roots=bundle.roots, reads=bundle.reads,
         )
-        trace3, failure = risk_gates(bundle.risk_gates, activation, config.evaluator, bundle.risk_chain, exact_entered=True)
-        if failure is not None:
-            return _done(header, "FAILED_SAFE", failure.reason_code, 3, failure.message, decision=decision, intent=intent, trace=trace3)
+        # Rules 3 and 4's gates first run as one chain of fast paths (engine.gate_chain), which stops
+        # where each rule's own chain would: at the first gate that does not pass on its fast path
+        rules, risk = bundle.rules_chain, bundle.risk_gates
+        passed = rules(activation, 0) if config.evaluator == "compiled" and (
+            symbol_constraints is not None or intent.symbol is None) else None
+        if passed == len(rules.passed):  # every gate of both rules passed: the trace both give then
+            trace = rules.passed
+        else:  # rule by rule, each rule's loop deciding from the first gate that did not pass
+            known3 = None if passed is None else min(passed, len(risk))
+            trace3, failure = risk_gates(risk, activation, config.evaluator, bundle.risk_chain, exact_entered=True, known=known3)
+            if failure is not None:
+                return _done(header, "FAILED_SAFE", failure.reason_code, 3, failure.message, decision=decision, intent=intent, trace=trace3)
 
-        # Rule 4
-        if intent.symbol is not None and symbol_constraints is None:
-            return _done(
-                header, "FAILED_SAFE", "SYMBOL_NOT_IN_CONSTRAINTS", 4,
-                f"the constraints snapshot has no {intent.symbol}; alignment cannot be checked",
-                decision=decision, intent=intent, trace=trace3,
-            )
-        trace4, failure = constraint_alignment(
-            bundle.constraint_checks, activation, config.evaluator, bundle.constraint_chain, exact_entered=True)
-        trace = trace3 + trace4
-        if failure is not None:
-            return _done(header, "FAILED_SAFE", failure.reason_code, 4, failure.message, decision=decision, intent=intent, trace=trace)
+            # Rule 4
+            if intent.symbol is not None and symbol_constraints is None:
+                return _done(
+                    header, "FAILED_SAFE", "SYMBOL_NOT_IN_CONSTRAINTS", 4,
+                    f"the constraints snapshot has no {intent.symbol}; alignment cannot be checked",
+                    decision=decision, intent=intent, trace=trace3,
+                )
+            known4 = None if passed is None or passed < len(risk) else passed - len(risk)
+            trace4, failure = constraint_alignment(
+                bundle.constraint_checks, activation, config.evaluator, bundle.constraint_chain, exact_entered=True, known=known4)
+            trace = trace3 + trace4
+            if failure is not None:
+                return _done(header, "FAILED_SAFE", failure.reason_code, 4, failure.message, decision=decision, intent=intent, trace=trace)
         if intent.kind == "CANCEL" and intent.symbol is None:
             # Binance cancels open orders per symbol (DELETE /fapi/v1/allOpenOrders needs `symbol`): across
             # all symbols would be one call per symbol, and Rule 5 allows exactly one. The default bundle's

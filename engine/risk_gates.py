@@ -32,16 +32,19 @@ class GateFailure:
 def evaluate_gates(
     gates: Sequence[Gate], activation: Mapping[str, Any], error_code: str, evaluator: str = "compiled",
     chain: Callable[[Mapping[str, Any], int], int] | None = None, *, exact_entered: bool = False,
+    known: int | None = None,
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
     """Every gate, in order, with the given evaluator (``compiled`` or the reference ``interpreter``).
 
     ``chain`` (:func:`engine.gate_chain.gate_chain` of the same ``gates``) runs each stretch of fast-path
     passes in one call; every other gate is decided here, one by one, in order. Gates run inside
-    :func:`engine.cel.exact_arithmetic`; ``exact_entered``: the caller has entered it already."""
+    :func:`engine.cel.exact_arithmetic`; ``exact_entered``: the caller has entered it already.
+    ``known``: what ``chain(activation, 0)`` gives, when the caller has worked it out already (the
+    pipeline's chain over both rules stops where this rule's would: engine.pipeline)."""
     if exact_entered:
-        return _evaluate_gates(gates, activation, error_code, evaluator, chain)
+        return _evaluate_gates(gates, activation, error_code, evaluator, chain, known)
     with exact_arithmetic():
-        return _evaluate_gates(gates, activation, error_code, evaluator, chain)
+        return _evaluate_gates(gates, activation, error_code, evaluator, chain, known)
 
 
 def _no_chain(activation: Mapping[str, Any], start: int) -> int:
@@ -50,12 +53,12 @@ def _no_chain(activation: Mapping[str, Any], start: int) -> int:
 
 def _evaluate_gates(
     gates: Sequence[Gate], activation: Mapping[str, Any], error_code: str, evaluator: str,
-    chain: Callable[[Mapping[str, Any], int], int] | None = None,
+    chain: Callable[[Mapping[str, Any], int], int] | None = None, known: int | None = None,
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
     count = len(gates)
     if chain is None or evaluator != "compiled":
-        chain = _no_chain
-    i = chain(activation, 0)
+        chain, known = _no_chain, None
+    i = chain(activation, 0) if known is None else known
     if i == count:
         return getattr(chain, "passed", None) or tuple(g.passed for g in gates), None
     trace: list[GateOutcome] = [g.passed for g in gates[:i]]
@@ -117,6 +120,7 @@ def _new_refusal(gate: Gate) -> GateFailure:
 def risk_gates(
     gates: Sequence[Gate], activation: Mapping[str, Any], evaluator: str = "compiled",
     chain: Callable[[Mapping[str, Any], int], int] | None = None, *, exact_entered: bool = False,
+    known: int | None = None,
 ) -> tuple[tuple[GateOutcome, ...], GateFailure | None]:
     """Rule 3: any failure (or evaluation error) means FAILED_SAFE."""
-    return evaluate_gates(gates, activation, "GATE_EVALUATION_ERROR", evaluator, chain, exact_entered=exact_entered)
+    return evaluate_gates(gates, activation, "GATE_EVALUATION_ERROR", evaluator, chain, exact_entered=exact_entered, known=known)

@@ -313,8 +313,10 @@ def test_the_inline_chain_stops_where_the_chain_of_calls_stops_on_damaged_activa
 
     if not _DEFAULT_ACTIVATIONS:
         bundle = load_bundle(ROOT / "policies" / "binance-perp-default.yaml")
+        every = bundle.risk_gates + bundle.constraint_checks
         chains = [(bundle.risk_chain, _call_chain(bundle.risk_gates), len(bundle.risk_gates)),
-                  (bundle.constraint_chain, _call_chain(bundle.constraint_checks), len(bundle.constraint_checks))]
+                  (bundle.constraint_chain, _call_chain(bundle.constraint_checks), len(bundle.constraint_checks)),
+                  (bundle.rules_chain, _call_chain(every), len(every))]
         assert all(hasattr(inline, "source") for inline, _, _ in chains)  # the bundle's chains are the inline ones
         _DEFAULT_ACTIVATIONS.append((chains, [make(bundle) for _, make in _activations()]))
     chains, made = _DEFAULT_ACTIVATIONS[0]
@@ -323,3 +325,7 @@ def test_the_inline_chain_stops_where_the_chain_of_calls_stops_on_damaged_activa
         for inline, calls, count in chains:
             for start in range(count + 1):
                 assert inline(activation, start) == calls(activation, start), start
+        # the pipeline's chain over both rules stops where Rule 3's does, or where Rule 4's does after it
+        (risk, _, n3), (checks, _, n4), (rules, _, _) = chains
+        first = risk(activation, 0)
+        assert rules(activation, 0) == (first if first < n3 else n3 + checks(activation, 0))

@@ -356,6 +356,21 @@ def test_raw_decisions_evaluations_and_intent_values_built_fast_are_the_plain_on
         assert type(fast) is type(plain) and fast == plain and repr(fast) == repr(plain)
         assert list(fast.__dict__.items()) == list(plain.__dict__.items())
 
+    from engine.activation import _intent_converter
+    from engine.bundle import load_bundle
+
+    # the intent's fields the default bundle's gates read, converted alone (engine.activation)
+    reads = load_bundle(ROOT / "policies" / "binance-perp-default.yaml").reads
+    converter = _intent_converter(reads)
+    wanted = dict(reads)["intent"]
+    assert converter is not intent_cel and 10 < len(wanted) < 23
+
+    def read_only(intent, plain) -> None:
+        fast = converter(intent)
+        assert list(fast) == [k for k in plain if k in wanted]  # in the intent's field order
+        assert all(fast[k] == plain[k] and type(fast[k]) is type(plain[k]) for k in fast)
+        assert all(not isinstance(fast[k], Decimal) or str(fast[k]) == str(plain[k]) for k in fast)  # exponent, sign
+
     intents = requests = 0
     for _, (raw, _context, _config, _state), ev in _corpus_evaluations():
         read = read_decision(raw)
@@ -371,6 +386,7 @@ def test_raw_decisions_evaluations_and_intent_values_built_fast_are_the_plain_on
             fast, plain = intent_cel(ev.intent), _Map({k: to_cel(v) for k, v in ev.intent.__dict__.items()})
             assert list(fast) == list(plain) and fast == plain
             assert all(type(fast[k]) is type(plain[k]) for k in fast)
+            read_only(ev.intent, plain)
     assert intents > 40 and requests > 15
 
     class Text(str):
@@ -379,11 +395,22 @@ def test_raw_decisions_evaluations_and_intent_values_built_fast_are_the_plain_on
     odd = _new_intent(kind=Text("ORDER"), action_type="", symbol=None, quantity=Decimal("-0"), price=Decimal("1E+2"))
     fast, plain = intent_cel(odd), _Map({k: to_cel(v) for k, v in odd.__dict__.items()})
     assert list(fast.items()) == list(plain.items()) and all(type(fast[k]) is type(plain[k]) for k in fast)
+    read_only(odd, plain)
+    # every field of another type than declared (a str where a decimal goes, a decimal for a bool, "" ...)
+    swapped = _new_intent(kind=Decimal("1"), action_type="", symbol="", side=True, quantity="1", price=False,
+                          reduce_only=None, increases_exposure=Text("x"), leverage=Decimal("-0.0"), margin_mode=Decimal(2))
+    read_only(swapped, _Map({k: to_cel(v) for k, v in swapped.__dict__.items()}))
     for bad in (Decimal("NaN"), Decimal("Infinity"), 1.5):
         with pytest.raises(TypeError):
             intent_cel(_new_intent(kind="ORDER", action_type="x", symbol=None, quantity=bad))
         with pytest.raises(TypeError):
+            converter(_new_intent(kind="ORDER", action_type="x", symbol=None, quantity=bad))
+        with pytest.raises(TypeError):
             to_cel(bad)
+    # a converter for an intent read whole is intent_cel itself; one for unknown fields too
+    assert _intent_converter(None) is intent_cel and _intent_converter((("intent", None),)) is intent_cel
+    assert _intent_converter((("intent", ("kind", "no_such_field")),)) is intent_cel
+    assert list(_intent_converter((("intent", ("side", "kind")),))(odd)) == ["kind", "side"]  # the intent's order
 
 
 def test_a_gate_chain_hands_over_to_the_loop_at_the_first_gate_that_is_not_a_plain_pass() -> None:
