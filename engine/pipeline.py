@@ -186,6 +186,49 @@ def _result_builder() -> Any:
 
 construct_result = _result_builder()
 
+# the fields every result of an evaluation carries, as evaluate's header holds them (in its order)
+_HEADER_KEYS = ("trace_id", "decision_id", "action_id", "timestamp", "mode", "bundle", "constraints_digest", "input_digest")
+
+
+def _final_builder() -> Any:
+    """``build(header, result, code, rule, message, trace, extra)``: what ``construct_result`` gives for
+    evaluate's ``header`` (its eight keys, always), these five fields and ``extra``, without the
+    keyword packing and the per-call check of the required fields, which the header and the five
+    always hold (checked here once); None from ``build`` when ``extra`` names a field the result does
+    not have (then construct_result decides). tests/test_performance.py compares every corpus result
+    with ``ExecutionResult.model_construct`` of its fields."""
+    fields = ExecutionResult.model_fields
+    given = frozenset(_HEADER_KEYS) | {"result", "reason_code", "rule", "message", "gate_trace"}
+    simple = not ExecutionResult.__pydantic_post_init__ and not ExecutionResult.__pydantic_root_model__ and all(
+        f.alias is None and f.validation_alias is None and f.default_factory is None for f in fields.values())
+    if not simple or not given <= fields.keys() or not all(n in given for n, f in fields.items() if f.is_required()):
+        return None  # pragma: no cover - a model change: construct_result's way
+    template = {n: None if f.is_required() else f.default for n, f in fields.items()}  # the required: all given
+    count, base, new, setattr_ = len(template), set(given), object.__new__, object.__setattr__
+
+    def build(header: dict[str, Any], result: str, code: str, rule: int | None, message: str,
+              trace: tuple[GateOutcome, ...], extra: dict[str, Any]) -> ExecutionResult | None:
+        d = template.copy()
+        d.update(header)
+        d["result"], d["reason_code"], d["rule"], d["message"], d["gate_trace"] = result, code, rule, message, trace
+        fields_set = base.copy()
+        if extra:
+            d.update(extra)
+            fields_set.update(extra)
+        if len(d) != count:  # a name that is not a field
+            return None
+        m = new(ExecutionResult)
+        setattr_(m, "__dict__", d)
+        setattr_(m, "__pydantic_fields_set__", fields_set)
+        setattr_(m, "__pydantic_extra__", None)
+        setattr_(m, "__pydantic_private__", None)
+        return m
+
+    return build
+
+
+_final = _final_builder()
+
 
 def _done(
     header: dict[str, Any], result: str, code: str, rule: int | None, message: str, *, decision: PolicyDecision | None = None,
@@ -195,7 +238,9 @@ def _done(
     """A final evaluation: its result from the evaluation's ``header`` and these fields. Every value
     here is ep4's own, already typed (the header, the trace's outcome models, the order's text
     fields): built without re-validation, as the model's fields in its order."""
-    res = construct_result(result=result, reason_code=code, rule=rule, message=message, gate_trace=trace, **header, **extra)
+    res = _final(header, result, code, rule, message, trace, extra) if _final is not None else None
+    if res is None:
+        res = construct_result(result=result, reason_code=code, rule=rule, message=message, gate_trace=trace, **header, **extra)
     return _evaluation(res, decision, intent, request, header, trace, header["input_digest"])
 
 
@@ -210,7 +255,7 @@ def evaluate(
     ids for its state view first)."""
     raw = read_decision(raw_decision)
     input_digest, trace_id = _digests(raw, context, state, config)
-    header: dict[str, Any] = {
+    header: dict[str, Any] = {  # _HEADER_KEYS, always all of them
         "trace_id": trace_id,
         "decision_id": raw.decision_id,
         "action_id": raw.action_id,

@@ -487,9 +487,21 @@ def test_construct_result_is_model_construct() -> None:
     for _, _, ev in _corpus_evaluations():
         result = ev.result
         kinds.add(result.reason_code)
-        same({n: getattr(result, n) for n in result.model_fields_set})
+        values = {n: getattr(result, n) for n in result.model_fields_set}
+        same(values)
+        # the evaluation's own result, built by the pipeline's _final: as model_construct builds it
+        plain = ExecutionResult.model_construct(**values)
+        assert type(result) is ExecutionResult and list(result.__dict__.items()) == list(plain.__dict__.items())
+        assert type(result.model_fields_set) is set and result.model_fields_set == plain.model_fields_set
+        assert (result.__pydantic_extra__, result.__pydantic_private__) == (None, None)
     assert len(kinds) > 30
     same({"result": "NOOP", "reason_code": "X", "colour": "red"})  # unknown and missing fields: pydantic's walk
+    from engine.pipeline import _HEADER_KEYS, _final
+
+    header = dict.fromkeys(_HEADER_KEYS, "x")
+    assert _final(header, "NOOP", "X", None, "m", (), {"colour": "red"}) is None  # not a field: construct_result's way
+    built = _final(header, "NOOP", "X", None, "m", (), {"errors": ()})
+    assert built.model_fields_set == set(_HEADER_KEYS) | {"result", "reason_code", "rule", "message", "gate_trace", "errors"}
     same({"result": "NOOP", "trace_id": "t", "decision_id": None, "action_id": None, "timestamp": None, "reason_code": "X",
           "rule": None, "message": "m", "mode": "dry-run", "bundle": {}, "constraints_digest": "c", "input_digest": "i"})
 
