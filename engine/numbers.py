@@ -45,6 +45,7 @@ _DECIMAL_TEXT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?
 MAX_DIGITS = 100
 MAX_EXPONENT = 100
 _MAX_TEXT = 256
+assert MAX_DIGITS <= _MAX_TEXT  # parse_decimal's short-text case relies on it
 
 
 class DecimalParseError(ValueError):
@@ -58,6 +59,12 @@ def parse_decimal(value: Any) -> Decimal:
     Refused: floats (already inexact), booleans, NaN, infinities, empty or padded strings.
     """
     if type(value) is str:  # the common case (a decimal string from JSON), before the type walk below
+        # _decimal_from_text inline for a text of at most MAX_DIGITS characters (which cannot hold more
+        # digits, so only the exponent is checked, as _bounded does); anything else, or out of range, there
+        if len(value) <= MAX_DIGITS and _DECIMAL_TEXT.fullmatch(value):
+            number = Decimal(value)
+            if not number or abs(number.adjusted()) <= MAX_EXPONENT:
+                return number
         return _decimal_from_text(value)
     if isinstance(value, bool):
         raise DecimalParseError("a boolean is not a number")

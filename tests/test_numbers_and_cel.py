@@ -259,3 +259,30 @@ def test_string_type_compares_and_hashes_as_its_python_delegations_did() -> None
                 assert _outcome(op, now, other) == _outcome(op, before, other_before), (text, other)
         assert (now in [1, "x", text]) is (before in [1, "x", text])
         assert {text: 1}.get(now) == {text: 1}.get(before) == 1
+
+
+def _decimal_texts():
+    digits = st.text("0123456789", min_size=0, max_size=120)
+    exponent = st.one_of(st.just(""), st.builds(lambda e, s, n: e + s + str(n), st.sampled_from("eE"), st.sampled_from(["", "+", "-"]),
+                                                st.integers(0, 250)))
+    number = st.builds(lambda s, a, p, b, e: s + a + p + b + e, st.sampled_from(["", "+", "-"]), digits,
+                       st.sampled_from(["", "."]), digits, exponent)
+    return st.one_of(number, st.text(max_size=20), st.sampled_from(["0", "-0", "0e999", "1e100", "1e101", "1e-100", "1e-101",
+                                                                    "9" * 100, "9" * 101, " 1", "1_0", "NaN", "٠.١", "0.01\n"]))
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True)
+@given(text=_decimal_texts())
+def test_parse_decimal_of_text_is_the_checked_reading(text) -> None:
+    """parse_decimal's short-text case gives what the full reading (_decimal_from_text) gives: the same
+    Decimal (digits, exponent, sign) or the same refusal."""
+    from engine.numbers import _decimal_from_text
+
+    def outcome(read):
+        try:
+            value = read(text)
+        except DecimalParseError as exc:
+            return "refused", str(exc)
+        return "value", value.as_tuple()
+
+    assert outcome(parse_decimal) == outcome(_decimal_from_text)

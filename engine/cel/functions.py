@@ -114,6 +114,8 @@ def _in_windows(ts_ms: Any, windows: Any) -> celtypes.BoolType:
 
 
 _TIMESTAMP = "timestamp"
+_NONE = Decimal(0)  # a count of no record (a Decimal is immutable: one object serves every such count)
+_PLAIN_MAPS = frozenset({celtypes.MapType, _Map})  # maps whose items() is dict's own
 _LIST_TYPES = frozenset({celtypes.ListType, _List, _RecentList})
 _ABSENT = object()
 _dict_get = dict.get
@@ -122,9 +124,12 @@ _dict_get = dict.get
 def _recent_count(records: Any, since_ms: Any, match: Any) -> Decimal:
     """Number of ``records`` (state.recent) with ``timestamp > since_ms`` whose fields equal every
     entry of ``match``: a counter computed in Python rather than by a CEL filter over the list."""
-    _need_decimal("recent_count", since_ms)
+    if type(since_ms) is not Decimal:
+        _need_decimal("recent_count", since_ms)
+    if not records and type(records) in _LIST_TYPES and type(match) in _PLAIN_MAPS:
+        return _NONE  # no record: none to count (the loop below reads none; a map's items() cannot fail)
     wanted = list(match.items())
-    if not records and type(records) in _LIST_TYPES:  # no record: none to count (the loop below reads none)
+    if not records and type(records) in _LIST_TYPES:
         return Decimal(0)
     # ep4's own record maps (type _Map, plain str keys) are read with plain dict lookups by plain str
     # keys (a StringType key hashes in Python); a key not found there (absent, or not a valid CEL

@@ -331,11 +331,15 @@ def map_lit(pairs: Callable[[], tuple[Any, ...]], tree: Any) -> Any:
 
 def map_keys(keys: tuple[Any, ...], values: tuple[Any, ...]) -> Any:
     """The fast path's ``{k: v, ...}`` with distinct string-literal keys: the map map_lit builds (the
-    same keys, in order), without its duplicate-key walk, which cannot find one."""
-    result = _MapType()
-    for key, value in zip(keys, values):
-        result[key] = value
+    same keys, in order), without its duplicate-key walk, which cannot find one. Made as an empty
+    MapType (its ``__init__`` with no items only initialises the empty dict) filled by dict's own
+    update, as the item assignments it stands for (MapType has no ``__setitem__`` of its own)."""
+    result = _new_dict(_MapType)
+    _dict_update(result, zip(keys, values))
     return result
+
+
+_new_dict, _dict_update = dict.__new__, dict.update
 
 
 # --- macros (Evaluator.member_dot_arg) ---
