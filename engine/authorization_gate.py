@@ -128,6 +128,13 @@ def read_decision(raw: str | bytes | dict[str, Any] | RawDecision) -> RawDecisio
             if unauthorized is not None:
                 return unauthorized
         return RawDecision(text, None, None, "INPUT_NOT_JSON", f"not valid JSON: {exc}")
+    if type(data) is dict and repeats_seen() == repeats_before and data.get("decision_code") == AUTHORIZED_ACTION:
+        # the common case, as the general reading below decides it: an object without a repeated key
+        # (a DuplicateKeys would not be a plain dict either) holding one decision_code, AUTHORIZED_ACTION
+        action = data.get("action")
+        decision_id, action_id = data.get("decision_id"), action.get("action_id") if isinstance(action, dict) else None
+        return _raw_decision(data, decision_id if isinstance(decision_id, str) and decision_id else None,
+                             action_id if isinstance(action_id, str) and action_id else None, None, "", None)
     if not isinstance(data, dict):
         return RawDecision(data, None, None, "INPUT_NOT_OBJECT", f"expected a JSON object, got {type(data).__name__}")
     # only a parse that met a repeated key needs the walk

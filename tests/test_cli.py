@@ -127,7 +127,8 @@ def test_explain_compiled_prints_the_python_a_gate_runs(capsys) -> None:
     code, _, err = run(capsys, "explain", "--compiled", "exposure.nope")
     assert code == 2 and "no gate 'exposure.nope'" in err and "'chains'" in err
     code, out, _ = run(capsys, "explain", "--compiled", "chains")  # what runs the gates' fast paths, per rule
-    assert code == 0 and out.count("def chain(act, start):") == 2 and "# Rule 3: 13 gates" in out and "# Rule 4: 13 gates" in out
+    assert code == 0 and out.count("def chain(act, start):") == 3 and "# Rule 3: 13 gates" in out and "# Rule 4: 13 gates" in out
+    assert "# Rules 3 and 4: all 26 gates" in out
     assert "h1 = DGET(r_" in out and "# exposure.max-notional" in out and "# exchange.leverage-bracket" in out
 
 

@@ -1049,3 +1049,45 @@ def test_ascending_is_the_plain_check(times) -> None:
     from engine.activation import _ascending
 
     assert _ascending(list(times)) == (None not in times and all(a <= b for a, b in zip(times, times[1:])))
+
+
+def _general_reading(text: str):
+    """read_decision's general path, as it was before its common case was read first."""
+    from engine.authorization_gate import RawDecision, _accepted, _ids, _rule1
+    from engine.numbers import duplicate_keys, loads, repeats_seen
+
+    before = repeats_seen()
+    data = loads(text)  # the texts below are all valid JSON
+    if not isinstance(data, dict):
+        return RawDecision(data, None, None, "INPUT_NOT_OBJECT", f"expected a JSON object, got {type(data).__name__}")
+    repeated = duplicate_keys(data) if repeats_seen() != before else []
+    ids = _ids(data)
+    unauthorized = _rule1(data, ids, repeated)
+    if unauthorized is not None:
+        return unauthorized
+    if repeated:
+        return RawDecision(data, *ids, "DUPLICATE_KEY", f"a key appears more than once, so the decision is ambiguous: {', '.join(repeated)}")
+    return _accepted(data, *ids)
+
+
+_JSON_VALUES = st.sampled_from(['"AUTHORIZED_ACTION"', '"HOLD"', '""', '"x"', "null", "true", "1", "1.5", "[]", "{}",
+                                '["AUTHORIZED_ACTION"]', '{"action_id": "a"}', '{"action_id": ""}', '{"action_id": 7}'])
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(pairs=st.lists(st.tuples(st.sampled_from(["decision_code", "decision_id", "action", "other"]), _JSON_VALUES), max_size=6),
+       inner=st.lists(st.tuples(st.sampled_from(["action_id", "type", "action_id"]), _JSON_VALUES), max_size=3))
+@example(pairs=[("decision_code", '"AUTHORIZED_ACTION"'), ("decision_id", '"d"'), ("action", "{}")],
+         inner=[("action_id", '"a"'), ("action_id", '"b"')])
+@example(pairs=[("decision_code", '"AUTHORIZED_ACTION"'), ("decision_id", '""'), ("action", "{}")], inner=[("action_id", '""')])
+@example(pairs=[("decision_code", '"AUTHORIZED_ACTION"'), ("decision_id", "7"), ("action", "{}")], inner=[("action_id", "[]")])
+@example(pairs=[("decision_code", '"AUTHORIZED_ACTION"'), ("action", '"x"')], inner=[])
+def test_read_decision_reads_its_common_case_as_the_general_path_does(pairs, inner) -> None:
+    """Objects with and without decision_code (once, twice, of other types), ids of every type, an
+    action that repeats a key inside: the RawDecision is the general path's, field for field."""
+    from engine.authorization_gate import read_decision
+
+    action = "{" + ",".join(f'"{k}":{v}' for k, v in inner) + "}"
+    text = "{" + ",".join(f'"{k}":{action if v == "{}" and k == "action" else v}' for k, v in pairs) + "}"
+    fast, plain = read_decision(text), _general_reading(text)
+    assert type(fast) is type(plain) and fast == plain and list(fast.__dict__.items()) == list(plain.__dict__.items())

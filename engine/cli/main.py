@@ -220,12 +220,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _explain_compiled(args: argparse.Namespace) -> int:
-    """The Python a gate runs (its fast path and its reference path), for review; ``chains``: each
-    rule's chain, the one function that runs the rule's fast paths in order (engine.gate_chain)."""
+    """The Python a gate runs (its fast path and its reference path), for review; ``chains``: the
+    chain over both rules' gates the pipeline runs first, then each rule's chain, which runs the
+    rule's fast paths in order from where its loop takes over (engine.gate_chain)."""
     from .inputs import load_config_bundle
 
     bundle = load_config_bundle(args.bundle)
     if args.compiled == "chains":
+        every = len(bundle.risk_gates) + len(bundle.constraint_checks)
+        print(f"# Rules 3 and 4: all {every} gates' fast paths in order, run first (engine/pipeline.py); where it "
+              "stops, the rule of that gate goes on with its own loop and chain, below")
+        print(getattr(bundle.rules_chain, "source", None) or "# (the gates' own fast functions, called one by one)\n")
         for rule, chain, gates in ((3, bundle.risk_chain, bundle.risk_gates), (4, bundle.constraint_chain, bundle.constraint_checks)):
             print(f"# Rule {rule}: {len(gates)} gates' fast paths in order (engine/gate_chain.py); the rule's loop decides "
                   "each gate this does not pass, on the gate's own code (ep4 explain --compiled GATE_ID)")
