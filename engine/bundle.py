@@ -271,7 +271,7 @@ def _typed_param(name: str, spec: ParamSpec) -> tuple[Any, FieldSpec]:
             raise ValueError("expected a mapping of SYMBOL (or '*' for the default) to a decimal")
         out: dict[str, Decimal] = {}
         for sym, v in value.items():
-            if sym != "*" and not re.match(r"^[A-Z0-9]{2,32}$", sym):
+            if sym != "*" and not re.fullmatch(r"^[A-Z0-9]{2,32}$", sym):
                 raise ValueError(f"'{sym}' is not a symbol (or '*')")
             out[sym] = parse_decimal(v)
         return out, FieldSpec("decimal", spec.description)
@@ -284,7 +284,7 @@ def _typed_param(name: str, spec: ParamSpec) -> tuple[Any, FieldSpec]:
                 raise ValueError("each window needs exactly 'start' and 'end'")
             mins = []
             for k in ("start", "end"):
-                m = _TIME.match(str(w[k]))
+                m = _TIME.fullmatch(str(w[k]))  # whole: "$" alone takes "09:00\n"
                 if not m:
                     raise ValueError(f"window {k} {w[k]!r} is not HH:MM (UTC)")
                 mins.append(int(m.group(1)) * 60 + int(m.group(2)))
@@ -319,7 +319,7 @@ def load_bundle(path: str | Path) -> Bundle:
             line, col = src.position(("spec", "params", name, "value"))
             problems.append(Problem(src.name, line, col, f"spec.params.{name}.value: {exc}", src.line_text(line)))
             continue
-        if not re.match(r"^[a-z][a-z0-9_]*$", name):
+        if not re.fullmatch(r"^[a-z][a-z0-9_]*$", name):
             line, col = src.position(("spec", "params", name))
             problems.append(Problem(src.name, line, col, f"parameter name '{name}' must be snake_case", src.line_text(line)))
         params[name] = (p.type, value)

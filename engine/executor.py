@@ -285,6 +285,7 @@ class Executor:
         self.ledger.complete(outcome, arms=self._arms(result, state), anchor=(full["seq"], full["hash"]))
         self._phase("completed")
         if (result.result == "FAILED_SAFE" and self.config.bundle.force_cancel_open_orders and ev.intent.symbol
+                and ev.intent.kind != "CANCEL"  # the same DELETE again would be a retry (spec Rule 5, §6.3: none)
                 and result.reason_code not in BACK_OFF_CODES):  # after a 429 / 418, another request prolongs the ban
             self._forced_cancel(result, ev, text, context, state, received, refs)
         return result
@@ -295,7 +296,8 @@ class Executor:
     ) -> ExecutionResult:
         """Spec §6.3 optional forced ACTION_CANCEL_OPEN_ORDERS after an exchange-side FAILED_SAFE:
         one DELETE /fapi/v1/allOpenOrders for the symbol, recorded as its own audit record (never after
-        a 429 / 418: the exchange asked to back off, verification.BACK_OFF_CODES). It is
+        a 429 / 418: the exchange asked to back off, verification.BACK_OFF_CODES; never after a failed
+        cancel action: that DELETE again would be a retry of it, which Rule 5 and §6.3 forbid). It is
         signed with the time it is sent: after a 5 s timeout, a request carrying the decision's
         timestamp would be outside recvWindow (-1021) and the resting order would stay open. Runs
         within :meth:`_call`, under the in-flight lock its caller holds, so its write-ahead row too

@@ -281,7 +281,7 @@ def evaluate(
     action = decision.action
 
     # §6.2 duplicate execution: a decision seen before is never executed again (§6.3).
-    if (decision.decision_id, action.action_id) in state.executed:  # pairs of str: as a set would
+    if (decision.decision_id, action.action_id) in set(state.executed):
         return _done(header, "NOOP", "DUPLICATE_EXECUTION", None, "this (decision_id, action_id) was already processed; nothing done", decision=decision)
 
     if isinstance(action, NoopAction):

@@ -47,7 +47,8 @@ _CODES = [
     ReasonCode("REDUCE_ONLY_ON_OPEN", "REJECTED", 2, "OPEN with reduce_only true"),
     ReasonCode("SYMBOL_MISMATCH", "REJECTED", 2, "action.symbol differs from context.symbol"),
     # §6.2 duplicate execution
-    ReasonCode("DUPLICATE_EXECUTION", "NOOP", None, "(decision_id, action_id) was already processed (ledger state)"),
+    ReasonCode("DUPLICATE_EXECUTION", "NOOP", None, "(decision_id, action_id) was already processed (ledger state; or the exchange "
+               "answered -4116: it holds an open order with the decision's clientOrderId)"),
     ReasonCode("ACTION_NOOP", "SUCCESS", None, "ACTION_NOOP: nothing to do, nothing touched"),
     # Rule 3: resolving the action against the position snapshot (§6.2 ambiguous state), then gates
     ReasonCode("NO_POSITION", "FAILED_SAFE", 3, "CLOSE or ADJUST but the context holds no position for the symbol"),
@@ -82,7 +83,7 @@ _CODES = [
     ReasonCode("ACK_MALFORMED", "FAILED_SAFE", 6, "HTTP 200 but the body is not the JSON object Binance sends (or not JSON ep4 can read); the order is in doubt (`ep4 reconcile`)"),
     ReasonCode("ACK_MISMATCH", "FAILED_SAFE", 6, "the ack differs from the intent (clientOrderId, symbol, side, type, quantity, price, reduce-only, positionSide); the order is in doubt (`ep4 reconcile`)"),
     ReasonCode("ACK_UNKNOWN_STATUS", "FAILED_SAFE", 6, "the ack carries an order status ep4 does not know (or none that is text); the order is in doubt (`ep4 reconcile`)"),
-    ReasonCode("ACK_TIMESTAMP_INCONSISTENT", "FAILED_SAFE", 6, "the ack's updateTime is more than 1000 ms before the request's timestamp (Binance would not have run it) or more than the bundle's tolerance after it; the order is in doubt (`ep4 reconcile`)"),
+    ReasonCode("ACK_TIMESTAMP_INCONSISTENT", "FAILED_SAFE", 6, "the ack's updateTime is 1000 ms or more before the request's timestamp (Binance would not have run it) or more than the bundle's tolerance after it; the order is in doubt (`ep4 reconcile`)"),
     ReasonCode("ORDER_NOT_ACCEPTED", "FAILED_SAFE", 6, "acknowledged, but as REJECTED / CANCELED / EXPIRED (non-IOC) / EXPIRED_IN_MATCH (the message names any quantity that filled before it ended)"),
     ReasonCode("STATE_UNAVAILABLE", "FAILED_SAFE", 5, "the ledger could not record the attempt, so the exchange was not called"),
     ReasonCode("OUTCOME_UNKNOWN", "FAILED_SAFE", 6, "a process died between the write-ahead row and the outcome: the call may or may not have reached the exchange (audit record `kind: recovery`); the order is in doubt (`ep4 reconcile`)"),

@@ -119,8 +119,13 @@ def reconcile(
         reply = client.get_signed("/fapi/v1/order", params)
         body = reply_json(reply.body) if reply.outcome == "response" else None
         if reply.outcome == "response" and reply.http_status == 200 and isinstance(body, dict) and isinstance(body.get("status"), str):
-            finding = body["status"]
-            detail = f"the exchange holds the order as {finding} (executedQty {body.get('executedQty')})"
+            if body.get("clientOrderId") == row["client_order_id"] and body.get("symbol") == row["symbol"]:
+                finding = body["status"]
+                detail = f"the exchange holds the order as {finding} (executedQty {body.get('executedQty')})"
+            else:  # an answer about another order (a proxy, a cache, a bug) settles nothing about this one
+                finding = "UNKNOWN"
+                detail = (f"the reply names another order (clientOrderId {body.get('clientOrderId')!r}, symbol "
+                          f"{body.get('symbol')!r}): it does not settle this one; still in doubt")
         elif reply.outcome == "response" and isinstance(body, dict) and body.get("code") == -2013:
             if now - row["timestamp"] >= QUERY_HISTORY_MS:
                 finding = "UNKNOWN"

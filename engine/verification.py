@@ -27,6 +27,11 @@ _SUCCESS = {"NEW": "ORDER_ACCEPTED", "PARTIALLY_FILLED": "ORDER_PARTIALLY_FILLED
 BACK_OFF_CODES = ("EXCHANGE_RATE_LIMITED", "EXCHANGE_IP_BANNED")
 _UNKNOWN_CODES = {-1006, -1007}  # UNEXPECTED_RESP, TIMEOUT: "execution status unknown"
 _SERVER_AHEAD_MS = 1000  # Binance refuses a request whose timestamp is 1000 ms or more ahead of its clock
+# -4116 DUPLICATED_CLIENT_ORDER_ID (facts file §4): "a resend with the same newClientOrderId is rejected while
+# the first order is still open". ep4's clientOrderId derives from (decision_id, action_id) alone, so the
+# exchange holds this decision's order already: spec §6.2 duplicate execution, a NOOP. It is not a refusal
+# of this decision to be answered by the §6.3 forced cancel, which would cancel that (legitimate) order.
+_DUPLICATE_CLIENT_ORDER_ID = -4116
 
 
 class ExchangeReplyData(BaseModel):
@@ -104,12 +109,12 @@ def verify_ack(
     """Rule 6: turn the reply to ``request`` into the final result.
 
     ``sent_timestamp`` is the signed request's ``timestamp``. Binance executes a request only if
-    ``timestamp < serverTime + 1000`` (facts file §2), so a genuine ack's ``updateTime`` is at most
-    1000 ms before it; and no later than ``tolerance_ms`` after it."""
+    ``timestamp < serverTime + 1000`` (facts file §1.2), so a genuine ack's ``updateTime`` is less than
+    1000 ms before it (``updateTime > timestamp - 1000``); and no later than ``tolerance_ms`` after it."""
 
-    def result(kind: str, code: str, message: str) -> ExecutionResult:
+    def result(kind: str, code: str, message: str, rule: int | None = 6) -> ExecutionResult:
         return ExecutionResult(
-            result=kind, reason_code=code, rule=6, message=message, gate_trace=gate_trace,
+            result=kind, reason_code=code, rule=rule, message=message, gate_trace=gate_trace,
             order=request.as_dict(), exchange_response=reply.opaque(), **header,
         )
 
@@ -132,6 +137,13 @@ def verify_ack(
         return failed("EXCHANGE_IP_BANNED", f"HTTP 418 IP banned ({code}: {msg})")
     if status >= 500 or status == 408 or code in _UNKNOWN_CODES:
         return failed("EXCHANGE_STATUS_UNKNOWN", f"HTTP {status}: execution status unknown ({msg or 'no message'})")
+    if status != 200 and code == _DUPLICATE_CLIENT_ORDER_ID and request.path == "/fapi/v1/order" and request.client_order_id:
+        return result(
+            "NOOP", "DUPLICATE_EXECUTION",
+            f"the exchange already holds an open order with this decision's clientOrderId {request.client_order_id} "
+            f"(HTTP {status}, Binance error -4116: {msg}): this (decision_id, action_id) was executed before; nothing done",
+            rule=None,  # as every DUPLICATE_EXECUTION (engine.reason_codes)
+        )
     if status != 200:
         return failed("EXCHANGE_REJECTED", f"HTTP {status}: Binance error {code}: {msg}")
     if not isinstance(body, dict):
@@ -153,11 +165,11 @@ def verify_ack(
     update = body.get("updateTime")
     if isinstance(update, bool) or not isinstance(update, int):
         return failed("ACK_MALFORMED", "the ack has no integer updateTime")
-    if not (sent_timestamp - _SERVER_AHEAD_MS <= update <= sent_timestamp + tolerance_ms):
+    if not (sent_timestamp - _SERVER_AHEAD_MS < update <= sent_timestamp + tolerance_ms):
         return failed(
             "ACK_TIMESTAMP_INCONSISTENT",
             f"ack updateTime {update} is {update - sent_timestamp} ms from the request's timestamp {sent_timestamp} "
-            f"(accepted: -{_SERVER_AHEAD_MS} to +{tolerance_ms} ms)",
+            f"(accepted: -{_SERVER_AHEAD_MS - 1} to +{tolerance_ms} ms)",
         )
     executed = _dec(body.get("executedQty"))
     if executed is None or executed < 0 or executed > Decimal(params["quantity"]):

@@ -449,7 +449,7 @@ def _decimal_text(row: Mapping[str, Any], name: str, endpoint: str, reply: Excha
     """A decimal exactly as Binance wrote it: a JSON string of plain decimal text."""
     value = row.get(name)
     _shape(
-        isinstance(value, str) and bool(_PLAIN_DECIMAL.match(value)),
+        isinstance(value, str) and bool(_PLAIN_DECIMAL.fullmatch(value)),
         endpoint,
         f"{name!r} is not a decimal string (got {value!r})",
         reply,

@@ -774,6 +774,10 @@ def fault_matrix(work: Path, *, read_timeout_ms: int | None = None, faults: list
                     ok &= bool(mine) == executes
                 if res.reason_code in BACK_OFF_CODES:  # 429 / 418: nothing more is sent; the resting order stays
                     ok &= forced == "-" and left == 1
+                elif res.result == "FAILED_SAFE" and action["type"] == "ACTION_CANCEL_OPEN_ORDERS":
+                    # a failed cancel is not sent again as a forced cancel (Rule 5: no retries): the resting
+                    # order is gone exactly when the fault let the DELETE execute
+                    ok &= forced == "-" and left == (0 if executes else 1)
                 elif res.result == "FAILED_SAFE":
                     ok &= forced == "OPEN_ORDERS_CANCELLED" and left == 0
                 ok &= retry == "NOOP DUPLICATE_EXECUTION" and orders_after_retry == len(paper.orders)
@@ -913,7 +917,7 @@ def faults_section(cells: list[Cell], problems: list[str]) -> str:
         mark = "" if c.ok else " ✗ (unexpected)"
         order = "" if c.order_exists is None else (" · order" if c.order_exists else " · no order")
         if c.forced_cancel == "-":
-            forced = " · no fc, 1 left" if c.reason_code in BACK_OFF_CODES and c.open_orders_left == 1 else ""
+            forced = f" · no fc, {c.open_orders_left} left" if c.result == "FAILED_SAFE" else ""
         else:
             forced = " · fc ✓" if c.forced_cancel == "OPEN_ORDERS_CANCELLED" and not c.open_orders_left else f" · fc {c.forced_cancel}"
         return f"{c.reason_code}{order}{forced}{mark}"
@@ -928,11 +932,13 @@ def faults_section(cells: list[Cell], problems: list[str]) -> str:
         "`NOOP DUPLICATE_EXECUTION`, no new order). Expected: no fault or latency → SUCCESS; a fault → FAILED_SAFE with "
         "its code, the order existing exactly when the fault lets the request execute (5xx / timeout = unknown status), "
         "and the forced cancel (spec §6.3) leaving no open order — also after a read timeout, since it is signed when sent; "
-        "after a 429 or 418 nothing more is sent (Binance: back off; bans escalate), so the resting order stays.",
+        "after a 429 or 418 nothing more is sent (Binance: back off; bans escalate), so the resting order stays; after a "
+        "failed cancel action no forced cancel follows either (it would be the same DELETE again: Rule 5 allows no retry), "
+        "so the resting order is gone exactly when the fault let the DELETE execute.",
         "",
         "Cell: ep4's reason code (FAILED_SAFE for every fault but latency) · whether the action's order exists at the "
         "exchange afterwards · `fc ✓`: the forced cancel ran, answered OPEN_ORDERS_CANCELLED, and no order is left open · "
-        "`no fc, 1 left`: no forced cancel was sent (429 / 418), and the resting order is still open.",
+        "`no fc, N left`: no forced cancel was sent (429 / 418, or the action was the cancel), and N orders are still open.",
         "",
         _table(["fault", *columns], rows),
         *(["", "Cells that differ:", *[f"* {p}" for p in problems]] if problems else []),

@@ -100,7 +100,9 @@ def test_hole11_ack_before_the_request_was_possible_is_inconsistent() -> None:
     # before the fix: an updateTime up to 5 s *before* the request was accepted
     assert _verify(updateTime=T - 5000).reason_code == "ACK_TIMESTAMP_INCONSISTENT"
     assert _verify(updateTime=T - 1001).reason_code == "ACK_TIMESTAMP_INCONSISTENT"
-    assert _verify(updateTime=T - 1000).reason_code == "ORDER_ACCEPTED"
+    # Binance executes only if timestamp < serverTime + 1000 (facts file §1.2): 1000 ms behind is already too far
+    assert _verify(updateTime=T - 1000).reason_code == "ACK_TIMESTAMP_INCONSISTENT"
+    assert _verify(updateTime=T - 999).reason_code == "ORDER_ACCEPTED"
 
 
 def test_hole11_time_in_force_must_match() -> None:
@@ -963,3 +965,89 @@ def test_an_audit_log_ending_in_a_line_nested_too_deep_to_parse_is_damaged_and_r
     capsys.readouterr()
     assert main(["audit", "repair", str(rig.audit.path), "--state-dir", str(rig.state)]) == 0
     assert tail_problem(rig.audit.path, rig.ledger.audit_anchor()) is None
+
+
+# --- from the Binance-conformance review (2026-11-28, later) ---
+
+
+def test_a_duplicate_client_order_id_is_a_duplicate_execution_and_cancels_nothing(tmp_path, fast_bundle) -> None:
+    """A second host (its own state directory) runs a decision the first already executed: the
+    exchange refuses the clientOrderId with -4116 (facts file §4) while the first order is open.
+    Spec §6.2: a duplicate execution is a NOOP. Before the fix: FAILED_SAFE EXCHANGE_REJECTED, and the
+    §6.3 forced cancel then cancelled the first, legitimate order."""
+    from engine.audit import AuditLog
+    from engine.executor import Executor
+    from engine.ledger import Ledger
+
+    first = Rig(tmp_path / "a", fast_bundle, socket=False)
+    try:
+        res, decision = first.run(OPEN(order_type="LIMIT", limit_price="63000.0", time_in_force="GTC"), decision_id="d-twice")
+        assert res.reason_code == "ORDER_ACCEPTED"
+        other = tmp_path / "b"
+        other.mkdir()
+        ledger = Ledger(other)
+        second = Executor(first.executor.config, ledger, AuditLog(other / "audit.jsonl", ledger), first.client)
+        sent: list[tuple[str, str]] = []
+        handle = first.paper.handle
+        first.paper.handle = lambda method, path, *rest: (method != "GET" and sent.append((method, path)), handle(method, path, *rest))[1]
+        first.now += 1000
+        again = second.execute(json.dumps(decision), first.context())
+        first.paper.handle = handle
+        assert (again.result, again.reason_code, again.rule) == ("NOOP", "DUPLICATE_EXECUTION", None), again.message
+        assert "-4116" in again.message and json.loads(again.exchange_response["body"])["code"] == -4116
+        assert sent == [("POST", "/fapi/v1/order")]  # no forced cancel
+        assert [o.status for o in first.paper.orders] == ["NEW"]  # the first order still rests
+        records = [json.loads(line) for line in (other / "audit.jsonl").read_text().splitlines()]
+        assert [r["kind"] for r in records] == ["execution"] and records[-1]["reason_code"] == "DUPLICATE_EXECUTION"
+        assert ledger.in_doubt_rows() == []
+        ledger.close()
+    finally:
+        first.close()
+
+
+@pytest.mark.parametrize("fault", ["http_500", "http_503_unknown", "read_timeout"])
+def test_a_failed_cancel_action_is_not_sent_again_as_a_forced_cancel(rig: Rig, fault: str) -> None:
+    """Rule 5: exactly one call per action, no retries (spec §6.3). The §6.3 forced cancel after a failed
+    cancel action would be the same DELETE again. Before the fix: two DELETE /fapi/v1/allOpenOrders."""
+    rig.run(OPEN(order_type="LIMIT", limit_price="63000.0", time_in_force="GTC"))
+    rig.paper.inject(fault)
+    sent: list[tuple[str, str]] = []
+    handle = rig.paper.handle
+    rig.paper.handle = lambda method, path, *rest: (method != "GET" and sent.append((method, path)), handle(method, path, *rest))[1]
+    res, _ = rig.run({"type": "ACTION_CANCEL_OPEN_ORDERS", "symbol": "BTCUSDT"}, decision_id="d-cancel")
+    rig.paper.handle = handle
+    assert res.result == "FAILED_SAFE" and res.rule == 6
+    assert sent == [("DELETE", "/fapi/v1/allOpenOrders")]
+    assert json.loads(rig.audit.path.read_text().splitlines()[-1])["kind"] == "execution"
+
+
+def test_the_paper_exchange_refuses_a_client_order_id_with_a_trailing_newline(rig: Rig) -> None:
+    """Binance's clientOrderId rule is ^[\\.A-Z\\:/a-z0-9_-]{1,36}$ (-4015 otherwise); Python's "$" also
+    matches before a final newline, so "abc\\n" was accepted. Decimal parameters likewise (-1100)."""
+    params = [("symbol", "BTCUSDT"), ("side", "BUY"), ("type", "MARKET"), ("quantity", "0.001"),
+              ("newClientOrderId", "abc\n"), ("recvWindow", "5000"), ("timestamp", str(rig.now))]
+    reply = rig.client.send_signed("POST", "/fapi/v1/order", params)
+    assert reply.http_status == 400 and json.loads(reply.body)["code"] == -4015 and rig.paper.orders == []
+    params = [(k, "0.001\n" if k == "quantity" else "abc" if k == "newClientOrderId" else v) for k, v in params]
+    reply = rig.client.send_signed("POST", "/fapi/v1/order", params)
+    assert reply.http_status == 400 and json.loads(reply.body)["code"] == -1100 and rig.paper.orders == []
+
+
+def test_reconcile_takes_no_answer_about_another_order(rig: Rig) -> None:
+    """A 200 reply to the query that names another clientOrderId or symbol (a proxy, a cache) settles
+    nothing: the order stays in doubt. Before the fix its status was taken for this order's."""
+    from engine.recovery import reconcile
+    from exchange.client import ExchangeReply
+
+    _lost_before_sending(rig, "d-other")
+    row = rig.ledger.in_doubt_rows()[0]
+    for body in ({"clientOrderId": "someone-else", "symbol": row["symbol"], "status": "FILLED", "executedQty": "0.010"},
+                 {"clientOrderId": row["client_order_id"], "symbol": "ETHUSDT", "status": "FILLED", "executedQty": "0.010"}):
+        class Wrong:
+            def get_signed(self, path, params, body=body):
+                return ExchangeReply("response", 200, json.dumps(body), None, {})
+
+        notes = reconcile(rig.ledger, rig.audit, Wrong(), recv_window_ms=5000, now_ms=lambda: rig.now)
+        assert [n.finding for n in notes] == ["UNKNOWN"] and "another order" in notes[0].detail
+        assert [r["decision_id"] for r in rig.ledger.in_doubt_rows()] == ["d-other"]
+    assert [n.finding for n in reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=lambda: rig.now)] == ["NOT_FOUND"]

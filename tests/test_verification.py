@@ -62,6 +62,7 @@ def test_matching_ack_is_success(status, code) -> None:
         (ExchangeReplyData(outcome="response", http_status=429, body='{"code":-1003,"msg":"Too many requests"}'), "EXCHANGE_RATE_LIMITED"),
         (ExchangeReplyData(outcome="response", http_status=418, body='{"code":-1003,"msg":"Way too many requests; IP banned"}'), "EXCHANGE_IP_BANNED"),
         (ExchangeReplyData(outcome="response", http_status=400, body='{"code":-2019,"msg":"Margin is insufficient."}'), "EXCHANGE_REJECTED"),
+        (ExchangeReplyData(outcome="response", http_status=400, body='{"code":-4015,"msg":"Client order id is not valid."}'), "EXCHANGE_REJECTED"),
         (ExchangeReplyData(outcome="response", http_status=200, body="OK"), "ACK_MALFORMED"),
     ],
 )
@@ -96,7 +97,10 @@ def test_quantity_compared_as_decimal_not_text() -> None:
 def test_unknown_status_timestamp_and_not_accepted() -> None:
     assert verify(ok(ack(status="PENDING_NEW"))).reason_code == "ACK_UNKNOWN_STATUS"
     assert verify(ok(ack(updateTime=T + 5001))).reason_code == "ACK_TIMESTAMP_INCONSISTENT"
-    assert verify(ok(ack(updateTime=T - 1000))).reason_code == "ORDER_ACCEPTED"  # Binance's clock may lag by < 1 s
+    # Binance's clock may lag by less than 1 s: it executes only if timestamp < serverTime + 1000 (facts file §1.2)
+    assert verify(ok(ack(updateTime=T - 999))).reason_code == "ORDER_ACCEPTED"
+    late = verify(ok(ack(updateTime=T - 1000)))  # Binance would have refused this request (-1021)
+    assert late.reason_code == "ACK_TIMESTAMP_INCONSISTENT" and "accepted: -999 to +5000 ms" in late.message
     assert verify(ok(ack(updateTime="soon"))).reason_code == "ACK_MALFORMED"
     assert verify(ok(ack(status="REJECTED"))).reason_code == "ORDER_NOT_ACCEPTED"
     assert verify(ok(ack(status="EXPIRED"))).reason_code == "ORDER_NOT_ACCEPTED"  # GTC expiring is not normal
@@ -171,3 +175,11 @@ def test_an_ack_that_does_not_settle_the_order_leaves_it_in_doubt_for_reconcile(
         ledger.complete(record, arms=True)
     assert [r["reason_code"] for r in ledger.in_doubt_rows()] == codes[:5]
     ledger.close()
+
+
+def test_a_duplicated_client_order_id_reply_is_a_duplicate_execution() -> None:
+    """-4116 DUPLICATED_CLIENT_ORDER_ID: the exchange holds an open order with this decision's clientOrderId
+    (derived from its ids alone), so the decision was executed before: spec §6.2, a NOOP."""
+    res = verify(ExchangeReplyData(outcome="response", http_status=400, body='{"code":-4116,"msg":"clientOrderId is duplicated"}'))
+    assert (res.result, res.reason_code, res.rule) == ("NOOP", "DUPLICATE_EXECUTION", None)
+    assert res.order is not None and json.loads(res.exchange_response["body"])["code"] == -4116

@@ -21,7 +21,7 @@ _PARAM = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 
 def param_decimal(name: str, value: str) -> Decimal:
     """A request parameter as an exact Decimal, or -1100 when it is not plain decimal text."""
-    if not _PARAM.match(value):
+    if not _PARAM.fullmatch(value):  # whole: "$" alone would take a trailing newline
         raise illegal_decimal(name)
     return Decimal(value)
 

@@ -30,6 +30,7 @@ from exchange.paper.state import Account, Order
 
 __all__ = ["cancel_all", "cancel_order", "find_order", "match_resting", "place_order"]
 
+# matched whole (fullmatch): "$" alone would take a trailing newline ("abc\n"), which Binance refuses (-4015)
 CLIENT_ORDER_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 _ALGO_TYPES = frozenset({"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"})
 _TIME_IN_FORCE = frozenset({"GTC", "IOC", "FOK", "GTX"})
@@ -76,7 +77,7 @@ def _read_new_order(account: Account, rules: SymbolRules, params: Params, now: i
     position_side = _position_side(account, params)
     reduce_only = _reduce_only(account, params)
     client_order_id = params.get("newClientOrderId")
-    if client_order_id is not None and not CLIENT_ORDER_ID.match(client_order_id):
+    if client_order_id is not None and not CLIENT_ORDER_ID.fullmatch(client_order_id):
         raise reject(-4015)
     stp_mode = params.get("selfTradePreventionMode", "NONE")
     if stp_mode not in _STP_MODES:
