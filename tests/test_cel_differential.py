@@ -128,6 +128,10 @@ V = {"q": FieldSpec("decimal"), "m": FieldSpec("map", item=FieldSpec("any")), "l
         ("q == null || m == null || l == null || false == null", False),
         ("l.map(x, x) == null", False),  # a plain ListType: compared, as before
         ("l.map(x, x) != null", "no such overload: ListType != "),  # cel-python raises on it; so do both
+        # a macro over null raises a Python TypeError that escapes && and || (docs/cel.md); ?: does not evaluate it
+        ("m.n != null && m.n.exists(x, x > 1)", "'NoneType' object is not iterable"),
+        ("m.n == null || m.n.all(x, x > 1)", "'NoneType' object is not iterable"),
+        ("m.n == null ? false : m.n.exists(x, x > 1)", False),
     ],
 )
 @pytest.mark.parametrize("evaluator", ["compiled", "interpreter"])
