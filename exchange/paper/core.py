@@ -273,7 +273,7 @@ class PaperExchange:
     def _query_order(self, params: Params, now: int) -> Any:
         symbol = self._rules_for(params.require("symbol")).symbol
         order = orders.find_order(self._account, symbol, params)
-        if order is None:
+        if order is None or orders.past_query_history(order, now):
             raise reject(-2013)
         return order_view(order, query=True)
 

@@ -25,6 +25,7 @@ MESSAGES: dict[int, str] = {
     -2014: "API-key format invalid.",
     -2015: "Invalid API-key, IP, or permissions for action.",
     -2019: "Margin is insufficient.",
+    -2025: "Reach max open order limit.",
     -2022: "ReduceOnly Order is rejected.",
     -4001: "Price less than 0.",
     -4002: "Price greater than max price.",

@@ -10,6 +10,8 @@ order API. Behaviour per [FUT trade/rest-api New-Order]:
   position is -2022. In hedge mode, closing more than the position (SELL LONG / BUY SHORT) is -2022.
 - ``newClientOrderId`` must match ``^[\\.A-Z\\:/a-z0-9_-]{1,36}$`` (-4015) and be unique among open
   orders (-4116).
+- The symbol's MAX_NUM_ORDERS filter limits its open orders per account (-2025), counted before the
+  new one.
 - Initial margin (opening notional / leverage) must fit the available balance (-2019).
 - IOC leftovers expire (status EXPIRED, possibly with executedQty > 0); a FOK that cannot fill in
   full is -5021; a GTX (post-only) that would trade at once is -5022.
@@ -28,7 +30,7 @@ from exchange.paper.params import Params
 from exchange.paper.rules import SymbolRules
 from exchange.paper.state import Account, Order
 
-__all__ = ["cancel_all", "cancel_order", "find_order", "match_resting", "place_order"]
+__all__ = ["cancel_all", "cancel_order", "find_order", "match_resting", "past_query_history", "place_order"]
 
 # matched whole (fullmatch): "$" alone would take a trailing newline ("abc\n"), which Binance refuses (-4015)
 CLIENT_ORDER_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
@@ -107,6 +109,8 @@ def _read_new_order(account: Account, rules: SymbolRules, params: Params, now: i
         o.client_order_id == client_order_id for o in account.open_orders()
     ):
         raise reject(-4116)
+    if rules.max_num_orders is not None and len(account.open_orders(rules.symbol)) >= rules.max_num_orders:
+        raise reject(-2025)
     return Order(
         order_id=account.next_order_id,
         symbol=rules.symbol,
@@ -137,6 +141,16 @@ def find_order(account: Account, symbol: str, params: Params) -> Order | None:
         return order if order is not None and order.symbol == symbol else None
     matches = [o for o in account.orders.values() if o.symbol == symbol and o.client_order_id == client_id]
     return matches[-1] if matches else None
+
+
+_DAY_MS = 24 * 3600 * 1000
+
+
+def past_query_history(order: Order, now: int) -> bool:
+    """``GET /fapi/v1/order`` answers -2013 for it (facts file §2): a CANCELED or EXPIRED order without
+    a fill created more than 3 days ago, and any order created more than 90 days ago."""
+    age = now - order.time
+    return age > 90 * _DAY_MS or (age > 3 * _DAY_MS and order.status in ("CANCELED", "EXPIRED") and not order.executed_qty)
 
 
 def cancel_order(account: Account, symbol: str, params: Params, now: int) -> Order:

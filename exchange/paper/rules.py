@@ -59,6 +59,7 @@ class SymbolRules:
     min_notional_text: str
     multiplier_up: Decimal
     multiplier_down: Decimal
+    max_num_orders: int | None = None  # MAX_NUM_ORDERS: open orders per symbol per account (None: no filter)
 
     @classmethod
     def from_exchange_info(cls, entry: dict[str, Any]) -> SymbolRules:
@@ -81,6 +82,7 @@ class SymbolRules:
             min_notional_text=str(notional),
             multiplier_up=_num(percent, "multiplierUp"),
             multiplier_down=_num(percent, "multiplierDown"),
+            max_num_orders=int(filters["MAX_NUM_ORDERS"]["limit"]) if "limit" in filters.get("MAX_NUM_ORDERS", {}) else None,
         )
 
     def check_precision(self, quantity: Decimal, price: Decimal | None) -> None:

@@ -804,3 +804,49 @@ def test_serve_refuses_non_loopback_hosts() -> None:
 
     with pytest.raises(ValueError, match="loopback"):
         serve(make_exchange(), host="0.0.0.0", port=1)
+
+
+def test_max_num_orders_limits_open_orders_per_symbol() -> None:
+    """MAX_NUM_ORDERS (facts file: open orders per symbol per account) -> -2025 for the order past it;
+    a filled order or another symbol's does not count, and a cancel makes room again."""
+    info = json.loads(json.dumps(EXCHANGE_INFO))
+    for f in info["symbols"][0]["filters"]:
+        if f["filterType"] == "MAX_NUM_ORDERS":
+            f["limit"] = 2
+    venue = in_process(make_exchange(exchange_info=info))
+    with venue.client:
+        resting = {"side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.010"}
+        assert venue.order(newClientOrderId="r-1", price="60000.0", **resting).status_code == 200
+        assert venue.order(side="BUY", type="MARKET", quantity="0.010").status_code == 200  # fills: not open
+        assert venue.order(newClientOrderId="r-2", price="60100.0", **resting).status_code == 200
+        assert error(venue.order(newClientOrderId="r-3", price="60200.0", **resting)) == (400, -2025)
+        assert venue.order(newClientOrderId="r-3", price="60200.0", **resting).json()["msg"] == "Reach max open order limit."
+        assert len([o for o in venue.exchange.orders if o.status == "NEW"]) == 2
+        venue.signed("DELETE", "/fapi/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": "r-1"})
+        assert venue.order(newClientOrderId="r-3", price="60200.0", **resting).status_code == 200
+
+
+def test_query_order_forgets_old_unfilled_cancels_and_every_order_past_90_days() -> None:
+    """GET /fapi/v1/order (facts file §2): -2013 for a CANCELED or EXPIRED order with no fill created more
+    than 3 days ago, and for any order created more than 90 days ago."""
+    now = {"ms": T0}
+    venue = in_process(make_exchange(clock=lambda: now["ms"]))
+    day = 24 * 3600 * 1000
+    with venue.client:
+        resting = {"side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.010"}
+        assert venue.order(newClientOrderId="c-1", price="60000.0", **resting).status_code == 200
+        venue.signed("DELETE", "/fapi/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": "c-1"})
+        assert venue.order(newClientOrderId="f-1", side="BUY", type="MARKET", quantity="0.010").status_code == 200
+        assert venue.order(newClientOrderId="o-1", price="60000.0", **resting).status_code == 200
+
+        def at(ms: int, cid: str) -> Any:
+            now["ms"] = ms
+            reply = venue.signed("GET", "/fapi/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": cid}, timestamp=ms)
+            return reply.json()["status"] if reply.status_code == 200 else error(reply)
+
+        for cid in ("c-1", "f-1", "o-1"):
+            assert at(T0 + 3 * day, cid) in ("CANCELED", "FILLED", "NEW")  # 3 days exactly: still there
+        assert at(T0 + 3 * day + 1, "c-1") == (400, -2013)  # cancelled, never filled, older than 3 days
+        assert at(T0 + 3 * day + 1, "f-1") == "FILLED" and at(T0 + 3 * day + 1, "o-1") == "NEW"
+        assert at(T0 + 90 * day, "f-1") == "FILLED"
+        assert at(T0 + 90 * day + 1, "f-1") == (400, -2013) and at(T0 + 90 * day + 1, "o-1") == (400, -2013)
