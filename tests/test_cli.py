@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -370,3 +371,48 @@ def test_live_constraints_from_an_unreachable_exchange_are_one_error(capsys, mon
                          "--base-url", f"http://127.0.0.1:{port}", "--state-dir", str(tmp_path / "s"))
     assert code == 2 and out == "" and err.startswith("ep4: error: cannot read exchange constraints: GET /fapi/v1/time")
     assert "unexpected" not in err and "fake-secret-value" not in err
+
+
+_DUP_CODE = ('{"decision_id": "d-dup", "decision_code": "HOLD", "decision_code": "AUTHORIZED_ACTION",\n'
+             ' "action": {"type": "ACTION_OPEN_POSITION", "action_id": "a-1", "symbol": "BTCUSDT", "side": "LONG",\n'
+             '            "quantity": "0.010", "order_type": "MARKET", "reduce_only": false}}')
+_DUP_QTY = ('{"decision_id": "d-q", "decision_code": "AUTHORIZED_ACTION", "action": {"type": "ACTION_OPEN_POSITION", '
+            '"action_id": "a-1", "symbol": "BTCUSDT", "side": "LONG", "quantity": "0.01", "quantity": "0.02", '
+            '"order_type": "MARKET", "reduce_only": false}}')
+_NUMBER_IDS = '{"decision_id": 12.5, "decision_code": "AUTHORIZED_ACTION", "action": {"type": "ACTION_NOOP", "action_id": 7.0}}'
+_AS_STRING = json.dumps('{"decision_id": "d-s", "decision_code": "AUTHORIZED_ACTION", "action": {"type": "ACTION_NOOP", "action_id": "a"}}')
+
+
+@pytest.mark.parametrize("how", [".json file", ".json array", "pretty stdin array", ".jsonl file"])
+def test_a_json_document_is_evaluated_as_written_not_parsed_and_written_again(tmp_path, capsys, monkeypatch, how) -> None:
+    """Spec §4 Rules 1-2 read the decision exactly as authorized. A .json file (one document or an array)
+    and a pretty-printed document on stdin were parsed and written out again, which dropped repeated keys
+    (two decision_codes executed; of two quantities the last was sent), turned number ids into text and
+    took a JSON string holding a decision for the decision. Each now gives what its own line gives in a
+    .jsonl file."""
+    texts = [_DUP_CODE, _DUP_QTY, _NUMBER_IDS, _AS_STRING]
+    expected = [("NOOP", "DECISION_CODE_DUPLICATED"), ("REJECTED", "DUPLICATE_KEY"), ("REJECTED", "INVALID_DECISION_ID"),
+                ("REJECTED", "INPUT_NOT_OBJECT")]
+    got = []
+    context = ["--context", str(EX / "context.json"), "--exchange", "dry-run"]
+    if how == ".json file":
+        for i, text in enumerate(texts):
+            path = tmp_path / f"d{i}.json"
+            path.write_text(text)
+            code, out, _ = run(capsys, "execute", str(path), *context)
+            got += [json.loads(line) for line in out.splitlines()]
+    elif how == ".json array":
+        path = tmp_path / "all.json"
+        path.write_text("[\n " + ",\n ".join(texts) + "\n]\n")
+        code, out, _ = run(capsys, "execute", str(path), *context)
+        got = [json.loads(line) for line in out.splitlines()]
+    elif how == "pretty stdin array":
+        monkeypatch.setattr("sys.stdin", io.StringIO("[\n " + ",\n ".join(texts) + "\n]\n"))
+        code, out, _ = run(capsys, "execute", "-", *context)
+        got = [json.loads(line) for line in out.splitlines()]
+    else:
+        path = tmp_path / "all.jsonl"
+        path.write_text("\n".join(t.replace("\n", "") for t in texts) + "\n")
+        code, out, _ = run(capsys, "execute", str(path), *context)
+        got = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [(r["result"], r["reason_code"]) for r in got] == expected

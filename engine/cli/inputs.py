@@ -13,6 +13,7 @@ from ..bundle import Bundle
 from ..errors import InputError
 from ..constraints import ConstraintsError, ConstraintsSnapshot, build_constraints, with_leverage_brackets
 from ..models import ExecutionContext
+from ..numbers import TEXT_NUMBERS_DECODER as _TEXT_NUMBERS
 from ..numbers import DecimalParseError, loads
 from ..paths import default_bundle_path, default_exchange_info_path, default_leverage_brackets_path
 
@@ -76,7 +77,7 @@ def load_constraints(exchange_info: str | Path | None, brackets: str | Path | No
         raise InputError(f"{bracket_path}: {exc}") from None
 
 
-def read_decisions(source: str) -> Iterator[str | Any]:
+def read_decisions(source: str) -> Iterator[str]:
     """Decisions from a .json file (one object or an array), a .jsonl file (one per line, streamed)
     or ``-`` (stdin: JSON Lines, streamed, or one JSON document). Lines are kept as text so a broken
     line becomes a REJECTED result of its own instead of stopping the run; a file is read as it is
@@ -114,7 +115,7 @@ def _lines(stream: IO[str]) -> Iterator[str]:
         yield line.rstrip("\r\n")
 
 
-def _decisions(stream: IO[str], jsonl: bool | None, where: str) -> Iterator[str | Any]:
+def _decisions(stream: IO[str], jsonl: bool | None, where: str) -> Iterator[str]:
     lines = _lines(stream)
     if jsonl is False:  # a .json file: one document, or an array of them
         text = "\n".join(lines)
@@ -138,23 +139,62 @@ def _decisions(stream: IO[str], jsonl: bool | None, where: str) -> Iterator[str 
             yield line
 
 
-def _document(text: str, where: str, *, broken_is_one_result: bool) -> Iterator[str | Any]:
+def _document(text: str, where: str, *, broken_is_one_result: bool) -> Iterator[str]:
+    """The decisions of one JSON document, each as **its own text** (spec §4 Rules 1-2 read exactly
+    what was authorized): the document itself, or each element of a top-level array as it is written
+    there. Never parsed and written again: that would drop a repeated key (two decision_codes, two
+    quantities: the last would win), turn a number id into text, or take a JSON string holding a
+    decision for the decision itself."""
     if not text.strip():
         raise InputError(f"no decisions in {where}")
-    try:
-        doc = loads(text)
-    except (ValueError, DecimalParseError, RecursionError):
+    items = _array_items(text)
+    if items is None:  # not JSON at all
         if broken_is_one_result:
             yield text  # one broken document: one INPUT_NOT_JSON result
         else:
             yield from (line for line in text.split("\n") if line.strip())
         return
-    if isinstance(doc, list):
-        if not doc:
-            raise InputError(f"no decisions in {where} (an empty array)")
-        yield from doc
-    else:
-        yield doc
+    if items is False:  # one document, not an array: evaluated as it is written
+        yield text
+        return
+    if not items:
+        raise InputError(f"no decisions in {where} (an empty array)")
+    yield from items
+
+
+_WHITESPACE = json.decoder.WHITESPACE.match
+
+
+def _array_items(text: str) -> list[str] | bool | None:
+    """The texts of a top-level JSON array's elements, each exactly as written; False for a JSON
+    document that is not an array, None for text that is not JSON. Numbers are read as text here
+    (any JSON number; each element is read exactly, with ep4's limits, when it is evaluated)."""
+    try:
+        scan = _TEXT_NUMBERS.scan_once
+        start = _WHITESPACE(text, 0).end()
+        if text[start:start + 1] != "[":
+            _TEXT_NUMBERS.decode(text)  # valid JSON, not an array (or raises: not JSON)
+            return False
+        items: list[str] = []
+        i = _WHITESPACE(text, start + 1).end()
+        if text[i:i + 1] == "]":
+            end = i + 1
+        else:
+            while True:
+                _, end = scan(text, i)
+                items.append(text[i:end])
+                i = _WHITESPACE(text, end).end()
+                if text[i:i + 1] == "]":
+                    end = i + 1
+                    break
+                if text[i:i + 1] != ",":
+                    return None
+                i = _WHITESPACE(text, i + 1).end()
+        if _WHITESPACE(text, end).end() != len(text):
+            return None  # something after the array
+        return items
+    except (ValueError, StopIteration, RecursionError):
+        return None
 
 
 def paper_sample(path: Path) -> Any:
