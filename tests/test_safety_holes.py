@@ -1051,3 +1051,30 @@ def test_reconcile_takes_no_answer_about_another_order(rig: Rig) -> None:
         assert [n.finding for n in notes] == ["UNKNOWN"] and "another order" in notes[0].detail
         assert [r["decision_id"] for r in rig.ledger.in_doubt_rows()] == ["d-other"]
     assert [n.finding for n in reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=lambda: rig.now)] == ["NOT_FOUND"]
+
+
+@pytest.mark.parametrize("quantity,price", [("-0.45", "62000"), ("0", "62000"), ("0.01", "0"), ("0.01", "-1")])
+def test_an_open_order_with_a_quantity_or_price_not_above_zero_is_not_a_context(quantity: str, price: str, capsys, tmp_path) -> None:
+    """The worst-case exposure adds the open orders on the order's side (spec §5.1). An open BUY of
+    -0.45 hid 0.45 BTC from the position and notional ceilings: OPEN LONG 0.600 on a 0.020 position
+    (ceiling 0.5) passed Rules 1-4 (review reproduction). Such a context is refused, naming the field."""
+    from pydantic import ValidationError
+
+    from engine.cli import main
+    from engine.models import ExecutionContext
+
+    ctx = json.loads((EX / "context.json").read_text())
+    ctx["account"]["available_margin"] = "100000"
+    ctx["account"]["open_orders"][0].update(quantity=quantity, price=price)
+    with pytest.raises(ValidationError) as info:
+        ExecutionContext.model_validate(ctx)
+    assert "account.open_orders.0." in str(info.value).replace("\n", ".").replace(" ", "") or "open_orders" in str(info.value)
+    path = tmp_path / "context.json"
+    path.write_text(json.dumps(ctx))
+    decision = tmp_path / "d.json"
+    decision.write_text(json.dumps({"decision_id": "d-1", "decision_code": "AUTHORIZED_ACTION", "action": {
+        "type": "ACTION_OPEN_POSITION", "action_id": "a-1", "symbol": "BTCUSDT", "side": "LONG", "quantity": "0.600",
+        "order_type": "MARKET", "reduce_only": False}}))
+    assert main(["execute", str(decision), "--context", str(path), "--exchange", "dry-run"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "open_orders" in err and "> 0" in err
