@@ -23,8 +23,11 @@ A bundle with problems is never cached (the error comes from the loader, every t
 is needed for correctness: any problem reading or writing an entry means a normal load.
 ``EP4_BUNDLE_CACHE=0`` turns the cache off. The cache keeps the 32 most recent entries.
 
-The trust boundary is the user's own: whoever can write the cache directory (0700) can also
-change ep4's code or the parser tables kept next to it. Every load still reads and hashes the bundle
+The trust boundary is the user's own: an entry is a pickle, and reading one runs what its writer put
+there, so a cache directory or an entry file that is not this user's, or that group or others can
+write (a shared ``/tmp`` path in ``$EP4_CACHE_DIR``, a group-writable CI cache), is neither read nor
+written: the bundle is loaded from its files (engine.cel.grammar.trusted_cache_dir). Whoever can write
+a directory that is only this user's can also change ep4's code. Every load still reads and hashes the bundle
 file and each include (that is how an entry is checked), so ``Bundle.sources``, which certification
 compares with the certificate, always describes the files as they are now.
 """
@@ -94,19 +97,24 @@ def load_bundle_cached(path: str | Path) -> Bundle:
     """:func:`engine.bundle.load_bundle`, from the cache when the entry is still exact."""
     if os.environ.get("EP4_BUNDLE_CACHE", "1") == "0":
         return load_bundle(path)
-    from .cel.grammar import cache_dir
+    from .cel.grammar import trusted_cache_dir, trusted_file
 
     bundle_path = Path(path)
     try:
         if not bundle_path.is_file() or bundle_path.stat().st_size > MAX_FILE_BYTES:
             return load_bundle(path)  # the loader's own message
+        directory = trusted_cache_dir()
+        if directory is None:  # no cache directory this user alone can write: no cache
+            return load_bundle(path)
         data = bundle_path.read_bytes()
         key = hashlib.sha256("\n".join([_fingerprint(), str(path), str(bundle_path.resolve())]).encode() + b"\n" + data).hexdigest()[:40]
-        entry = cache_dir() / f"bundle-{key}.pickle"
+        entry = directory / f"bundle-{key}.pickle"
     except Exception:  # unreadable file (the loader says why), no home directory to cache in, ...
         return load_bundle(path)
     try:
         with open(entry, "rb") as f:
+            if not trusted_file(f):  # written by another user (or writable by one): not read, replaced
+                raise PermissionError(entry)
             stored = pickle.load(f)
         bundle = stored["bundle"]
         if (isinstance(bundle, Bundle) and bundle.sources[0][1] == "sha256:" + hashlib.sha256(data).hexdigest()

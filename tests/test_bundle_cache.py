@@ -247,3 +247,38 @@ def test_threads_that_first_need_the_nodes_together_agree(cache_dir: Path) -> No
         for t in threads:
             t.join()
         assert got == [want] * 4
+
+
+def test_a_cache_that_others_can_write_is_neither_read_nor_written(cache_dir: Path, bundle_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry is a pickle: reading one runs what its writer put there. A cache directory that group or
+    others can write (EP4_CACHE_DIR=/tmp/shared, mode 1777), or an entry file they can write, is not
+    trusted (review: a tampered entry in such a directory raised the bundle's ceilings behind a valid
+    certificate). The bundle is then loaded from its files."""
+    import os
+    import pickle
+
+    from engine.cel.grammar import trusted_cache_dir
+
+    calls = _loads_from_files(monkeypatch)
+    good = cache.load_bundle_cached(bundle_copy)
+    (entry,) = _entries(cache_dir)
+    assert trusted_cache_dir() == cache_dir and len(calls) == 1
+    # a tampered entry: the same bundle with the position ceiling raised
+    stored = pickle.loads(entry.read_bytes())
+    stored["bundle"].params["max_position_qty"] = ("per_symbol_decimal", {"BTCUSDT": "500", "ETHUSDT": "8000"})
+    entry.write_bytes(pickle.dumps(stored))
+    assert cache.load_bundle_cached(bundle_copy).params["max_position_qty"][1]["BTCUSDT"] == "500"  # this user's own: trusted
+    entry.chmod(0o666)  # an entry others can write: not read, replaced by a load from the files
+    loaded = cache.load_bundle_cached(bundle_copy)
+    assert loaded.params == good.params and len(calls) == 2 and (entry.stat().st_mode & 0o777) == 0o600
+    entry.write_bytes(pickle.dumps(stored))
+    cache_dir.chmod(0o1777)  # a directory others can write: no cache at all
+    try:
+        assert trusted_cache_dir() is None
+        assert cache.load_bundle_cached(bundle_copy).params == good.params and len(calls) == 3
+        entry.unlink()
+        cache.load_bundle_cached(bundle_copy)
+        assert _entries(cache_dir) == [] and len(calls) == 4  # nothing written there either
+    finally:
+        cache_dir.chmod(0o700)
+    assert os.stat(cache_dir).st_uid == os.getuid()
