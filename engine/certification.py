@@ -163,6 +163,8 @@ def check_certificate(
             raise TypeError("corpus and approval must be objects")
         signature = base64.b64decode(approval["signature"], validate=True)
         signer = approval["key_id"]
+        if not isinstance(signer, str) or not isinstance(approval.get("approver"), str):
+            raise TypeError("approval.key_id and approval.approver must be text")
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         return [CertificateProblem("malformed", f"the certificate is missing or garbles a field ({type(exc).__name__}: {exc})")]
     problems: list[CertificateProblem] = []
@@ -176,6 +178,11 @@ def check_certificate(
         except InvalidSignature:
             problems.append(CertificateProblem(
                 "signature", f"the signature by {approver.name} (key {signer}) does not match the certificate's content: it was edited after signing"
+            ))
+        if approval["approver"] != approver.name:  # the name shown is the approvers file's, never the certificate's own
+            problems.append(CertificateProblem(
+                "approver", f"the certificate names its approver {approval['approver']!r}, but the approvers file lists key "
+                f"{signer} as {approver.name!r}"
             ))
     if (wanted["name"], wanted["version"]) != (bundle.name, bundle.version):
         problems.append(CertificateProblem(

@@ -16,6 +16,11 @@ def default_bundle_path() -> Path:
     return data_root() / "policies" / "binance-perp-default.yaml"
 
 
+def default_approvers_path() -> Path:
+    """The approvers file shipped with this ep4 installation (the maintainers' key)."""
+    return data_root() / "policies" / "approvers.json"
+
+
 def default_exchange_info_path() -> Path:
     return data_root() / "policies" / "samples" / "binance-usdm-exchangeInfo.json"
 

@@ -427,3 +427,49 @@ def test_the_interpreter_agrees_at_every_refusing_boundary() -> None:
     assert len(cases) > 300
     runs = run_corpus(bundle, cases, evaluator="interpreter")
     assert [r.outcome for r in runs] == [c.expect for c in cases]
+
+
+def test_a_live_run_trusts_only_the_operators_approvers_not_a_file_beside_the_bundle(capsys, repo: Path, monkeypatch) -> None:
+    """Review: whoever could write a bundle's directory listed their own key in the approvers.json beside
+    it, signed a bundle with raised ceilings, and a live run took it as certified. A live run now trusts
+    --approvers, $EP4_APPROVERS or the approvers file shipped with ep4, never one found next to the
+    bundle; and the approver named is the approvers file's, not the certificate's own claim."""
+    from engine.cli.certify import live_certificate
+    from engine.cli.inputs import load_config_bundle
+    from engine.errors import InputError
+
+    monkeypatch.delenv("EP4_APPROVERS", raising=False)
+    bundle = repo / "policies" / SHIPPED.name
+    edit(bundle, "version: 1.1.0", "version: 9.0.0")
+    edit(bundle, 'value: {BTCUSDT: "0.5", ETHUSDT: "8"}', 'value: {BTCUSDT: "500", ETHUSDT: "8000"}')
+    key, entry = new_key(capsys, repo / "keys" / "me.key", name="Chief Risk Officer")
+    approvers = repo / "policies" / "approvers.json"
+    approvers.write_text(json.dumps({"approvers": [entry]}))
+    cases = repo / "cases"  # --update re-pins the corpus it is given: a copy
+    shutil.copytree(CASES, cases)
+    code, out, err = run(capsys, "certify", bundle, "--cases", cases, "--update", "--sign", key, "--no-progress")
+    assert "valid (written)" in out, out + err
+    loaded = load_config_bundle(str(bundle))
+    with pytest.raises(InputError) as info:
+        live_certificate(loaded, bundle, certificate=None, approvers=None, allow_uncertified=False)
+    assert "not in the approvers file" in str(info.value)
+    # the operator's own file, given explicitly, is what decides
+    assert "certificate" in live_certificate(loaded, bundle, certificate=None, approvers=str(approvers), allow_uncertified=False)
+    monkeypatch.setenv("EP4_APPROVERS", str(approvers))
+    assert "certificate" in live_certificate(loaded, bundle, certificate=None, approvers=None, allow_uncertified=False)
+    # a certificate that names another approver than the file lists for its key
+    cert_path = repo / "policies" / "binance-perp-default.cert.json"
+    cert = json.loads(cert_path.read_text())
+    renamed = json.loads(json.dumps(entry))
+    renamed["name"] = "Jane Doe (head of risk)"
+    approvers.write_text(json.dumps({"approvers": [renamed]}))
+    with pytest.raises(InputError) as info:
+        live_certificate(loaded, bundle, certificate=None, approvers=None, allow_uncertified=False)
+    assert "names its approver 'Chief Risk Officer', but the approvers file lists key" in str(info.value)
+    # a certificate whose key id is not text is malformed, not an exception
+    approvers.write_text(json.dumps({"approvers": [entry]}))
+    cert["approval"]["key_id"] = ["x"]
+    cert_path.write_text(json.dumps(cert))
+    with pytest.raises(InputError) as info:
+        live_certificate(loaded, bundle, certificate=None, approvers=None, allow_uncertified=False)
+    assert "missing or garbles a field" in str(info.value)

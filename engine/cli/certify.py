@@ -48,8 +48,18 @@ def certificate_path(bundle_path: str | Path, given: str | None = None) -> Path:
 
 
 def approvers_path(bundle_path: str | Path, given: str | None = None) -> Path:
-    """``--approvers``, else ``$EP4_APPROVERS``, else ``approvers.json`` next to the bundle."""
+    """``--approvers``, else ``$EP4_APPROVERS``, else ``approvers.json`` next to the bundle (``ep4 certify``:
+    a CI job signs with the keys its repository lists)."""
     return Path(given or os.environ.get("EP4_APPROVERS") or Path(bundle_path).parent / "approvers.json")
+
+
+def live_approvers_path(given: str | None = None) -> Path:
+    """Whose signatures a live run trusts: ``--approvers``, else ``$EP4_APPROVERS``, else the approvers
+    file shipped with this ep4 (the maintainers' key). Never a file found next to the bundle: whoever can
+    write a bundle's directory could list their own key there and approve their own bundle."""
+    from ..paths import default_approvers_path
+
+    return Path(given or os.environ.get("EP4_APPROVERS") or default_approvers_path())
 
 
 def load_approvers(path: Path) -> list[Approver]:
@@ -578,7 +588,7 @@ def live_certificate(bundle: Bundle, bundle_path: str | Path, *, certificate: st
     path = certificate_path(bundle_path, certificate)
     cert = _read_certificate(path)
     try:
-        listed = load_approvers(approvers_path(bundle_path, approvers))
+        listed = load_approvers(live_approvers_path(approvers))
     except InputError as exc:
         listed, why = [], str(exc)
     else:
