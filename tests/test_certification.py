@@ -473,3 +473,24 @@ def test_a_live_run_trusts_only_the_operators_approvers_not_a_file_beside_the_bu
     with pytest.raises(InputError) as info:
         live_certificate(loaded, bundle, certificate=None, approvers=None, allow_uncertified=False)
     assert "missing or garbles a field" in str(info.value)
+
+
+@pytest.mark.parametrize("pin", [{}, {"Result": "NOOP", "reasonCode": "DRY_RUN"}, {"result": "NOOP"},
+                                 {"result": "NOOP", "reason_code": "DRY_RUN", "colour": "red"}])
+def test_a_pin_that_pins_nothing_is_a_difference_not_a_pass(capsys, repo: Path, pin: dict) -> None:
+    """Review: a case with "expect": {} or misspelt keys passed silently (only the pinned fields are
+    compared, and there were none). Such a pin is reported as no pin at all; --update writes a real one."""
+    corpus = repo / "cases"
+    shutil.copytree(BOUNDARY / "_base", corpus / "_base")
+    source = next(iter(sorted((BOUNDARY / "health.api-latency").glob("BTCUSDT--one-way--open-market--*--inside.json"))))
+    case = json.loads(source.read_text())
+    case["expect"] = pin
+    (corpus / "case.json").write_text(json.dumps(case))
+    bundle = repo / "policies" / SHIPPED.name
+    code, out, _ = run(capsys, "certify", bundle, "--cases", corpus, "--outcomes-only")
+    assert code == 1 and "DIFF case:" in out and "1 difference" in out, out
+    code, out, _ = run(capsys, "certify", bundle, "--cases", corpus, "--outcomes-only", "--update")
+    assert code == 0 and "REPINNED case" in out
+    assert {"result", "reason_code"} <= json.loads((corpus / "case.json").read_text())["expect"].keys()
+    code, out, _ = run(capsys, "certify", bundle, "--cases", corpus, "--outcomes-only")
+    assert code == 0 and "ok: 0 differences" in out
