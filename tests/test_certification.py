@@ -494,3 +494,32 @@ def test_a_pin_that_pins_nothing_is_a_difference_not_a_pass(capsys, repo: Path, 
     assert {"result", "reason_code"} <= json.loads((corpus / "case.json").read_text())["expect"].keys()
     code, out, _ = run(capsys, "certify", bundle, "--cases", corpus, "--outcomes-only")
     assert code == 0 and "ok: 0 differences" in out
+
+
+def test_diff_lists_every_setting_a_corpus_cannot_show(capsys, repo: Path) -> None:
+    """Review: a bundle that turned the §6.3 forced cancel off and raised the read timeout and the ack
+    tolerance showed "0 of 1457 change outcome", exit 0. Every changed value of the bundle is listed now
+    (a gate by its id), and makes the exit status 1."""
+    new = repo / "policies" / "v3.yaml"
+    shutil.copy(repo / "policies" / SHIPPED.name, new)
+    edit(new, "version: 1.1.0", "version: 1.2.0")
+    edit(new, "forceCancelOpenOrders: true", "forceCancelOpenOrders: false")
+    edit(new, "readTimeoutMs: 5000", "readTimeoutMs: 60000")
+    corpus = BOUNDARY / "health.api-latency"
+    code, out, _ = run(capsys, "diff", SHIPPED, new, "--cases", corpus)
+    assert code == 1 and "0 of 48 change outcome" in out
+    assert "2 setting(s) changed" in out and "spec.postFailure.forceCancelOpenOrders: true -> false" in out
+    assert "spec.exchangeClient.readTimeoutMs: 5000 -> 60000" in out and "metadata.version" not in out
+    code, out, _ = run(capsys, "diff", SHIPPED, new, "--cases", corpus, "--format", "json")
+    assert {c["path"] for c in json.loads(out)["settings"]} == {"spec.postFailure.forceCancelOpenOrders", "spec.exchangeClient.readTimeoutMs"}
+    code, out, _ = run(capsys, "diff", SHIPPED, new, "--cases", corpus, "--format", "markdown")
+    assert "| `spec.postFailure.forceCancelOpenOrders` | true | false |" in out
+    # a gate's text, by its id; a gate moved is its position, not every gate after it
+    gates = repo / "gates" / "exposure.yaml"
+    text = gates.read_text()
+    assert "intent.worst_case_notional_after <= params.max_notional" in text
+    gates.write_text(text.replace("intent.worst_case_notional_after <= params.max_notional",
+                                  "intent.worst_case_notional_after < params.max_notional"))
+    code, out, _ = run(capsys, "diff", SHIPPED, repo / "policies" / SHIPPED.name, "--cases", corpus, "--format", "json")
+    (change,) = json.loads(out)["settings"]
+    assert change["path"] == "spec.riskGates[exposure.max-notional].expression" and "< params.max_notional" in change["new"]

@@ -31,6 +31,7 @@ from ..certification import (
     sign_certificate,
 )
 from ..errors import InputError
+from ..numbers import canonical_json
 from .corpus import Case, Corpus, CorpusError, case_inputs, load_corpus, write_pin
 
 __all__ = [
@@ -641,7 +642,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         rows, source = _audit_rows(Path(args.audit), old, new, args.state_dir)
     report = _diff_report(old, new, rows, source, new_bundle=new)
     sys.stdout.write({"text": _diff_text, "markdown": _diff_markdown, "json": _diff_json}[args.format](report))
-    return 1 if report["changed"] else 0
+    return 1 if report["changed"] or report["settings"] else 0
 
 
 def recorded_executions(path: Path, state_dir: str | None) -> Iterator[tuple[int, dict[str, Any], Any]]:
@@ -724,6 +725,7 @@ def _diff_report(old: Bundle, new: Bundle, rows: list[tuple[str, Any, Any, Any]]
     return {
         "old": {"name": old.name, "version": old.version, "digest": old.digest},
         "new": {"name": new.name, "version": new.version, "digest": new.digest},
+        "settings": _settings_changes(old, new),
         "source": source, "total": len(rows), "changed": changed,
         "went_through": sum(1 for _, _, b, _ in rows if b["reason_code"] == "DRY_RUN"),
         "by_gate": {g: len(v) for g, v in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))},
@@ -732,10 +734,38 @@ def _diff_report(old: Bundle, new: Bundle, rows: list[tuple[str, Any, Any, Any]]
     }
 
 
+def _settings_changes(old: Bundle, new: Bundle) -> list[dict[str, str]]:
+    """Every value of the bundle that differs (its canonical form, leaf by leaf; a gate by its id), but
+    ``metadata.version``: what a corpus cannot show, such as the executor's ``postFailure`` and
+    ``exchangeClient`` settings (review: turning the forced cancel off showed "0 of 1457 change"), and
+    the gates' own text next to what their outcomes show."""
+    a, b = _leaves(old.canonical), _leaves(new.canonical)
+    absent = "(absent)"
+    return [{"path": p, "old": a.get(p, absent), "new": b.get(p, absent)}
+            for p in sorted(a.keys() | b.keys()) if p != "metadata.version" and a.get(p) != b.get(p)]
+
+
+def _leaves(value: Any, path: str = "", out: dict[str, str] | None = None) -> dict[str, str]:
+    out = {} if out is None else out
+    if isinstance(value, dict) and value:
+        for k in sorted(value):
+            _leaves(value[k], f"{path}.{k}" if path else str(k), out)
+    elif isinstance(value, list) and value and all(isinstance(x, dict) and isinstance(x.get("id"), str) for x in value):
+        for x in value:  # a list of gates: by id, so a moved or inserted gate is not every gate after it
+            _leaves({k: v for k, v in x.items() if k != "id"}, f"{path}[{x['id']}]", out)
+            out[f"{path}[{x['id']}].position"] = str([y["id"] for y in value].index(x["id"]))
+    else:
+        out[path] = canonical_json(value)
+    return out
+
+
 def _diff_text(r: dict[str, Any]) -> str:
     o, n = r["old"], r["new"]
-    lines = [f"ep4 diff {o['name']} {o['version']} -> {n['name']} {n['version']} over {r['source']}",
-             f"{len(r['changed'])} of {r['total']} change outcome"]
+    lines = [f"ep4 diff {o['name']} {o['version']} -> {n['name']} {n['version']} over {r['source']}"]
+    if r["settings"]:
+        lines.append(f"{len(r['settings'])} setting(s) changed (review each: a corpus shows only what they change in Rules 1-4)")
+        lines += [f"  {c['path']}: {c['old']} -> {c['new']}" for c in r["settings"]]
+    lines.append(f"{len(r['changed'])} of {r['total']} change outcome")
     for gate, count in r["by_gate"].items():
         lines.append(f"  {gate}: {count}")
         for c in [c for c in r["changed"] if c["gate"] == gate][:50]:
@@ -753,8 +783,12 @@ def _diff_text(r: dict[str, Any]) -> str:
 
 def _diff_markdown(r: dict[str, Any]) -> str:
     o, n = r["old"], r["new"]
-    out = [f"### ep4 diff: {o['name']} {o['version']} → {n['version']}", "",
-           f"Over {r['source']}: **{len(r['changed'])} of {r['total']}** change outcome.", ""]
+    out = [f"### ep4 diff: {o['name']} {o['version']} → {n['version']}", ""]
+    if r["settings"]:
+        out += [f"**{len(r['settings'])} setting(s) changed** (review each: a corpus shows only what they change in Rules 1-4):", "",
+                "| setting | old | new |", "|---|---|---|"]
+        out += [f"| `{_md_cell(c['path'])}` | {_md_cell(c['old'])} | {_md_cell(c['new'])} |" for c in r["settings"]] + [""]
+    out += [f"Over {r['source']}: **{len(r['changed'])} of {r['total']}** change outcome.", ""]
     if r["by_gate"]:
         out += ["| gate | changed |", "|---|---|"] + [f"| `{g}` | {c} |" for g, c in r["by_gate"].items()] + [""]
         out += ["| case | old | new |", "|---|---|---|"]
