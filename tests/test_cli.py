@@ -369,7 +369,9 @@ def test_live_constraints_from_an_unreachable_exchange_are_one_error(capsys, mon
     monkeypatch.setenv("EP4_API_SECRET", "fake-secret-value")
     code, out, err = run(capsys, "execute", str(EX / "decision-open-limit.json"), "--exchange", "binance-testnet",
                          "--base-url", f"http://127.0.0.1:{port}", "--state-dir", str(tmp_path / "s"))
-    assert code == 2 and out == "" and err.startswith("ep4: error: cannot read exchange constraints: GET /fapi/v1/time")
+    warning, error = err.splitlines()  # the shipped bundle declares executionMode paper: said first (docs/bundles.md)
+    assert warning.startswith("ep4: warning: binance-perp-default 1.1.0 declares executionMode paper; this run is --exchange binance-testnet")
+    assert code == 2 and out == "" and error.startswith("ep4: error: cannot read exchange constraints: GET /fapi/v1/time")
     assert "unexpected" not in err and "fake-secret-value" not in err
 
 

@@ -146,6 +146,10 @@ def cmd_execute(args: argparse.Namespace) -> int:
     from .venue import open_venue
 
     bundle = load_config_bundle(args.bundle)
+    if args.exchange in ("binance", "binance-testnet") and MODES.index(args.exchange) > MODES.index(bundle.execution_mode):
+        # the bundle's executionMode is recorded, not enforced (docs/bundles.md): said, never silent
+        print(f"ep4: warning: {bundle.name} {bundle.version} declares executionMode {bundle.execution_mode}; this run is "
+              f"--exchange {args.exchange} (the bundle's mode does not cap the run's: docs/bundles.md)", file=sys.stderr)
     certificate: tuple[tuple[str, str], ...] = ()
     if args.exchange in ("binance", "binance-testnet"):  # spec §9: a live bundle is certified (issue 9)
         from .certify import live_certificate
