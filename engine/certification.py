@@ -158,6 +158,8 @@ def check_certificate(
         cb = certificate["bundle"]
         wanted = {"name": cb["name"], "version": cb["version"], "digest": cb["digest"],
                   "sources": [(s["file"], s["sha256"]) for s in cb["sources"]]}
+        if not all(isinstance(v, str) for pair in wanted["sources"] for v in pair):
+            raise TypeError("bundle.sources: every file and sha256 must be text")
         corpus, stated_outcomes, version = certificate["corpus"], certificate["outcomes_digest"], certificate["ep4_version"]
         if not isinstance(corpus, dict) or not isinstance(approval, dict):
             raise TypeError("corpus and approval must be objects")

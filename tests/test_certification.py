@@ -523,3 +523,31 @@ def test_diff_lists_every_setting_a_corpus_cannot_show(capsys, repo: Path) -> No
     code, out, _ = run(capsys, "diff", SHIPPED, repo / "policies" / SHIPPED.name, "--cases", corpus, "--format", "json")
     (change,) = json.loads(out)["settings"]
     assert change["path"] == "spec.riskGates[exposure.max-notional].expression" and "< params.max_notional" in change["new"]
+
+
+def test_odd_certificates_and_unwritable_outputs_are_one_clear_line(capsys, repo: Path) -> None:
+    """Review: a certificate whose source file name is a list raised TypeError ("unexpected ... please
+    report it"); --junit into a missing directory printed "ok" and then failed; so did --sign with
+    --certificate there."""
+    bundle = repo / "policies" / SHIPPED.name
+    corpus = BOUNDARY / "health.api-latency"
+    cert = json.loads((repo / "policies" / "binance-perp-default.cert.json").read_text())
+    for damage in ({"file": ["x"]}, {"sha256": 7}):
+        bad = json.loads(json.dumps(cert))
+        bad["bundle"]["sources"][0].update(damage)
+        (repo / "bad.cert.json").write_text(json.dumps(bad))
+        code, out, err = run(capsys, "certify", bundle, "--cases", corpus, "--certificate", repo / "bad.cert.json", "--no-progress")
+        assert code == 1 and "garbles a field" in out and "unexpected" not in err, out + err
+    bad = json.loads(json.dumps(cert))
+    bad["bundle"]["sources"] = 7
+    (repo / "bad.cert.json").write_text(json.dumps(bad))
+    code, out, err = run(capsys, "certify", bundle, "--cases", corpus, "--certificate", repo / "bad.cert.json", "--no-progress")
+    assert code == 1 and "garbles a field" in out and "unexpected" not in err, out + err
+    code, out, err = run(capsys, "certify", bundle, "--cases", corpus, "--no-progress", "--junit", repo / "no" / "dir" / "j.xml")
+    assert code == 2 and out == "" and err.startswith("ep4: error: cannot write the JUnit report") and "unexpected" not in err
+    edit(bundle, "version: 1.1.0", "version: 1.1.1")
+    key, entry = new_key(capsys, repo / "keys" / "k.key")
+    (repo / "approvers.json").write_text(json.dumps({"approvers": [entry]}))
+    code, out, err = run(capsys, "certify", bundle, "--cases", CASES, "--sign", key, "--approvers", repo / "approvers.json",
+                         "--certificate", repo / "no" / "dir" / "c.cert.json", "--no-progress")
+    assert code == 2 and err.startswith("ep4: error: cannot write the certificate") and "unexpected" not in err, err

@@ -393,8 +393,11 @@ def cmd_certify(args: argparse.Namespace) -> int:
                                           skipped=len(skipped), outcomes=measured)
             signed = sign_certificate(payload, key, approver=named, signed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             tmp = cert_path.with_name(f".{cert_path.name}.tmp")
-            tmp.write_text(json.dumps(signed, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-            tmp.replace(cert_path)
+            try:
+                tmp.write_text(json.dumps(signed, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+                tmp.replace(cert_path)
+            except OSError as exc:
+                raise InputError(f"cannot write the certificate {cert_path}: {exc.strerror or exc}") from None
             certificate["written"] = True
             old = signed
         elif args.sign:
@@ -418,9 +421,12 @@ def cmd_certify(args: argparse.Namespace) -> int:
     report = CertifyReport(bundle, args.bundle or bundle.path, corpus, len(runs), skipped, differences, repinned, certificate,
                            discipline, seconds, args.jobs, completed)
     text = {"text": _text, "markdown": _markdown, "json": _json}[args.format](report)
+    if args.junit:  # before the report: a report that says "ok" and then an error is two answers
+        try:
+            Path(args.junit).write_text(_junit(report), encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot write the JUnit report {args.junit}: {exc.strerror or exc}") from None
     sys.stdout.write(text)
-    if args.junit:
-        Path(args.junit).write_text(_junit(report), encoding="utf-8")
     return 1 if report.failed else 0
 
 
@@ -442,7 +448,7 @@ def _version_discipline(old: Any, bundle: Bundle, changed_cases: list[str], meas
     if ob.get("name") != bundle.name or ob.get("version") != bundle.version:
         return []  # a new version (or another bundle): nothing to compare against
     out = []
-    certified_sources = {s.get("file"): s.get("sha256") for s in ob.get("sources", []) if isinstance(s, dict)}
+    certified_sources = {s.get("file"): s.get("sha256") for s in (ob.get("sources") if isinstance(ob.get("sources"), list) else []) if isinstance(s, dict) and isinstance(s.get("file"), str)}
     content_changed = ob.get("digest") != bundle.digest or certified_sources != dict(bundle.sources)
     outcomes_changed = bool(changed_cases) or old.get("outcomes_digest") != measured
     if outcomes_changed and (changed_cases or content_changed):
