@@ -551,3 +551,26 @@ def test_odd_certificates_and_unwritable_outputs_are_one_clear_line(capsys, repo
     code, out, err = run(capsys, "certify", bundle, "--cases", CASES, "--sign", key, "--approvers", repo / "approvers.json",
                          "--certificate", repo / "no" / "dir" / "c.cert.json", "--no-progress")
     assert code == 2 and err.startswith("ep4: error: cannot write the certificate") and "unexpected" not in err, err
+
+
+def test_a_diff_over_a_log_names_records_decided_under_other_constraints(capsys, repo: Path) -> None:
+    """Review: `ep4 diff --audit` re-evaluated every record under the shipped sample constraints, whatever
+    they were decided with (a live run reads the exchange's own): a record FAILED_SAFE SYMBOL_NOT_TRADING
+    counted as "went through". Now --constraints gives the snapshot, and records decided under another
+    are counted and said."""
+    info = json.loads((ROOT / "policies" / "samples" / "binance-usdm-exchangeInfo.json").read_text())
+    for entry in info["symbols"]:
+        if entry["symbol"] == "BTCUSDT":
+            entry["status"] = "BREAK"
+    (repo / "break.json").write_text(json.dumps(info))
+    state = repo / "s"
+    code, out, err = run(capsys, "execute", ROOT / "examples" / "decision-open-limit.json", "--context", ROOT / "examples" / "context.json",
+                         "--state-dir", state, "--constraints", repo / "break.json")
+    assert code == 0 and json.loads(out)["reason_code"] == "SYMBOL_NOT_TRADING", out + err
+    code, out, _ = run(capsys, "diff", SHIPPED, SHIPPED, "--audit", state / "audit.jsonl", "--format", "json")
+    r = json.loads(out)
+    assert "1 of them were decided under other exchange constraints" in r["source"] and r["went_through"] == 1
+    code, out, _ = run(capsys, "diff", SHIPPED, SHIPPED, "--audit", state / "audit.jsonl", "--format", "json",
+                       "--constraints", repo / "break.json")  # what the run was given: no brackets
+    r = json.loads(out)
+    assert "other exchange constraints" not in r["source"] and r["went_through"] == 0, r["source"]

@@ -645,7 +645,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             raise CorpusError("; ".join(errors[:5]))
         source = f"corpus {', '.join(args.cases)} ({len(cases)} cases)"
     else:
-        rows, source = _audit_rows(Path(args.audit), old, new, args.state_dir)
+        rows, source = _audit_rows(Path(args.audit), old, new, args.state_dir, args.constraints, args.leverage_brackets)
     report = _diff_report(old, new, rows, source, new_bundle=new)
     sys.stdout.write({"text": _diff_text, "markdown": _diff_markdown, "json": _diff_json}[args.format](report))
     return 1 if report["changed"] or report["settings"] else 0
@@ -681,22 +681,32 @@ def recorded_executions(path: Path, state_dir: str | None) -> Iterator[tuple[int
             ledger.close()
 
 
-def _audit_rows(path: Path, old: Bundle, new: Bundle, state_dir: str | None) -> tuple[list[tuple[str, Any, Any, Any]], str]:
-    """Each recorded execution's pure input re-evaluated under both bundles, dry-run."""
+def _audit_rows(path: Path, old: Bundle, new: Bundle, state_dir: str | None, constraints_file: str | None = None,
+                brackets_file: str | None = None) -> tuple[list[tuple[str, Any, Any, Any]], str]:
+    """Each recorded execution's pure input re-evaluated under both bundles, dry-run, with the
+    constraints snapshot given (default: the shipped sample). A record decided under other constraints
+    (its constraints digest is not the snapshot's: a live run reads the exchange's own) is counted and
+    said, since both bundles then judge it against filters it was not decided with."""
     from ..pipeline import evaluate
     from .inputs import load_constraints
 
-    constraints = load_constraints(None, None)
+    constraints = load_constraints(constraints_file, brackets_file)
     rows = []
-    seen = 0
+    seen = other = 0
     for line_no, rec, inputs in recorded_executions(path, state_dir):
         seen += 1
         if isinstance(inputs, str):
             raise InputError(f"{path}: line {line_no}: {inputs}")
+        if rec.get("constraints_digest") != constraints.digest:
+            other += 1
         raw, context, state = inputs
         outs = [outcome_of(evaluate(raw, context, dry_run_config(b, constraints, "compiled"), state).result) for b in (old, new)]
         rows.append((f"line {line_no}: {rec.get('policy_decision_id')}/{rec.get('action_id')}", outs[0], outs[1], None))
-    return rows, f"audit log {path} ({seen} recorded executions, re-evaluated in dry-run)"
+    source = f"audit log {path} ({seen} recorded executions, re-evaluated in dry-run"
+    if other:
+        source += (f"; {other} of them were decided under other exchange constraints than {constraints_file or 'the shipped sample'} "
+                   f"({constraints.digest}): pass the snapshot they were decided with, --constraints FILE [--leverage-brackets FILE]")
+    return rows, source + ")"
 
 
 def _records(path: Path, read_records: Any, loads: Any) -> Iterable[tuple[int, dict[str, Any]]]:

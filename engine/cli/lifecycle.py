@@ -45,6 +45,9 @@ def add_parsers(sub: Any, add_evaluator: Callable[[argparse.ArgumentParser], Non
     p.add_argument("--cases", nargs="+", metavar="PATH")
     p.add_argument("--audit", metavar="AUDIT.jsonl")
     p.add_argument("--state-dir", metavar="DIR", help="the ledger the records' state views name (default: the log's directory)")
+    p.add_argument("--constraints", metavar="FILE", help="with --audit: the exchangeInfo the records were decided with "
+                   "(default: the shipped sample; records decided under another are counted and said)")
+    p.add_argument("--leverage-brackets", metavar="FILE", help="with --audit: the leverageBracket response to go with it")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     p.set_defaults(func=_lazy("cmd_diff"))
