@@ -225,24 +225,18 @@ class OpenOrder(_Frozen):
     symbol: Symbol
     client_order_id: str = Field(max_length=64)
     side: Literal["BUY", "SELL"]
-    quantity: ExactDecimal = Field(description="the order's quantity, > 0 (its side says which way)")
+    quantity: ExactDecimal = Field(description="the order's quantity, >= 0 (its side says which way; a closePosition order shows 0)")
     price: ExactDecimal | None = None
     position_side: Literal["BOTH", "LONG", "SHORT"] = "BOTH"
 
     @field_validator("quantity")
     @classmethod
-    def _positive_quantity(cls, v: Decimal) -> Decimal:
+    def _quantity_not_negative(cls, v: Decimal) -> Decimal:
         # the worst-case exposure adds it on the order's side (spec §5.1): a negative one would hide
-        # exposure from the position and notional ceilings, a zero one is no order
-        if v <= 0:
-            raise PydanticCustomError("open_order", "an open order's quantity must be > 0 (its side says which way)")
-        return v
-
-    @field_validator("price")
-    @classmethod
-    def _positive_price(cls, v: Decimal | None) -> Decimal | None:
-        if v is not None and v <= 0:
-            raise PydanticCustomError("open_order", "an open order's price must be > 0")
+        # exposure from the position and notional ceilings. 0 adds nothing (Binance shows a
+        # closePosition stop order with origQty 0); the price is not read (a stop market order shows 0)
+        if v < 0:
+            raise PydanticCustomError("open_order", "an open order's quantity must not be negative (its side says which way)")
         return v
 
 

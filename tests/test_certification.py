@@ -574,3 +574,29 @@ def test_a_diff_over_a_log_names_records_decided_under_other_constraints(capsys,
                        "--constraints", repo / "break.json")  # what the run was given: no brackets
     r = json.loads(out)
     assert "other exchange constraints" not in r["source"] and r["went_through"] == 0, r["source"]
+
+
+def test_a_certificate_that_is_not_an_object_and_a_key_listed_twice_are_clear_errors(capsys, repo: Path) -> None:
+    """Second review: a certificate file holding 42, [], null or {"approval": [1]} ended in "unexpected
+    TypeError/AttributeError" (or "no certificate" for null); an approvers file listing one key under two
+    names made fresh certificates invalid."""
+    from engine.cli.certify import live_certificate
+    from engine.cli.inputs import load_config_bundle
+    from engine.errors import InputError
+
+    bundle = repo / "policies" / SHIPPED.name
+    loaded = load_config_bundle(str(bundle))
+    corpus = BOUNDARY / "health.api-latency"
+    for text in ("42", "[]", "null", '{"approval": [1], "bundle": {}}'):
+        (repo / "odd.cert.json").write_text(text)
+        code, out, err = run(capsys, "certify", bundle, "--cases", corpus, "--certificate", repo / "odd.cert.json", "--no-progress")
+        assert code == 1 and "UNREADABLE" in out and "not a certificate" in out and "unexpected" not in err, text + out + err
+        with pytest.raises(InputError) as info:
+            live_certificate(loaded, bundle, certificate=str(repo / "odd.cert.json"), approvers=None, allow_uncertified=False)
+        assert "not a certificate" in str(info.value)
+    entry = json.loads((repo / "policies" / "approvers.json").read_text())["approvers"][0]
+    (repo / "twice.json").write_text(json.dumps({"approvers": [entry, {**entry, "name": "Someone Else"}]}))
+    code, out, err = run(capsys, "certify", bundle, "--cases", corpus, "--approvers", repo / "twice.json", "--no-progress")
+    assert code == 2 and "is listed twice" in err, out + err
+    code, out, err = run(capsys, "diff", SHIPPED, SHIPPED, "--cases", corpus, "--constraints", repo / "nope.json")
+    assert code == 2 and "go with --audit" in err

@@ -418,3 +418,17 @@ def test_a_json_document_is_evaluated_as_written_not_parsed_and_written_again(tm
         code, out, _ = run(capsys, "execute", str(path), *context)
         got = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [(r["result"], r["reason_code"]) for r in got] == expected
+
+
+def test_a_cut_array_on_stdin_is_one_broken_document_not_its_lines(capsys, monkeypatch) -> None:
+    """Second review: stdin holding a pretty-printed array without its closing "]" fell back to reading
+    line by line, and a line that was a whole decision was executed. A document that opens an array is
+    one document: broken, it is one INPUT_NOT_JSON result, as the same bytes in a .json file are."""
+    one = '{"decision_id": "d-t%d", "decision_code": "AUTHORIZED_ACTION", "action": {"type": "ACTION_NOOP", "action_id": "a"}}'
+    monkeypatch.setattr("sys.stdin", io.StringIO("[\n" + one % 1 + ",\n" + one % 2 + "\n"))
+    code, out, _ = run(capsys, "execute", "-", "--context", str(EX / "context.json"), "--exchange", "dry-run")
+    assert code == 0 and [(r["result"], r["reason_code"]) for r in map(json.loads, out.splitlines())] == [("REJECTED", "INPUT_NOT_JSON")]
+    # JSON Lines whose first line is broken still give one result per line
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"decision_id": \n' + one % 3 + "\n"))
+    code, out, _ = run(capsys, "execute", "-", "--context", str(EX / "context.json"), "--exchange", "dry-run")
+    assert [r["reason_code"] for r in map(json.loads, out.splitlines())] == ["INPUT_NOT_JSON", "ACTION_NOOP"]

@@ -85,16 +85,23 @@ def load_approvers(path: Path) -> list[Approver]:
             out.append(Approver(name, Ed25519PublicKey.from_public_bytes(base64.b64decode(key[len("ed25519:"):], validate=True))))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"approvers file {path}: entry {i + 1}: {exc}") from None
+        if [a.key_id for a in out].count(out[-1].key_id) > 1:  # one key, two names: which approved?
+            raise InputError(f"approvers file {path}: entry {i + 1}: key {out[-1].key_id} is listed twice")
     return out
 
 
 def _read_certificate(path: Path) -> Any:
+    """The certificate file's object; None when there is no file; {"unreadable": why} for a file that
+    cannot be read or does not hold a JSON object with an object ``approval`` and ``bundle``."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         return {"unreadable": f"{type(exc).__name__}: {exc}"}
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in ("approval", "bundle")):
+        return {"unreadable": "not a certificate: expected a JSON object with an 'approval' and a 'bundle' object"}
+    return data
 
 
 def _load_private_key(path: str) -> Any:
@@ -633,6 +640,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     if bool(args.cases) == bool(args.audit):
         raise InputError("ep4 diff needs --cases PATH... or --audit AUDIT.jsonl (one of them)")
+    if args.cases and (args.constraints or args.leverage_brackets):
+        raise InputError("--constraints and --leverage-brackets go with --audit: each case carries its own constraints")
     old, new = load_config_bundle(args.old), load_config_bundle(args.new)
     if args.cases:
         corpus = load_corpus(args.cases)

@@ -128,7 +128,10 @@ def _decisions(stream: IO[str], jsonl: bool | None, where: str) -> Iterator[str]
         try:
             loads(first)
         except (ValueError, DecimalParseError, RecursionError):
-            yield from _document("\n".join([first, *lines]), where, broken_is_one_result=False)
+            # a first line opening an array is one document: broken (truncated), it is one broken result,
+            # never its lines one by one (a whole decision on a line of a cut array would be executed)
+            array = first.lstrip().startswith("[")
+            yield from _document("\n".join([first, *lines]), where, broken_is_one_result=array)
             return
         if first.lstrip().startswith("["):
             yield from _document("\n".join([first, *lines]), where, broken_is_one_result=False)

@@ -622,7 +622,8 @@ def _add_execute_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--symbol", default="BTCUSDT", help="symbol whose context is read when a decision names none")
     p.add_argument("--account-id", default="default", help="account_id of contexts read from the exchange")
     p.add_argument("--certificate", metavar="FILE", help="the bundle's certificate (default: BUNDLE with .cert.json); live modes require a valid one")
-    p.add_argument("--approvers", metavar="FILE", help="approvers' public keys (default: $EP4_APPROVERS, else approvers.json next to the bundle)")
+    p.add_argument("--approvers", metavar="FILE", help="approvers' public keys (default: $EP4_APPROVERS, else the approvers file shipped with ep4; "
+                   "never one found next to the bundle)")
     p.add_argument("--allow-uncertified", action="store_true",
                    help="live modes: run a bundle without a valid certificate (recorded in every result and audit record)")
 
