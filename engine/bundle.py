@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .activation import variables_for
 from .cel import CelCompileError, CompiledExpression, FieldSpec, compile_expression
@@ -95,6 +95,17 @@ class ExchangeClientSettings(_Doc):
     connectTimeoutMs: int = Field(default=2000, ge=1, le=60000)
     readTimeoutMs: int = Field(default=5000, ge=1, le=60000)
     ackTimestampToleranceMs: int = Field(default=5000, ge=0, le=600000)
+
+    @model_validator(mode="after")
+    def _tolerance_covers_the_window(self) -> "ExchangeClientSettings":
+        # Binance runs a request up to recvWindowMs after its timestamp (facts file §1.2), so a genuine
+        # ack's updateTime may be that late: a smaller tolerance would call it inconsistent (Rule 6), put
+        # a good order in doubt and cancel it (§6.3)
+        if self.ackTimestampToleranceMs < self.recvWindowMs:
+            raise ValueError(
+                f"ackTimestampToleranceMs {self.ackTimestampToleranceMs} is below recvWindowMs {self.recvWindowMs}: Binance may run "
+                "a request that late, so a genuine acknowledgement would be taken for an inconsistent one")
+        return self
 
 
 # --- loaded form ---

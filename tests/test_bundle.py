@@ -173,3 +173,18 @@ def test_gate_library_edit_changes_the_digest(tmp_path: Path) -> None:
     lib = tmp_path / "gates" / "health.yaml"
     lib.write_text(lib.read_text().replace("health.api_latency_ms <= params.max_api_latency_ms", "health.api_latency_ms < params.max_api_latency_ms"))
     assert load_bundle(tmp_path / "policies" / "binance-perp-default.yaml").digest != before
+
+
+def test_an_ack_tolerance_below_the_recv_window_is_refused() -> None:
+    """Binance runs a request up to recvWindowMs after its timestamp, so a genuine ack may be that late:
+    a tolerance below it would put a good order in doubt and cancel it (Rule 6, §6.3)."""
+    from pydantic import ValidationError
+
+    from engine.bundle import ExchangeClientSettings
+
+    assert ExchangeClientSettings(recvWindowMs=5000, ackTimestampToleranceMs=5000).ackTimestampToleranceMs == 5000
+    with pytest.raises(ValidationError) as info:
+        ExchangeClientSettings(recvWindowMs=5000, ackTimestampToleranceMs=4999)
+    assert "ackTimestampToleranceMs 4999 is below recvWindowMs 5000" in str(info.value)
+    with pytest.raises(ValidationError):
+        ExchangeClientSettings(recvWindowMs=60000)  # the default tolerance (5000) is below it
