@@ -432,3 +432,25 @@ def test_a_cut_array_on_stdin_is_one_broken_document_not_its_lines(capsys, monke
     monkeypatch.setattr("sys.stdin", io.StringIO('{"decision_id": \n' + one % 3 + "\n"))
     code, out, _ = run(capsys, "execute", "-", "--context", str(EX / "context.json"), "--exchange", "dry-run")
     assert [r["reason_code"] for r in map(json.loads, out.splitlines())] == ["INPUT_NOT_JSON", "ACTION_NOOP"]
+
+
+@pytest.mark.parametrize("what", ["--context", "--constraints"])
+def test_a_context_or_constraints_file_with_a_repeated_key_is_refused(tmp_path, capsys, what) -> None:
+    """A context or exchangeInfo file that repeats a key was read with the last value winning (a review
+    noticed it): "available_margin": "2500", "available_margin": "999999" gave the gates 999999. Which
+    was meant is ambiguous: one clear error naming the key, nothing evaluated."""
+    if what == "--context":
+        text = (EX / "context.json").read_text().replace('"available_margin": "2500"', '"available_margin": "2500", "available_margin": "999999"')
+        key = "account.available_margin"
+    else:
+        text = (ROOT / "policies" / "samples" / "binance-usdm-exchangeInfo.json").read_text()
+        text = text.replace('"timezone": "UTC"', '"timezone": "UTC", "timezone": "UTC"', 1)
+        key = "timezone"
+    assert text.count(key.split(".")[-1]) >= 2
+    path = tmp_path / "in.json"
+    path.write_text(text)
+    args = ["execute", str(EX / "decision-open-limit.json"), "--exchange", "dry-run", "--context", str(EX / "context.json"), what, str(path)]
+    if what == "--context":
+        args = ["execute", str(EX / "decision-open-limit.json"), "--exchange", "dry-run", "--context", str(path)]
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == "" and "a key appears more than once" in err and key in err, err

@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..constraints import ConstraintsError, ConstraintsSnapshot, build_constraints, with_leverage_brackets
 from ..models import ExecutionContext
 from ..numbers import TEXT_NUMBERS_DECODER as _TEXT_NUMBERS
-from ..numbers import DecimalParseError, loads
+from ..numbers import DecimalParseError, duplicate_keys, loads, repeats_seen
 from ..paths import default_bundle_path, default_exchange_info_path, default_leverage_brackets_path
 
 __all__ = ["InputError", "load_config_bundle", "load_constraints", "load_context", "open_shipped_paper", "paper_sample", "read_decisions", "read_json"]
@@ -27,12 +27,18 @@ def read_json(path: str | Path, what: str) -> Any:
         raise InputError(f"{what} file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {what} file {path}: {exc}") from None
+    before = repeats_seen()
     try:
-        return loads(text)
+        data = loads(text)
     except (ValueError, DecimalParseError) as exc:
         raise InputError(f"{what} file {path} is not valid JSON: {exc}") from None
     except RecursionError:
         raise InputError(f"{what} file {path} is nested too deeply to be read") from None
+    if repeats_seen() != before:  # which of two values was meant is not ep4's to guess (json keeps the last)
+        repeated = duplicate_keys(data)
+        raise InputError(f"{what} file {path}: a key appears more than once, so it is ambiguous: {', '.join(repeated[:5])}"
+                         + (f" (and {len(repeated) - 5} more)" if len(repeated) > 5 else ""))
+    return data
 
 
 def _pydantic_message(exc: ValidationError) -> str:
