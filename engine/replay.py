@@ -112,12 +112,26 @@ def _replay_one(
         return f"{where}: {got}"
     if rec["kind"] == "execution" and got.result == "FAILED_SAFE":
         failed_by_trace[got.trace_id] = got
-    expected, actual = canonical_json(rec["result"]), canonical_json(got.model_dump(mode="json"))
+    dumped = got.model_dump(mode="json")
+    expected, actual = canonical_json(rec["result"]), canonical_json(dumped)
     if expected != actual:
         at = next((i for i, (a, b) in enumerate(zip(expected, actual)) if a != b), min(len(expected), len(actual)))
         return (f"{where}: result differs at byte {at}: recorded …{expected[max(0, at - 40):at + 40]}… "
                 f"replayed …{actual[max(0, at - 40):at + 40]}…")
+    # the record's spec §8.2 fields are the result's, projected: each must be what the replay gives
+    for field, value in _PROJECTION:
+        if field in rec and canonical_json(rec[field]) != canonical_json(dumped.get(value)):
+            return f"{where}: {field} {canonical_json(rec[field])[:80]} recorded, the replayed result says {canonical_json(dumped.get(value))[:80]}"
     return None
+
+
+# the audit record's top-level fields (engine.executor.audit_record) and the result fields they copy
+_PROJECTION = (
+    ("ep4_version", "ep4_version"), ("trace_id", "trace_id"), ("policy_decision_id", "decision_id"), ("action_id", "action_id"),
+    ("execution_result", "result"), ("timestamp", "timestamp"), ("reason_code", "reason_code"),
+    ("exchange_response", "exchange_response"), ("mode", "mode"), ("bundle", "bundle"),
+    ("constraints_digest", "constraints_digest"), ("input_digest", "input_digest"), ("gate_trace", "gate_trace"),
+)
 
 
 def replay_log(

@@ -1084,3 +1084,24 @@ def test_an_open_order_with_a_negative_quantity_is_not_a_context(quantity: str, 
     for q, p in (("0", "0"), ("0.010", "0"), ("0.010", None)):
         ctx["account"]["open_orders"][0].update(quantity=q, price=p)
         assert ExecutionContext.model_validate(ctx).account.open_orders[0].quantity == Decimal(q)
+
+
+def test_replay_checks_the_records_top_level_fields_against_the_replayed_result(rig: Rig, tmp_path) -> None:
+    """An audit record's spec §8.2 fields (execution_result, reason_code, ...) are the result's, copied;
+    `ep4 replay` compared only the nested result, so a record whose top-level outcome was edited (and the
+    chain re-hashed) replayed as identical (noticed in an earlier review)."""
+    from engine.replay import replay_log
+
+    rig.run(OPEN("0.010"))
+    rig.run(OPEN("0.010", order_type="LIMIT", limit_price="63000.0", time_in_force="GTC"))
+    assert replay_log(rig.audit.path, rig.bundle, default_constraints(), ledger=rig.ledger).ok
+    lines = rig.audit.path.read_text().splitlines()
+    for field, value in (("execution_result", "NOOP"), ("reason_code", "ORDER_REJECTED"), ("policy_decision_id", "d-other"),
+                         ("timestamp", 1), ("gate_trace", [])):
+        record = json.loads(lines[-1])
+        assert field in record and record[field] != value
+        record[field] = value
+        forged = tmp_path / f"forged-{field}.jsonl"
+        forged.write_text("\n".join(lines[:-1] + [json.dumps(record)]) + "\n")
+        report = replay_log(forged, rig.bundle, default_constraints(), ledger=rig.ledger)
+        assert not report.ok and any(f"{field} " in p and "the replayed result says" in p for p in report.problems), (field, report.problems)
