@@ -123,11 +123,14 @@ def read_decision(raw: str | bytes | dict[str, Any] | RawDecision) -> RawDecisio
         data = loads(raw)
     except (ValueError, DecimalParseError, RecursionError) as exc:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else printable_text(raw)
+        ids: tuple[str | None, str | None] = (None, None)
         if isinstance(exc, DecimalParseError):  # valid JSON holding a number out of ep4's range
-            unauthorized = _unauthorized_text(raw, text)
+            unauthorized, ids = _unauthorized_text(raw, text)
             if unauthorized is not None:
                 return unauthorized
-        return RawDecision(text, None, None, "INPUT_NOT_JSON", f"not valid JSON: {exc}")
+            # an authorized decision refused for it names the ids it holds (ARCHITECTURE: "with whatever
+            # ids could be read")
+        return RawDecision(text, *ids, "INPUT_NOT_JSON", f"not valid JSON: {exc}")
     if type(data) is dict and repeats_seen() == repeats_before and data.get("decision_code") == AUTHORIZED_ACTION:
         # the common case, as the general reading below decides it: an object without a repeated key
         # (a DuplicateKeys would not be a plain dict either) holding one decision_code, AUTHORIZED_ACTION
@@ -170,20 +173,23 @@ def _rule1(data: Any, ids: tuple[str | None, str | None], repeated: list[str], s
     return None
 
 
-def _unauthorized_text(raw: str | bytes, text: str) -> RawDecision | None:
+def _unauthorized_text(raw: str | bytes, text: str) -> tuple[RawDecision | None, tuple[str | None, str | None]]:
     """Rule 1 on JSON that ep4 cannot read exactly (a number out of range): read again with every
     number kept as its text, which holds any JSON number; an object that authorizes nothing is the
-    NOOP it would be with readable numbers (the text is what it records), anything else None."""
+    NOOP it would be with readable numbers (the text is what it records), anything else None; and
+    the ids the object holds (text ids: a number id is none)."""
     repeats_before = repeats_seen()
     try:
         data = _TEXT_NUMBERS.decode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except (ValueError, RecursionError):
-        return None
+        return None, (None, None)
     if not isinstance(data, dict):
-        return None
+        return None, (None, None)
     repeated = duplicate_keys(data) if repeats_seen() != repeats_before else []
+    # a number read as its text is no id (an id is a JSON string: engine.numbers.NumberText marks the others)
+    ids = tuple(i if type(i) is str else None for i in _ids(data))
     # a number's text (digits, sign, point, exponent; NaN, Infinity) is never the text AUTHORIZED_ACTION
-    return _rule1(data, _ids(data), repeated, shown=text)
+    return _rule1(data, ids, repeated, shown=text), ids  # type: ignore[arg-type]
 
 
 def authorization_gate(decision: RawDecision) -> bool:

@@ -160,9 +160,14 @@ def _json_int(text: str) -> int:
 _DECODER = json.JSONDecoder(
     parse_float=_json_number, parse_int=_json_int, parse_constant=_refuse_constant, object_pairs_hook=_object
 )
+class NumberText(str):
+    """A JSON number kept as its text (TEXT_NUMBERS_DECODER): a str, but not a JSON string."""
+
+
 # every number kept as its text (any JSON number, NaN and Infinity too): for reading what does not depend
 # on the numbers of a text the exact reader refuses (engine.authorization_gate: Rule 1 comes first)
-TEXT_NUMBERS_DECODER = json.JSONDecoder(parse_float=str, parse_int=str, parse_constant=str, object_pairs_hook=_object)
+TEXT_NUMBERS_DECODER = json.JSONDecoder(parse_float=NumberText, parse_int=NumberText, parse_constant=NumberText,
+                                        object_pairs_hook=_object)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

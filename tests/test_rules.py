@@ -77,6 +77,18 @@ def test_rule1_decides_before_a_repeated_key_or_an_unreadable_number_is_looked_a
 def test_an_authorized_decision_is_still_refused_for_them(text: str, code: str) -> None:
     res = evaluate(text, ctx(), config()).result
     assert (res.result, res.reason_code, res.rule) == ("REJECTED", code, 2)
+    # ARCHITECTURE: REJECTED "with whatever ids could be read" (JSON strings; a number is no id)
+    readable = text.startswith("{") and text.endswith("}")
+    assert (res.decision_id, res.action_id) == (("d-9", "a-1") if readable else (None, None))
+
+
+def test_ids_next_to_an_unreadable_number_are_read_as_text_ids_only() -> None:
+    text = '{"decision_id": 12, "decision_code": "AUTHORIZED_ACTION", "action": {"action_id": 7.5, "q": 1e999999999}}'
+    res = evaluate(text, ctx(), config()).result
+    assert (res.reason_code, res.decision_id, res.action_id) == ("INPUT_NOT_JSON", None, None)
+    held = '{"decision_id": 12, "decision_code": "HOLD", "action": {"action_id": "a-1", "q": 1e999999999}}'
+    res = evaluate(held, ctx(), config()).result
+    assert (res.reason_code, res.decision_id, res.action_id) == ("NOT_AUTHORIZED", None, "a-1")
 
 
 def test_not_json_keeps_nothing_and_never_raises() -> None:
