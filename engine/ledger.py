@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -270,21 +271,48 @@ class Ledger:
         return data
 
     def set_trading_state(self, state: str, *, reason: str, by: str, at_ms: int) -> dict[str, Any]:
-        """Write the trading state atomically (the audit record is the caller's)."""
+        """Write the trading state atomically and durably (the audit record is the caller's)."""
+        entry, tmp = self.prepare_trading_state(state, reason=reason, by=by, at_ms=at_ms)
+        self.commit_trading_state(tmp)
+        return entry
+
+    def prepare_trading_state(self, state: str, *, reason: str, by: str, at_ms: int) -> tuple[dict[str, Any], Path]:
+        """The new trading state written, fsynced, beside the state file under a name of its own (a
+        disk that is full or failing says so here, before anything is recorded); it takes effect at
+        :meth:`commit_trading_state`."""
         if state not in TRADING_STATES:
             raise LedgerError(f"unknown trading state {state!r} (one of {', '.join(TRADING_STATES)})")
         entry = {"state": state, "reason": reason, "by": by, "since_ms": at_ms}
         path = self.dir / self._TRADING_STATE
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(json.dumps(entry, sort_keys=True) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            fd, name = tempfile.mkstemp(dir=self.dir, prefix=f".{path.name}.")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(json.dumps(entry, sort_keys=True) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            except BaseException:
+                os.unlink(name)
+                raise
         except OSError as exc:
             raise LedgerError(f"cannot write {path}: {exc}") from None
-        return entry
+        return entry, Path(name)
+
+    def commit_trading_state(self, tmp: Path) -> None:
+        """The prepared state file in place, and the directory entry durable (fsync of the directory:
+        after a power loss a rename not yet on disk would read as the state before)."""
+        path = self.dir / self._TRADING_STATE
+        try:
+            os.replace(tmp, path)
+            _fsync_directory(self.dir)
+        except OSError as exc:
+            raise LedgerError(f"cannot write {path}: {exc}") from None
+
+    def discard_trading_state(self, tmp: Path) -> None:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
     @classmethod
     def open_existing(cls, state_dir: str | Path) -> "Ledger | None":
@@ -549,3 +577,12 @@ class Ledger:
                 pass
 
 
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX: fsync the directory itself)."""
+    if not hasattr(os, "O_DIRECTORY"):  # pragma: no cover - not POSIX
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

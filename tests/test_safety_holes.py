@@ -740,7 +740,7 @@ def test_kill_switch_halt_reduce_only_resume(tmp_path: Path, capsys) -> None:
         return json.loads(capsys.readouterr().out)
 
     opening = {"decision_id": "k-1", "decision_code": "AUTHORIZED_ACTION", "action": {"action_id": "a", **OPEN("0.001")}}
-    assert main(["halt", "--state-dir", state, "--reason", "exchange incident"]) == 0
+    assert main(["halt", "--state-dir", state, "--reason", "exchange incident", "--create"]) == 0
     assert "ACTIVE -> HALTED" in capsys.readouterr().out
     assert execute(opening)["reason_code"] == "TRADING_HALTED"
     cancel = {"decision_id": "k-2", "decision_code": "AUTHORIZED_ACTION",
@@ -1105,3 +1105,52 @@ def test_replay_checks_the_records_top_level_fields_against_the_replayed_result(
         forged.write_text("\n".join(lines[:-1] + [json.dumps(record)]) + "\n")
         report = replay_log(forged, rig.bundle, default_constraints(), ledger=rig.ledger)
         assert not report.ok and any(f"{field} " in p and "the replayed result says" in p for p in report.problems), (field, report.problems)
+
+
+
+def test_a_halt_of_a_state_dir_with_no_ledger_is_refused(tmp_path: Path, capsys) -> None:
+    """Operator review: `ep4 halt` with a mistyped --state-dir (or from the wrong working directory)
+    created a new state directory, switched it, and said so: the one that trades carried on."""
+    from engine.cli import main
+
+    typo = tmp_path / "ep4-stat"
+    for command in ("halt", "reduce-only", "resume"):
+        assert main([command, "--state-dir", str(typo)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and f"no ledger in {typo}" in err and "--create" in err
+    assert not typo.exists()
+    assert main(["halt", "--state-dir", str(typo), "--create"]) == 0
+    assert f"ACTIVE -> HALTED in {typo}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fails", ["prepare", "commit"])
+def test_a_switch_that_cannot_be_written_leaves_no_record_saying_it_happened(tmp_path: Path, capsys, monkeypatch, fails: str) -> None:
+    """Operator review: the audit record of a halt was appended before the state file was written, so a
+    full disk left "ACTIVE -> HALTED" in the log while trading went on. The new state is now written
+    first; if putting it in place fails after its record, a second record says it did not happen."""
+    from engine.cli import main
+    from engine.errors import LedgerError
+    from engine.ledger import Ledger
+
+    state = tmp_path / "s"
+    Ledger(state).close()
+
+    def broken(self, *a, **k):
+        raise LedgerError(f"cannot write {state / 'trading-state.json'}: [Errno 28] No space left on device")
+
+    monkeypatch.setattr(Ledger, f"{fails}_trading_state", broken)
+    assert main(["halt", "--state-dir", str(state), "--reason", "incident"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    monkeypatch.undo()
+    ledger = Ledger(state)
+    assert ledger.trading_state()["state"] == "ACTIVE"  # the switch did not happen ...
+    log = state / "audit.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    switches = [(r["from"], r["to"]) for r in records if r["kind"] == "trading_state"]
+    # ... and the log does not say it did: nothing, or the switch and its undoing
+    assert switches == ([] if fails == "prepare" else [("ACTIVE", "HALTED"), ("HALTED", "ACTIVE")])
+    if switches:
+        assert "did not take effect" in records[-1]["reason"]
+    assert [p.name for p in state.iterdir() if p.name.startswith(".trading-state")] == []  # no leftover
+    ledger.close()
+    assert main(["audit", "verify", str(log)]) == 0 if log.exists() else True

@@ -461,6 +461,12 @@ def cmd_trading_state(args: argparse.Namespace) -> int:
     from ..ledger import Ledger
 
     state_dir = _state_dir(args)
+    if not (state_dir / "ledger.sqlite").exists() and not args.create:
+        # a mistyped --state-dir, or the wrong working directory: a new, empty state dir would be switched,
+        # and the one that trades would carry on
+        raise UsageError(
+            f"no ledger in {state_dir.resolve()}: nothing trades there, so switching it would change nothing. Check "
+            "--state-dir (or EP4_STATE_DIR, or the working directory); --create switches a new state directory")
     ledger = Ledger(state_dir)
     try:
         audit = AuditLog(Path(args.audit) if args.audit else state_dir / "audit.jsonl", ledger)
@@ -475,15 +481,31 @@ def cmd_trading_state(args: argparse.Namespace) -> int:
         with ledger.state_lock():
             before = ledger.trading_state()
             now_ms = int(time.time() * 1000)
-            audit.append({
-                "kind": "trading_state", "from": before["state"], "to": args.target, "reason": reason, "by": by, "timestamp": now_ms,
-            })
-            ledger.set_trading_state(args.target, reason=reason, by=by, at_ms=now_ms)
+            # the new state written first (a full or failing disk is an error here, before anything is
+            # recorded), then its audit record, then put in place: a record never says a switch that
+            # did not happen
+            _, prepared = ledger.prepare_trading_state(args.target, reason=reason, by=by, at_ms=now_ms)
+            try:
+                audit.append({
+                    "kind": "trading_state", "from": before["state"], "to": args.target, "reason": reason, "by": by, "timestamp": now_ms,
+                })
+            except BaseException:
+                ledger.discard_trading_state(prepared)
+                raise
+            try:
+                ledger.commit_trading_state(prepared)
+            except LedgerError as exc:
+                ledger.discard_trading_state(prepared)
+                audit.append({  # the record above said it happened: say that it did not
+                    "kind": "trading_state", "from": args.target, "to": before["state"], "by": by, "timestamp": now_ms,
+                    "reason": f"the switch to {args.target} recorded just before did not take effect: {exc}",
+                })
+                raise
     finally:
         ledger.close()
     meaning = {"ACTIVE": "every action is evaluated as usual", "REDUCING": "only cancels, closes and decreases go through",
                "HALTED": "only cancels go through"}[args.target]
-    print(f"trading state {before['state']} -> {args.target} in {state_dir} ({meaning}); recorded in the audit log")
+    print(f"trading state {before['state']} -> {args.target} in {state_dir.resolve()} ({meaning}); recorded in the audit log")
     return 0
 
 
@@ -709,6 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--state-dir", metavar="DIR", help="state directory (default: ./ep4-state or EP4_STATE_DIR)")
         p.add_argument("--audit", metavar="PATH", help="audit log (default: STATE_DIR/audit.jsonl)")
         p.add_argument("--reason", help="why (recorded in the audit log)")
+        p.add_argument("--create", action="store_true", help="switch a state directory that has no ledger yet (refused "
+                       "otherwise: a mistyped --state-dir would be switched while the one that trades carries on)")
         p.set_defaults(func=cmd_trading_state, target=target)
 
     p = sub.add_parser("reconcile", help="ask the exchange (read-only) about orders whose outcome is unknown; audit the answers")
