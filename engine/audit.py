@@ -368,8 +368,9 @@ class RepairReport:
     record: dict[str, Any] | None = None  # the audit_repair record appended
 
 
-def _sound_prefix(data: bytes) -> tuple[int, int, str]:
-    """(bytes, records, last hash) of the longest run of whole, valid, chained records at the start."""
+def _sound_prefix(data: bytes, hashes: list[str] | None = None) -> tuple[int, int, str]:
+    """(bytes, records, last hash) of the longest run of whole, valid, chained records at the start
+    (``hashes``: filled with each of their hashes, in order)."""
     offset, count, prev = 0, 0, GENESIS
     while offset < len(data):
         end = data.find(b"\n", offset)
@@ -382,6 +383,8 @@ def _sound_prefix(data: bytes) -> tuple[int, int, str]:
         if not isinstance(rec, dict) or rec.get("seq") != count + 1 or rec.get("prev_hash") != prev or rec.get("hash") != record_hash(rec):
             break
         offset, count, prev = end + 1, count + 1, rec["hash"]
+        if hashes is not None:
+            hashes.append(prev)
     return offset, count, prev
 
 
@@ -395,7 +398,15 @@ def repair_log(path: str | Path, anchor: Any | None, *, reason: str = "operator 
     with open(log, "r+b") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         data = f.read()
-        keep, count, prev = _sound_prefix(data)
+        hashes: list[str] = []
+        keep, count, prev = _sound_prefix(data, hashes)
+        anchored = anchor.audit_anchor() if anchor is not None else None
+        if anchored and 0 < anchored[0] <= count and hashes[anchored[0] - 1] != anchored[1]:
+            # the ledger's anchor names a sound record of this log by seq, with another hash: the ledger
+            # belongs to another log (a wrong --state-dir); repairing would move its anchor onto this one
+            raise AuditError(
+                f"{log}: the ledger anchored seq {anchored[0]} with hash {anchored[1]}, and this log's record {anchored[0]} has "
+                f"{hashes[anchored[0] - 1]}: the ledger and the log do not belong together (check --state-dir); nothing was changed")
         report.kept = count
         damaged = data[keep:]
         if damaged:
@@ -411,7 +422,6 @@ def repair_log(path: str | Path, anchor: Any | None, *, reason: str = "operator 
             f.flush()
             os.fsync(f.fileno())
             report.removed_bytes, report.set_aside = len(damaged), aside
-        anchored = anchor.audit_anchor() if anchor is not None else None
         record = {
             "kind": "audit_repair",
             "reason": reason,

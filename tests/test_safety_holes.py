@@ -1154,3 +1154,32 @@ def test_a_switch_that_cannot_be_written_leaves_no_record_saying_it_happened(tmp
     assert [p.name for p in state.iterdir() if p.name.startswith(".trading-state")] == []  # no leftover
     ledger.close()
     assert main(["audit", "verify", str(log)]) == 0 if log.exists() else True
+
+
+def test_audit_repair_refuses_a_ledger_that_belongs_to_another_log(tmp_path: Path, capsys) -> None:
+    """Operator review: `ep4 audit repair LOG --state-dir OTHER` "repaired" a sound log against another
+    state directory's ledger and moved that ledger's anchor onto it, which then blocked OTHER."""
+    from engine.cli import main
+    from engine.ledger import Ledger
+
+    for name, decisions in (("a", "decisions.jsonl"), ("b", "decision-open-limit.json")):
+        assert main(["execute", str(EX / decisions), "--state-dir", str(tmp_path / name)]) == 0
+    capsys.readouterr()
+    other = Ledger(tmp_path / "b")
+    anchor = other.audit_anchor()
+    other.close()
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes((tmp_path / "a" / "audit.jsonl").read_bytes())
+    before = copy.read_bytes()
+    assert main(["audit", "repair", str(copy), "--state-dir", str(tmp_path / "b"), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "do not belong together" in err and "nothing was changed" in err
+    assert copy.read_bytes() == before and not list(tmp_path.glob("copy.jsonl.damaged-*"))
+    other = Ledger(tmp_path / "b")
+    assert other.audit_anchor() == anchor  # untouched
+    other.close()
+    # its own ledger: a torn tail is repaired as before
+    log = tmp_path / "a" / "audit.jsonl"
+    log.write_bytes(log.read_bytes()[:-40])
+    assert main(["audit", "repair", str(log)]) == 0
+    assert "repaired" in capsys.readouterr().out
