@@ -68,6 +68,7 @@ def _last_record(f: Any) -> dict[str, Any] | None:
         raise AuditError(
             f"the audit log {name} ends in a damaged record (torn by a crash mid-write, or not JSON), so no record can "
             f"follow it. Run `ep4 audit verify {name}` to see it and `ep4 audit repair {name}` to set the damaged bytes aside"
+            " (add --halt to set the trading state HALTED in the same step)"
         ) from None
 
 
@@ -142,6 +143,7 @@ class AuditLog:
             raise AuditError(
                 f"the audit log {self.path} is damaged: {problem}; nothing was sent. "
                 "Run `ep4 audit verify` to see it and `ep4 audit repair` to set the damaged bytes aside"
+                " (add --halt to set the trading state HALTED in the same step)"
             )
 
     def _known_tail_problem(self, anchor: tuple[int, str] | None) -> str | None:

@@ -1183,3 +1183,29 @@ def test_audit_repair_refuses_a_ledger_that_belongs_to_another_log(tmp_path: Pat
     log.write_bytes(log.read_bytes()[:-40])
     assert main(["audit", "repair", str(log)]) == 0
     assert "repaired" in capsys.readouterr().out
+
+
+def test_audit_repair_halt_repairs_and_halts_in_one_step(tmp_path: Path, capsys) -> None:
+    """Operator review: with a damaged audit log nothing can be sent, nor can the kill switch be set
+    (its record cannot be appended); `ep4 audit repair` then resumed sending at once. `--halt` repairs and
+    sets HALTED under the state lock, so no decision reads ACTIVE in between."""
+    from engine.cli import main
+    from engine.ledger import Ledger
+
+    state = tmp_path / "s"
+    assert main(["execute", str(EX / "decisions.jsonl"), "--state-dir", str(state)]) == 0
+    log = state / "audit.jsonl"
+    log.write_bytes(log.read_bytes()[:-40])  # a torn last record (a full disk mid-write)
+    capsys.readouterr()
+    assert main(["halt", "--state-dir", str(state)]) == 2
+    assert "--halt" in capsys.readouterr().err  # the way out is named
+    assert main(["audit", "repair", str(log), "--halt", "--reason", "disk full"]) == 0
+    out = capsys.readouterr().out
+    assert "repaired" in out and "-> HALTED" in out
+    ledger = Ledger(state)
+    assert ledger.trading_state()["state"] == "HALTED"
+    ledger.close()
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["kind"] for r in records[-2:]] == ["audit_repair", "trading_state"] and records[-1]["to"] == "HALTED"
+    assert main(["audit", "repair", str(log), "--halt"]) == 0  # a sound log: only the halt (already HALTED: recorded again)
+    assert "nothing to repair" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -437,17 +438,36 @@ def cmd_audit_repair(args: argparse.Namespace) -> int:
         raise UsageError(f"audit log not found (or not a file): {log}")
     directory = Path(args.state_dir) if args.state_dir else log.parent
     ledger = Ledger.open_existing(directory)
+    if args.halt and ledger is None:
+        raise UsageError(f"--halt: no ledger in {directory.resolve()} (check --state-dir)")
+    halted = None
     try:
         problem = tail_problem(log, ledger.audit_anchor() if ledger else None)
-        if problem is None and not args.force:
+        if problem is None and not args.force and not args.halt:
             print(f"ok  {log}: the tail is sound; nothing to repair (--force appends a repair record anyway)")
             return 0
-        report = repair_log(log, ledger, reason=args.reason or (problem or "operator repair"))
+        with ledger.state_lock() if args.halt else contextlib.nullcontext():
+            # --halt: repaired and HALTED under the state lock, so no decision reads ACTIVE in between
+            if problem is not None or args.force:
+                report = repair_log(log, ledger, reason=args.reason or (problem or "operator repair"))
+            else:
+                report = None
+            if args.halt:
+                from ..audit import AuditLog
+
+                halted = _switch_trading_state(ledger, AuditLog(log, ledger), "HALTED",
+                                               args.reason or "ep4 audit repair --halt", _operator())
     finally:
         if ledger is not None:
             ledger.close()
+    if report is None:
+        print(f"ok  {log}: the tail is sound; nothing to repair")
+        print(f"trading state {halted['state']} -> HALTED in {directory.resolve()} (only cancels go through); recorded in the audit log")
+        return 0
     aside = f"; the {report.removed_bytes} damaged byte(s) are in {report.set_aside}" if report.set_aside else ""
     print(f"repaired {log}: {report.kept} sound record(s) kept{aside}; repair recorded as seq {report.record['seq']}")
+    if halted is not None:
+        print(f"trading state {halted['state']} -> HALTED in {directory.resolve()} (only cancels go through); recorded in the audit log")
     if report.record["records_lost"]:
         print(f"WARNING: {report.record['records_lost']} record(s) the ledger had anchored were in the damaged part", file=sys.stderr)
     return 0
@@ -455,8 +475,6 @@ def cmd_audit_repair(args: argparse.Namespace) -> int:
 
 def cmd_trading_state(args: argparse.Namespace) -> int:
     """ep4 halt / reduce-only / resume: the operator's kill switch, in the state dir, audited."""
-    import getpass
-
     from ..audit import AuditLog
     from ..ledger import Ledger
 
@@ -470,43 +488,53 @@ def cmd_trading_state(args: argparse.Namespace) -> int:
     ledger = Ledger(state_dir)
     try:
         audit = AuditLog(Path(args.audit) if args.audit else state_dir / "audit.jsonl", ledger)
-        try:
-            by = os.environ.get("EP4_OPERATOR") or getpass.getuser()
-        except (KeyError, OSError):
-            by = "unknown"
+        by = _operator()
         reason = args.reason or f"ep4 {args.command}"
         # under the state lock, as a decision reads its state view: once this returns, every decision
         # that read the old state has written its write-ahead row or refusal, and every later one
         # reads the new state (no call is started on an ACTIVE read after `ep4 halt` returned)
         with ledger.state_lock():
-            before = ledger.trading_state()
-            now_ms = int(time.time() * 1000)
-            # the new state written first (a full or failing disk is an error here, before anything is
-            # recorded), then its audit record, then put in place: a record never says a switch that
-            # did not happen
-            _, prepared = ledger.prepare_trading_state(args.target, reason=reason, by=by, at_ms=now_ms)
-            try:
-                audit.append({
-                    "kind": "trading_state", "from": before["state"], "to": args.target, "reason": reason, "by": by, "timestamp": now_ms,
-                })
-            except BaseException:
-                ledger.discard_trading_state(prepared)
-                raise
-            try:
-                ledger.commit_trading_state(prepared)
-            except LedgerError as exc:
-                ledger.discard_trading_state(prepared)
-                audit.append({  # the record above said it happened: say that it did not
-                    "kind": "trading_state", "from": args.target, "to": before["state"], "by": by, "timestamp": now_ms,
-                    "reason": f"the switch to {args.target} recorded just before did not take effect: {exc}",
-                })
-                raise
+            before = _switch_trading_state(ledger, audit, args.target, reason, by)
     finally:
         ledger.close()
     meaning = {"ACTIVE": "every action is evaluated as usual", "REDUCING": "only cancels, closes and decreases go through",
                "HALTED": "only cancels go through"}[args.target]
     print(f"trading state {before['state']} -> {args.target} in {state_dir.resolve()} ({meaning}); recorded in the audit log")
     return 0
+
+
+def _switch_trading_state(ledger: Any, audit: Any, target: str, reason: str, by: str) -> dict[str, Any]:
+    """The trading state set to ``target``, audited; the caller holds the state lock. The new state is
+    written first (a full or failing disk is an error here, before anything is recorded), then its
+    audit record, then it is put in place: a record never says a switch that did not happen. Returns
+    the state before."""
+    before = ledger.trading_state()
+    now_ms = int(time.time() * 1000)
+    _, prepared = ledger.prepare_trading_state(target, reason=reason, by=by, at_ms=now_ms)
+    try:
+        audit.append({"kind": "trading_state", "from": before["state"], "to": target, "reason": reason, "by": by, "timestamp": now_ms})
+    except BaseException:
+        ledger.discard_trading_state(prepared)
+        raise
+    try:
+        ledger.commit_trading_state(prepared)
+    except LedgerError as exc:
+        ledger.discard_trading_state(prepared)
+        audit.append({  # the record above said it happened: say that it did not
+            "kind": "trading_state", "from": target, "to": before["state"], "by": by, "timestamp": now_ms,
+            "reason": f"the switch to {target} recorded just before did not take effect: {exc}",
+        })
+        raise
+    return before
+
+
+def _operator() -> str:
+    import getpass
+
+    try:
+        return os.environ.get("EP4_OPERATOR") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
@@ -713,6 +741,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--state-dir", metavar="DIR", help="ledger holding the log's anchor (default: the log's directory)")
     q.add_argument("--reason", help="why (recorded in the repair record)")
     q.add_argument("--force", action="store_true", help="record a repair even when the tail is sound")
+    q.add_argument("--halt", action="store_true", help="and set the trading state HALTED in the same step, under the state "
+                   "lock (sending would otherwise resume the moment the log is repaired)")
     q.set_defaults(func=cmd_audit_repair)
 
     p = sub.add_parser("replay", help="re-run the pure core on every audit record; exit 1 on any byte of difference")
