@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .audit import read_records
+from .audit import GENESIS, read_records
 from .bundle import Bundle
 from .constraints import ConstraintsSnapshot
 from .executor import forced_cancel_request, forced_cancel_result
@@ -140,6 +140,7 @@ def replay_log(
     """Recompute every record (``ledger``: where records name their state view's rows)."""
     report = ReplayReport()
     failed_by_trace: dict[str, ExecutionResult] = {}
+    expected_seq, prev_hash = 1, GENESIS
     for lineno, text in read_records(path):
         try:
             rec = loads(text)
@@ -149,6 +150,13 @@ def replay_log(
         if not isinstance(rec, dict):
             report.problems.append(f"line {lineno}: not a JSON record (a {type(rec).__name__})")
             continue
+        # the chain, as read (replay recomputes each record; a record dropped, added or reordered in
+        # between is the chain's to say: `ep4 audit verify` says which and where, with the ledger's anchor)
+        if rec.get("seq") != expected_seq or rec.get("prev_hash") != prev_hash:
+            report.problems.append(f"line {lineno}: seq {rec.get('seq')!r} does not follow seq {expected_seq - 1} in the hash "
+                                   "chain (a record dropped, added or reordered): run `ep4 audit verify`")
+        expected_seq = rec["seq"] + 1 if isinstance(rec.get("seq"), int) and not isinstance(rec.get("seq"), bool) else expected_seq + 1
+        prev_hash = rec.get("hash")
         if rec.get("kind") in _NOT_DECISIONS:
             continue  # an operator's record (audit repair, recovery note): nothing to recompute
         report.records += 1

@@ -1209,3 +1209,23 @@ def test_audit_repair_halt_repairs_and_halts_in_one_step(tmp_path: Path, capsys)
     assert [r["kind"] for r in records[-2:]] == ["audit_repair", "trading_state"] and records[-1]["to"] == "HALTED"
     assert main(["audit", "repair", str(log), "--halt"]) == 0  # a sound log: only the halt (already HALTED: recorded again)
     assert "nothing to repair" in capsys.readouterr().out
+
+
+def test_replay_says_when_the_chain_is_broken(tmp_path: Path, capsys) -> None:
+    """Operator review: `ep4 replay` said "ok ... 7 of 7 records recomputed" on a log with a middle
+    record deleted (each record still recomputed); and "1 of 0 records differ" on a garbage file."""
+    from engine.cli import main
+
+    state = tmp_path / "s"
+    assert main(["execute", str(EX / "decisions.jsonl"), "--state-dir", str(state)]) == 0
+    lines = (state / "audit.jsonl").read_text().splitlines()
+    assert main(["replay", str(state / "audit.jsonl")]) == 0
+    for name, kept in (("dropped", lines[:3] + lines[4:]), ("reordered", lines[:2] + [lines[3], lines[2]] + lines[4:])):
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(kept) + "\n")
+        capsys.readouterr()
+        assert main(["replay", str(tmp_path / f"{name}.jsonl"), "--state-dir", str(state)]) == 1
+        err = capsys.readouterr().err
+        assert "in the hash chain" in err and "ep4 audit verify" in err, err
+    (tmp_path / "garbage.jsonl").write_text("garbage\n")
+    assert main(["replay", str(tmp_path / "garbage.jsonl"), "--state-dir", str(state)]) == 1
+    assert "0 record(s) replayed" in capsys.readouterr().err

@@ -588,7 +588,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 0
     for p in report.problems:
         print(f"{log}: {p}", file=sys.stderr)
-    print(f"FAILED  {log}: {len(report.problems)} of {report.records} records differ or cannot be replayed", file=sys.stderr)
+    if report.records == 0 and not report.problems:
+        print(f"FAILED  {log}: no record to replay", file=sys.stderr)
+    else:
+        print(f"FAILED  {log}: {len(report.problems)} problem(s) in {report.records} record(s) replayed", file=sys.stderr)
     return 1
 
 
