@@ -337,6 +337,7 @@ def _percentile(samples: list[int], q: float) -> float:
 
 
 _BENCH_ROUNDS = 10  # ep4 bench: blocks of each evaluator, in turn
+_BENCH_BLOCK = 500  # at least this many compiled runs per block (fewer rounds for fewer runs)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -367,8 +368,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     # each evaluator in turn. Not run by run: one interpreter run (~15 ms, ~300x the work) leaves the
     # CPU caches full of its own data, and the compiled run right after it pays for that: run by run,
     # the first 200 of 5,000 compiled runs (4 %) each followed one, and they were the compiled p99. In
-    # blocks only the first compiled run after an interpreter block does (10 of 5,000 by default)
-    rounds = min(_BENCH_ROUNDS, *runs.values())
+    # blocks only the first compiled run after an interpreter block does (10 of 5,000 by default). A block
+    # is at least _BENCH_BLOCK compiled runs: in blocks of 20 (--runs 200) every compiled run was still
+    # refilling what 20 interpreter runs had evicted (p50 53 us, p99 234-267 us, against 46-47 / 86-87 us
+    # with 5,000 runs in the same minutes)
+    compiled_runs = runs.get("compiled", _BENCH_ROUNDS * _BENCH_BLOCK)
+    rounds = max(1, min(_BENCH_ROUNDS, compiled_runs // _BENCH_BLOCK, *runs.values()))
     for r in range(rounds):
         for e in evaluators:
             config_e = configs[e]
