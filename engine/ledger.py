@@ -270,12 +270,6 @@ class Ledger:
             return {"state": "HALTED", "reason": f"{path} does not name a trading state"}
         return data
 
-    def set_trading_state(self, state: str, *, reason: str, by: str, at_ms: int) -> dict[str, Any]:
-        """Write the trading state atomically and durably (the audit record is the caller's)."""
-        entry, tmp = self.prepare_trading_state(state, reason=reason, by=by, at_ms=at_ms)
-        self.commit_trading_state(tmp)
-        return entry
-
     def prepare_trading_state(self, state: str, *, reason: str, by: str, at_ms: int) -> tuple[dict[str, Any], Path]:
         """The new trading state written, fsynced, beside the state file under a name of its own (a
         disk that is full or failing says so here, before anything is recorded); it takes effect at

@@ -151,6 +151,13 @@ def _state_json(state: StateView) -> str:
     ))
 
 
+def _plain_result_model() -> bool:
+    """ExecutionResult has no post-init, no root, and no field with an alias, a validation alias or a
+    default factory: model_construct then only fills the fields in order, which the builders below do."""
+    return not ExecutionResult.__pydantic_post_init__ and not ExecutionResult.__pydantic_root_model__ and all(
+        f.alias is None and f.validation_alias is None and f.default_factory is None for f in ExecutionResult.model_fields.values())
+
+
 def _result_builder() -> Any:
     """``ExecutionResult.model_construct(**values)`` for ep4's own, already typed values, without
     pydantic's per-field walk (aliases, validation aliases, default factories): the result model
@@ -158,9 +165,7 @@ def _result_builder() -> Any:
     field order with the defaults filled in, its fields set, no extra, no private).
     tests/test_performance.py compares both on every kind of result."""
     fields = ExecutionResult.model_fields
-    simple = not ExecutionResult.__pydantic_post_init__ and not ExecutionResult.__pydantic_root_model__ and all(
-        f.alias is None and f.validation_alias is None and f.default_factory is None for f in fields.values())
-    if not simple:  # pragma: no cover - a model change that needs pydantic's own walk
+    if not _plain_result_model():  # pragma: no cover - a model change that needs pydantic's own walk
         return ExecutionResult.model_construct
     # the fields in model order, the defaults filled in, a required field marked: a copy updated with
     # the values keeps that order (an update does not move a key that is already there)
@@ -199,9 +204,7 @@ def _final_builder() -> Any:
     with ``ExecutionResult.model_construct`` of its fields."""
     fields = ExecutionResult.model_fields
     given = frozenset(_HEADER_KEYS) | {"result", "reason_code", "rule", "message", "gate_trace"}
-    simple = not ExecutionResult.__pydantic_post_init__ and not ExecutionResult.__pydantic_root_model__ and all(
-        f.alias is None and f.validation_alias is None and f.default_factory is None for f in fields.values())
-    if not simple or not given <= fields.keys() or not all(n in given for n, f in fields.items() if f.is_required()):
+    if not _plain_result_model() or not given <= fields.keys() or not all(n in given for n, f in fields.items() if f.is_required()):
         return None  # pragma: no cover - a model change: construct_result's way
     template = {n: None if f.is_required() else f.default for n, f in fields.items()}  # the required: all given
     count, base, new, setattr_ = len(template), set(given), object.__new__, object.__setattr__

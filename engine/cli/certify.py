@@ -776,9 +776,9 @@ def _leaves(value: Any, path: str = "", out: dict[str, str] | None = None) -> di
         for k in sorted(value):
             _leaves(value[k], f"{path}.{k}" if path else str(k), out)
     elif isinstance(value, list) and value and all(isinstance(x, dict) and isinstance(x.get("id"), str) for x in value):
-        for x in value:  # a list of gates: by id, so a moved or inserted gate is not every gate after it
+        for position, x in enumerate(value):  # a list of gates: by id, so a moved or inserted gate is not every gate after it
             _leaves({k: v for k, v in x.items() if k != "id"}, f"{path}[{x['id']}]", out)
-            out[f"{path}[{x['id']}].position"] = str([y["id"] for y in value].index(x["id"]))
+            out[f"{path}[{x['id']}].position"] = str(position)
     else:
         out[path] = canonical_json(value)
     return out

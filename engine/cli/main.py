@@ -467,13 +467,12 @@ def cmd_audit_repair(args: argparse.Namespace) -> int:
             ledger.close()
     if report is None:
         print(f"ok  {log}: the tail is sound; nothing to repair")
-        print(f"trading state {halted['state']} -> HALTED in {directory.resolve()} (only cancels go through); recorded in the audit log")
-        return 0
-    aside = f"; the {report.removed_bytes} damaged byte(s) are in {report.set_aside}" if report.set_aside else ""
-    print(f"repaired {log}: {report.kept} sound record(s) kept{aside}; repair recorded as seq {report.record['seq']}")
+    else:
+        aside = f"; the {report.removed_bytes} damaged byte(s) are in {report.set_aside}" if report.set_aside else ""
+        print(f"repaired {log}: {report.kept} sound record(s) kept{aside}; repair recorded as seq {report.record['seq']}")
     if halted is not None:
         print(f"trading state {halted['state']} -> HALTED in {directory.resolve()} (only cancels go through); recorded in the audit log")
-    if report.record["records_lost"]:
+    if report is not None and report.record["records_lost"]:
         print(f"WARNING: {report.record['records_lost']} record(s) the ledger had anchored were in the damaged part", file=sys.stderr)
     return 0
 
