@@ -197,3 +197,50 @@ def test_lines_read_backwards_are_the_lines_reversed() -> None:
         assert list(_lines_backwards(io.BytesIO(data), block)) == list(reversed(data.split(b"\n")))
 
     check()
+
+
+def test_space_is_reserved_beyond_the_end_and_nothing_of_it_is_read(tmp_path: Path, monkeypatch) -> None:
+    """Issue 6: appends land in space reserved ahead (fallocate, FALLOC_FL_KEEP_SIZE), so an fsync
+    need not commit new blocks; the file's size, its bytes and the chain are exactly the records."""
+    import os
+    import sys
+
+    import pytest
+
+    from engine import audit
+
+    if not sys.platform.startswith("linux") or not audit._libc_fallocate():
+        pytest.skip("no fallocate here: appends go on without a reserve")
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    if audit._fallocate is False:  # another test's file system refused it; this one may not
+        monkeypatch.setattr(audit, "_fallocate", None)
+    log.append({"trace_id": "t0", "execution_result": "NOOP"})
+    st = os.stat(path)
+    if audit._fallocate is False:
+        pytest.skip("this file system does not reserve space")
+    assert st.st_blocks * 512 >= audit._RESERVE_BYTES > st.st_size  # reserved, yet not part of the file
+    for i in range(1, 40):
+        log.append({"trace_id": f"t{i}", "pad": "x" * 40_000, "execution_result": "NOOP"})  # past the first reserve
+    data = path.read_bytes()
+    assert b"\0" not in data and len(data) == os.stat(path).st_size
+    assert os.stat(path).st_blocks * 512 >= os.stat(path).st_size + audit._RESERVE_LOW  # a new reserve was taken
+    assert [json.loads(x)["seq"] for x in data.splitlines()] == list(range(1, 41))
+    assert verify_log(path, None).ok
+
+
+def test_a_file_system_without_reserve_still_takes_every_append(tmp_path: Path, monkeypatch) -> None:
+    from engine import audit
+
+    calls = []
+
+    def refused(*args):
+        calls.append(args)
+        return -1  # EOPNOTSUPP
+
+    monkeypatch.setattr(audit, "_fallocate", refused)
+    log = AuditLog(tmp_path / "audit.jsonl")
+    for i in range(3):
+        log.append({"trace_id": f"t{i}", "execution_result": "NOOP"})
+    assert len(calls) == 1 and audit._fallocate is False  # tried once, then not again
+    assert verify_log(tmp_path / "audit.jsonl", None).records == 3
