@@ -23,7 +23,7 @@ from .audit import AuditLog, read_records
 from .ledger import Ledger
 from .models import ExecutionRecord
 from .numbers import loads
-from .verification import reply_json
+from .verification import reply_json_repeats
 
 __all__ = ["RecoveryNote", "reconcile", "recover_in_flight"]
 
@@ -112,13 +112,24 @@ def reconcile(
     the clock the queries are signed with (default: this host's clock)."""
     clock = now_ms or (lambda: int(time.time() * 1000))
     notes = recover_in_flight(ledger, audit)
-    for row in ledger.in_doubt_rows():
+    rows = ledger.in_doubt_rows()
+    for index, row in enumerate(rows):
         now = clock()
         params = [("symbol", row["symbol"]), ("origClientOrderId", row["client_order_id"]),
                   ("recvWindow", str(recv_window_ms)), ("timestamp", str(now))]
         reply = client.get_signed("/fapi/v1/order", params)
-        body = reply_json(reply.body) if reply.outcome == "response" else None
-        if reply.outcome == "response" and reply.http_status == 200 and isinstance(body, dict) and isinstance(body.get("status"), str):
+        body, repeated = reply_json_repeats(reply.body) if reply.outcome == "response" else (None, [])
+        back_off = reply.outcome == "response" and reply.http_status in (429, 418)
+        if back_off:  # facts file §4: 429 "Back off."; 418: banned for going on after 429s
+            finding = "UNKNOWN"
+            left = len(rows) - index - 1
+            detail = (f"HTTP {reply.http_status}: the exchange asked to back off, so nothing more was asked"
+                      + (f" ({left} more order(s) in doubt not queried; run `ep4 reconcile` again later)" if left else "")
+                      + "; still in doubt")
+        elif repeated:  # a reply that says a field twice does not say which it meant: it settles nothing
+            finding = "UNKNOWN"
+            detail = f"the reply repeats {', '.join(repeated[:5])}: it does not settle this order; still in doubt"
+        elif reply.outcome == "response" and reply.http_status == 200 and isinstance(body, dict) and isinstance(body.get("status"), str):
             if body.get("clientOrderId") == row["client_order_id"] and body.get("symbol") == row["symbol"]:
                 finding = body["status"]
                 detail = f"the exchange holds the order as {finding} (executedQty {body.get('executedQty')})"
@@ -150,4 +161,6 @@ def reconcile(
         if finding != "UNKNOWN":
             ledger.mark_reconciled(row["decision_id"], row["action_id"], finding)
         notes.append(RecoveryNote(row["decision_id"], row["action_id"], row["trace_id"], finding, detail))
+        if back_off:
+            break
     return notes

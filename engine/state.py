@@ -28,11 +28,22 @@ def arms_cooldown(
     """Spec §6.3: a FAILED_SAFE starts the enforced cooldown when its rule is one the bundle lists in
     ``postFailure.cooldownArmedBy`` (default: every rule, as the spec reads) and no cooldown is
     already running: a refusal during a cooldown never moves its end, or a host that keeps asking
-    would extend it for ever (pure: decided from the state view the decision was evaluated with)."""
+    would extend it for ever (pure: decided from the state view the decision was evaluated with).
+
+    A failure of Rules 5-6 (an exchange call that failed, or whose outcome is unknown, or the
+    write-ahead that could not be made) starts a new cooldown even during one: the calls a cooldown
+    lets through (cancels, reduce-only orders; gates/temporal.yaml) can fail too, and an order left in
+    doubt then is as much a reason to wait as the first one was. Asking again cannot produce such a
+    failure; only the exchange or the disk can."""
     if result != "FAILED_SAFE" or rule not in armed_by or reason_code in _NEVER_ARM:
         return False
+    if rule in _CALL_RULES:
+        return True
     running = state.last_failed_safe_ms is not None and timestamp - state.last_failed_safe_ms < cooldown_ms
     return not running
+
+
+_CALL_RULES = frozenset({5, 6})
 
 
 @dataclass

@@ -14,10 +14,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from .models import ExecutionResult
-from .numbers import DecimalParseError, loads, parse_decimal
+from .numbers import DecimalParseError, duplicate_keys, loads, parse_decimal, repeats_seen
 from .order import OrderRequest
 
-__all__ = ["BACK_OFF_CODES", "ExchangeReplyData", "reply_json", "verify_ack"]
+__all__ = ["BACK_OFF_CODES", "ExchangeReplyData", "reply_json", "reply_json_repeats", "verify_ack"]
 
 KNOWN_STATUSES = {"NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH"}
 _SUCCESS = {"NEW": "ORDER_ACCEPTED", "PARTIALLY_FILLED": "ORDER_PARTIALLY_FILLED", "FILLED": "ORDER_FILLED"}
@@ -59,6 +59,16 @@ def reply_json(body: str | None) -> Any:
         return loads(body)
     except (ValueError, RecursionError):
         return None
+
+
+def reply_json_repeats(body: str | None) -> tuple[Any, list[str]]:
+    """:func:`reply_json`, and the keys the reply repeats (dotted paths; none for most replies: the
+    body is walked only when the parse saw a repeated key). A reply that says ``status`` twice does
+    not say which it meant: Rule 6 and `ep4 reconcile` take nothing from it (spec Rule 6: ambiguous
+    -> FAILED_SAFE), as Rule 2 refuses a decision that repeats a key."""
+    before = repeats_seen()
+    parsed = reply_json(body)
+    return parsed, (duplicate_keys(parsed) if repeats_seen() != before else [])
 
 
 def _code(value: Any) -> int | None:
@@ -128,15 +138,18 @@ def verify_ack(
     if reply.outcome == "no_response":
         return failed("EXCHANGE_NO_ACK", f"the connection closed without a response; the outcome is unknown ({reply.error})")
 
-    status, body = reply.http_status or 0, reply_json(reply.body)
+    status, (body, repeated) = reply.http_status or 0, reply_json_repeats(reply.body)
     code = _code(body.get("code")) if isinstance(body, dict) else None
     msg = body.get("msg") if isinstance(body, dict) else None
     if status == 429:
         return failed("EXCHANGE_RATE_LIMITED", f"HTTP 429 rate limit ({code}: {msg})")
     if status == 418:
         return failed("EXCHANGE_IP_BANNED", f"HTTP 418 IP banned ({code}: {msg})")
-    if status >= 500 or status == 408 or code in _UNKNOWN_CODES:
+    if status >= 500 or status == 408 or (code in _UNKNOWN_CODES and not repeated):
         return failed("EXCHANGE_STATUS_UNKNOWN", f"HTTP {status}: execution status unknown ({msg or 'no message'})")
+    if repeated:  # which of the repeated values the exchange meant is unknown: neither settles anything
+        return failed("ACK_MALFORMED", f"HTTP {status}: the reply repeats {', '.join(repeated[:5])}"
+                      f"{' (and more)' if len(repeated) > 5 else ''}: which value the exchange meant is unknown")
     if status != 200 and code == _DUPLICATE_CLIENT_ORDER_ID and request.path == "/fapi/v1/order" and request.client_order_id:
         return result(
             "NOOP", "DUPLICATE_EXECUTION",
@@ -174,6 +187,10 @@ def verify_ack(
     executed = _dec(body.get("executedQty"))
     if executed is None or executed < 0 or executed > Decimal(params["quantity"]):
         return failed("ACK_MISMATCH", f"executedQty {body.get('executedQty')!r} is not between 0 and origQty {params['quantity']}")
+    contradiction = _status_contradiction(order_status, executed, Decimal(params["quantity"]))
+    if contradiction:
+        return failed("ACK_MISMATCH", f"the ack's status {order_status} contradicts its executedQty {body.get('executedQty')} "
+                      f"of origQty {params['quantity']} ({contradiction}): what was executed is unknown")
     if order_status in _SUCCESS:
         return result("SUCCESS", _SUCCESS[order_status], f"order {order_status}: executedQty {body.get('executedQty')}")
     if order_status == "EXPIRED" and params.get("timeInForce") == "IOC":
@@ -182,3 +199,15 @@ def verify_ack(
         return failed("ORDER_NOT_ACCEPTED", f"the exchange acknowledged the order as {order_status} after executedQty "
                       f"{body.get('executedQty')} of {params['quantity']} filled: the position changed by that much")
     return failed("ORDER_NOT_ACCEPTED", f"the exchange acknowledged the order as {order_status}")
+
+
+def _status_contradiction(status: str, executed: Decimal, quantity: Decimal) -> str | None:
+    """What an order status says of its executed quantity, where the ack says otherwise (Binance: NEW
+    has filled nothing, PARTIALLY_FILLED some but not all, FILLED all of it); None when they agree."""
+    if status == "NEW" and executed != 0:
+        return "a NEW order has filled nothing"
+    if status == "PARTIALLY_FILLED" and not 0 < executed < quantity:
+        return "a PARTIALLY_FILLED order has filled some but not all"
+    if status == "FILLED" and executed != quantity:
+        return "a FILLED order has filled all of it"
+    return None

@@ -1229,3 +1229,83 @@ def test_replay_says_when_the_chain_is_broken(tmp_path: Path, capsys) -> None:
     (tmp_path / "garbage.jsonl").write_text("garbage\n")
     assert main(["replay", str(tmp_path / "garbage.jsonl"), "--state-dir", str(state)]) == 1
     assert "0 record(s) replayed" in capsys.readouterr().err
+
+
+def _in_doubt_rows(rig: Rig, n: int) -> list[dict]:
+    """``n`` orders in doubt (each lost before sending), each after the cooldown the one before armed."""
+    for i in range(n):
+        rig.now += 400_000
+        _lost_before_sending(rig, f"d-doubt-{i}")
+    rows = rig.ledger.in_doubt_rows()
+    assert len(rows) == n
+    return rows
+
+
+@pytest.mark.parametrize("status,body", [(429, {"code": -1003, "msg": "Too many requests; current limit is 2400 requests per minute."}),
+                                         (418, {"code": -1003, "msg": "Way too many requests; IP banned until 1764029000000."})])
+def test_reconcile_stops_asking_when_the_exchange_says_back_off(rig: Rig, status: int, body: dict) -> None:
+    """Facts file §4: 429 "Back off."; 418: banned for going on after 429s (bans escalate up to 3 days).
+    Reconcile sent one GET per order in doubt whatever the answer: 4 GETs after a 429 (review
+    2026-11-28). Now the first back-off ends it; the orders stay in doubt and the note says so."""
+    from engine.recovery import reconcile
+    from exchange.client import ExchangeReply
+
+    _in_doubt_rows(rig, 3)
+    sent = []
+
+    class BackOff:
+        def get_signed(self, path, params):
+            sent.append(params)
+            return ExchangeReply("response", status, json.dumps(body), None, {})
+
+    notes = reconcile(rig.ledger, rig.audit, BackOff(), recv_window_ms=5000, now_ms=lambda: rig.now)
+    assert len(sent) == 1
+    assert [n.finding for n in notes] == ["UNKNOWN"] and "back off" in notes[0].detail and "2 more" in notes[0].detail
+    assert len(rig.ledger.in_doubt_rows()) == 3
+    records = [json.loads(x) for x in rig.audit.path.read_text().splitlines()]
+    assert records[-1]["kind"] == "reconcile" and records[-1]["finding"] == "UNKNOWN"
+    # later, the exchange answering again: every order is asked about
+    assert [n.finding for n in reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=lambda: rig.now)] == ["NOT_FOUND"] * 3
+
+
+def test_reconcile_takes_nothing_from_a_reply_that_repeats_a_key(rig: Rig) -> None:
+    """{"status":"NEW",...,"status":"FILLED"}: json keeps the last, which the exchange may not have meant."""
+    from engine.recovery import reconcile
+    from exchange.client import ExchangeReply
+
+    row = _in_doubt_rows(rig, 1)[0]
+
+    class Twice:
+        def get_signed(self, path, params):
+            text = json.dumps({"clientOrderId": row["client_order_id"], "symbol": row["symbol"], "status": "NEW", "executedQty": "0"})
+            return ExchangeReply("response", 200, text[:-1] + ', "status": "CANCELED"}', None, {})
+
+    notes = reconcile(rig.ledger, rig.audit, Twice(), recv_window_ms=5000, now_ms=lambda: rig.now)
+    assert [n.finding for n in notes] == ["UNKNOWN"] and "repeats status" in notes[0].detail
+    assert len(rig.ledger.in_doubt_rows()) == 1
+
+
+def test_a_call_that_fails_during_a_cooldown_starts_a_new_one(rig: Rig) -> None:
+    """Spec §6.3: after FAILED_SAFE, an enforced cooldown. A cooldown lets cancels and reduce-only
+    orders through (gates/temporal.yaml); when such a call's outcome was unknown too, no new cooldown
+    started, and a fresh open went out 1.5 s after it while two orders were in doubt (review
+    2026-11-28). A refusal during a cooldown still does not extend it."""
+    from exchange.paper import FaultKind
+
+    cooldown = rig.bundle.cooldown_ms
+    res, _ = rig.run(OPEN("0.010"))
+    assert res.result == "SUCCESS"
+    rig.paper.inject(FaultKind.HTTP_503_UNKNOWN)
+    first, _ = rig.run(OPEN("0.010"), advance_s=5)
+    assert (first.result, first.reason_code) == ("FAILED_SAFE", "EXCHANGE_STATUS_UNKNOWN")
+    refused, _ = rig.run(OPEN("0.001"), advance_s=5)
+    assert refused.reason_code == "COOLDOWN_ACTIVE"  # a refusal: does not move the end
+    rig.now = first.timestamp + cooldown - 3_000
+    rig.paper.inject(FaultKind.HTTP_503_UNKNOWN)
+    close, _ = rig.run({"type": "ACTION_CLOSE_POSITION", "symbol": "BTCUSDT", "quantity": "0.005", "order_type": "MARKET", "reduce_only": True}, advance_s=1)
+    assert (close.result, close.reason_code) == ("FAILED_SAFE", "EXCHANGE_STATUS_UNKNOWN")
+    rig.now = first.timestamp + cooldown + 500  # the first cooldown is over; the second is not
+    fresh, _ = rig.run(OPEN("0.001"), advance_s=0)
+    assert (fresh.result, fresh.reason_code) == ("FAILED_SAFE", "COOLDOWN_ACTIVE")
+    rig.now = close.timestamp + cooldown + 500
+    assert rig.run(OPEN("0.001"), advance_s=0)[0].result == "SUCCESS"

@@ -43,9 +43,12 @@ def ok(body, status=200):
     return ExchangeReplyData(outcome="response", http_status=status, body=json.dumps(body))
 
 
-@pytest.mark.parametrize("status,code", [("NEW", "ORDER_ACCEPTED"), ("FILLED", "ORDER_FILLED"), ("PARTIALLY_FILLED", "ORDER_PARTIALLY_FILLED")])
-def test_matching_ack_is_success(status, code) -> None:
-    res = verify(ok(ack(status=status)))
+@pytest.mark.parametrize("status,executed,code", [
+    ("NEW", "0", "ORDER_ACCEPTED"), ("FILLED", "0.010", "ORDER_FILLED"), ("FILLED", "0.01", "ORDER_FILLED"),
+    ("PARTIALLY_FILLED", "0.004", "ORDER_PARTIALLY_FILLED"), ("PARTIALLY_FILLED", "0.009", "ORDER_PARTIALLY_FILLED"),
+])
+def test_matching_ack_is_success(status, executed, code) -> None:
+    res = verify(ok(ack(status=status, executedQty=executed)))
     assert (res.result, res.reason_code, res.rule) == ("SUCCESS", code, 6)
     assert json.loads(res.exchange_response["body"])["status"] == status
 
@@ -183,3 +186,38 @@ def test_a_duplicated_client_order_id_reply_is_a_duplicate_execution() -> None:
     res = verify(ExchangeReplyData(outcome="response", http_status=400, body='{"code":-4116,"msg":"clientOrderId is duplicated"}'))
     assert (res.result, res.reason_code, res.rule) == ("NOOP", "DUPLICATE_EXECUTION", None)
     assert res.order is not None and json.loads(res.exchange_response["body"])["code"] == -4116
+
+
+@pytest.mark.parametrize("status,executed", [
+    ("FILLED", "0"), ("FILLED", "0.005"), ("NEW", "0.010"), ("NEW", "0.001"),
+    ("PARTIALLY_FILLED", "0"), ("PARTIALLY_FILLED", "0.010"),
+])
+def test_a_status_that_contradicts_executed_qty_is_in_doubt(status, executed) -> None:
+    """Rule 6 "if ambiguous -> FAILED_SAFE": a FILLED ack that filled nothing (or a part), a NEW one that
+    filled something, a PARTIALLY_FILLED one that filled nothing or everything does not say what the
+    position became; it was SUCCESS before (review 2026-11-28)."""
+    res = verify(ok(ack(status=status, executedQty=executed)))
+    assert (res.result, res.reason_code, res.rule) == ("FAILED_SAFE", "ACK_MISMATCH", 6)
+    assert status in res.message and executed in res.message
+
+
+@pytest.mark.parametrize("text", [
+    '"status":"REJECTED","executedQty":"0","status":"FILLED","executedQty":"0.010"',
+    '"status":"FILLED","executedQty":"0.010","executedQty":"0.010"',
+])
+def test_an_ack_that_repeats_a_key_settles_nothing(text) -> None:
+    """A reply that says ``status`` twice does not say which it meant (json keeps the last): it was
+    read as the last value, SUCCESS ORDER_FILLED (review 2026-11-28)."""
+    body = {k: v for k, v in ack().items() if k not in ("status", "executedQty")}
+    raw = json.dumps(body)[:-1] + "," + text + "}"
+    res = verify(ExchangeReplyData(outcome="response", http_status=200, body=raw))
+    assert (res.result, res.reason_code, res.rule) == ("FAILED_SAFE", "ACK_MALFORMED", 6)
+    assert "repeats" in res.message and ("status" in res.message or "executedQty" in res.message)
+
+
+def test_an_error_reply_that_repeats_its_code_is_not_read_as_either() -> None:
+    """{"code": -4116, ..., "code": -2010}: neither the duplicate (NOOP) nor the rejection is known."""
+    raw = '{"code":-4116,"msg":"ClientOrderId is duplicated.","code":-2010}'
+    res = verify(ExchangeReplyData(outcome="response", http_status=400, body=raw))
+    assert (res.result, res.reason_code) == ("FAILED_SAFE", "ACK_MALFORMED")
+    assert verify(ExchangeReplyData(outcome="response", http_status=503, body=raw)).reason_code == "EXCHANGE_STATUS_UNKNOWN"
