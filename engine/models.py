@@ -163,6 +163,17 @@ class ClosePositionAction(_Frozen):
             raise _field_error("INVALID_QUANTITY", "quantity must be > 0, or null for a full close")
         return v
 
+    @field_validator("reduce_only", mode="before")
+    @classmethod
+    def _true_itself(cls, v: Any) -> Any:
+        # Literal[True] alone takes 1 and 1.0 (they equal True), even in strict mode: the spec's field
+        # is a boolean, so only the JSON value true is one (the open action's strict bool refuses 0 / 1)
+        if type(v) is not bool:
+            kind = ("null" if v is None else "a string" if isinstance(v, str) else "an object" if isinstance(v, dict)
+                    else "an array" if isinstance(v, (list, tuple)) else "a number")
+            raise _field_error("INVALID_REDUCE_ONLY", f"reduce_only must be the boolean true, got {kind}")
+        return v
+
 
 class AdjustPositionAction(_Frozen):
     """ACTION_ADJUST_POSITION (spec §3.2): positive delta increases, negative decreases; never 0."""

@@ -313,3 +313,16 @@ def test_a_cancel_across_all_symbols_is_refused_by_the_engine_under_a_bundle_wit
         assert (ev.result.result, ev.result.reason_code, ev.result.rule) == ("FAILED_SAFE", "CANCEL_ACROSS_SYMBOLS_NOT_ONE_CALL", 4)
     ev = evaluate(json.dumps(cancel), ctx(), config())  # the default bundle's gate answers first
     assert (ev.result.result, ev.result.reason_code) == ("FAILED_SAFE", "CANCEL_ALL_SYMBOLS_UNSUPPORTED")
+
+
+@pytest.mark.parametrize("value", ["1", "1.0", "1e0", '"true"', "null", "[true]", "0", "false"])
+def test_a_close_whose_reduce_only_is_not_the_boolean_true_is_rejected(value: str) -> None:
+    """Spec §3.2 ClosePositionAction ``reduce_only: True``; Rule 2: an invalid schema is REJECTED.
+    ``Literal[True]`` took 1, 1.0 and 1e0 (they equal True), and the order was sent with
+    reduceOnly=true (review 2026-11-28); the open action's strict bool already refused 0 and 1."""
+    close = {"type": "ACTION_CLOSE_POSITION", "action_id": "a-1", "symbol": "BTCUSDT", "quantity": "0.005", "order_type": "MARKET",
+             "reduce_only": True}
+    text = json.dumps({"decision_id": "d-1", "decision_code": "AUTHORIZED_ACTION", "action": close}).replace('"reduce_only": true', f'"reduce_only": {value}')
+    res = evaluate(text, ctx(), config()).result
+    assert (res.result, res.reason_code, res.rule) == ("REJECTED", "INVALID_REDUCE_ONLY", 2)
+    assert evaluate(json.dumps({"decision_id": "d-1", "decision_code": "AUTHORIZED_ACTION", "action": close}), ctx(), config()).result.reason_code == "DRY_RUN"

@@ -263,7 +263,7 @@ class PaperExchange:
         response_type = params.get("newOrderRespType", "ACK")
         if response_type not in ("ACK", "RESULT"):
             raise reject(-1136)
-        accepted, final = orders.place_order(self._account, rules, params, now)
+        accepted, final = orders.place_order(self._account, rules, params, now, self._brackets.max_notional)
         return order_view(final if response_type == "RESULT" else accepted)
 
     def _cancel_order(self, params: Params, now: int) -> Any:

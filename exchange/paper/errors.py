@@ -26,6 +26,7 @@ MESSAGES: dict[int, str] = {
     -2015: "Invalid API-key, IP, or permissions for action.",
     -2019: "Margin is insufficient.",
     -2025: "Reach max open order limit.",
+    -2027: "Exceeded the maximum allowable position at current leverage.",
     -2022: "ReduceOnly Order is rejected.",
     -4001: "Price less than 0.",
     -4002: "Price greater than max price.",

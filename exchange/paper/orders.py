@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import Callable
 from decimal import Decimal
 
 from exchange.paper.decimals import DIVISION, ZERO, param_decimal
@@ -41,8 +42,12 @@ _STP_MODES = frozenset({"NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"})
 _UNSUPPORTED = ("stopPrice", "activationPrice", "callbackRate", "closePosition", "priceMatch", "goodTillDate")
 
 
-def place_order(account: Account, rules: SymbolRules, params: Params, now: int) -> tuple[Order, Order]:
-    """Validate and execute a new order. Returns (the order as accepted, the order after matching)."""
+def place_order(
+    account: Account, rules: SymbolRules, params: Params, now: int, max_notional: Callable[[str, int], Decimal] | None = None,
+) -> tuple[Order, Order]:
+    """Validate and execute a new order. Returns (the order as accepted, the order after matching).
+    ``max_notional(symbol, leverage)``: the leverage brackets' cap on a position's notional at that
+    leverage (0 when the symbol has no brackets: not checked)."""
     order = _read_new_order(account, rules, params, now)
     mark = account.mark_prices[rules.symbol]
     qty = Decimal(order.orig_qty)
@@ -56,6 +61,15 @@ def place_order(account: Account, rules: SymbolRules, params: Params, now: int) 
         initial_margin = DIVISION.divide(opening_notional, account.leverage[rules.symbol])
         if initial_margin > available_balance(account):
             raise reject(-2019)
+        # -2027 MAX_LEVERAGE_RATIO (facts file §4: "position too big for current leverage"): the position
+        # this order leaves, at the order's price, above what the bracket of the current leverage allows
+        cap = max_notional(rules.symbol, account.leverage[rules.symbol]) if max_notional is not None else ZERO
+        if cap > 0:
+            held = account.position(order.symbol, order.position_side).amount
+            closing = closable_qty(account, order.symbol, order.side, order.position_side)
+            after = opening_qty(account, order, qty) + (abs(held) if closing == 0 else ZERO)
+            if after * price > cap:
+                raise reject(-2027)
     _match_new(account, order, mark, now)
     account.next_order_id += 1
     account.orders[order.order_id] = order
@@ -94,8 +108,9 @@ def _read_new_order(account: Account, rules: SymbolRules, params: Params, now: i
         price_text = params.require("price")
         price = param_decimal("price", price_text)
     else:
-        if "price" in params:
-            raise not_required("price")
+        for name in ("price", "timeInForce"):  # Binance: -1106 "Parameter 'timeInForce' sent when not required."
+            if name in params:
+                raise not_required(name)
         time_in_force, price_text, price = "GTC", "0", None
 
     if rules.status != "TRADING":

@@ -317,7 +317,8 @@ def test_clock_none_follows_the_request_timestamp() -> None:
         ({"quantity": "0"}, -4003),
         ({"quantity": "0.005"}, -4004),
         ({"quantity": "100.5"}, -4005),
-        ({"type": "MARKET", "quantity": "10.5", "price": None}, -4005),  # MARKET_LOT_SIZE maxQty 10
+        ({"type": "MARKET", "quantity": "10.5", "price": None, "timeInForce": None}, -4005),  # MARKET_LOT_SIZE maxQty 10
+        ({"type": "MARKET", "price": None}, -1106),  # timeInForce with a MARKET order: "sent when not required"
         ({"quantity": "0.012"}, -4023),
         ({"quantity": "0.0105"}, -1111),
         ({"quantity": "1e-2"}, -1100),
@@ -850,3 +851,23 @@ def test_query_order_forgets_old_unfilled_cancels_and_every_order_past_90_days()
         assert at(T0 + 3 * day + 1, "f-1") == "FILLED" and at(T0 + 3 * day + 1, "o-1") == "NEW"
         assert at(T0 + 90 * day, "f-1") == "FILLED"
         assert at(T0 + 90 * day + 1, "f-1") == (400, -2013) and at(T0 + 90 * day + 1, "o-1") == (400, -2013)
+
+
+def test_a_position_above_the_brackets_cap_at_its_leverage_is_refused_2027() -> None:
+    """Facts file §4: -2027 MAX_LEVERAGE_RATIO, "position too big for current leverage" (each bracket
+    caps the notional allowed at a leverage). At 125x BTCUSDT's cap is 50,000: 6 BTC at 9,000 was
+    filled and reported with maxNotionalValue 50000 (review 2026-11-28)."""
+    venue = in_process(make_exchange(initial_balance="100000", leverage={"BTCUSDT": 125}))
+    with venue.client:
+        market = {"type": "MARKET", "side": "BUY"}
+        assert error(venue.order(quantity="1", **market)) == (400, -2027)  # 64,000 > 50,000
+        assert venue.order(quantity="0.5", newClientOrderId="a", **market).status_code == 200  # 32,000
+        refused = venue.order(quantity="0.5", **market)  # 64,000 in all
+        assert error(refused) == (400, -2027)
+        assert refused.json()["msg"] == "Exceeded the maximum allowable position at current leverage."
+        assert venue.order(quantity="0.2", side="SELL", type="MARKET").status_code == 200  # reducing is never refused so
+        assert venue.order(quantity="0.9", side="SELL", type="MARKET").status_code == 200  # a flip to -0.6: 38,400
+        assert error(venue.order(quantity="0.3", side="SELL", type="MARKET")) == (400, -2027)  # -0.9: 57,600
+    venue = in_process(make_exchange(initial_balance="100000", leverage={"BTCUSDT": 100}))
+    with venue.client:
+        assert venue.order(quantity="1", type="MARKET", side="BUY").status_code == 200  # 600,000 at 100x
