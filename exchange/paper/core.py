@@ -13,7 +13,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ class _Route:
     handler: Callable[[PaperExchange, Params, int], Any]
     signed: bool
     trade: bool = False
+    weight: int = 1  # IP weight (facts file §2); a new order weighs 0 there and counts as an order
+    weight_without_symbol: int | None = None  # openOrders 40, premiumIndex 10 without a symbol
 
 
 class PaperExchange:
@@ -100,6 +102,9 @@ class PaperExchange:
         self._clock = clock
         self._faults = FaultQueue()
         self._lock = threading.RLock()
+        # the rate-limit counters Binance reports in headers (facts file §3): per-IP weight per minute, new
+        # orders per 10 s and per minute, each a fixed window [start, used]; reported, not enforced
+        self._used: dict[str, list[int]] = {}
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -158,8 +163,35 @@ class PaperExchange:
                 result = self._dispatch(route, query, body, headers)
             if fault is None:
                 assert result is not None
-                return result
+                return self._with_usage(route, method, path, query, result)
             return fault.respond(result, path=path, now=self._now())
+
+    # Binance's rate-limit headers (facts file §3 "Rate limits"); the windows are fixed ones
+    _WINDOWS = {"X-MBX-USED-WEIGHT-1M": 60_000, "X-MBX-ORDER-COUNT-10S": 10_000, "X-MBX-ORDER-COUNT-1M": 60_000}
+
+    def _count(self, header: str, now: int, amount: int) -> int:
+        window = self._WINDOWS[header]
+        start = now - now % window
+        used = self._used.setdefault(header, [start, 0])
+        if used[0] != start:
+            used[:] = [start, 0]
+        used[1] += amount
+        return used[1]
+
+    def _with_usage(self, route: _Route, method: str, path: str, query: str, result: PaperResponse) -> PaperResponse:
+        """The response with ``X-MBX-USED-WEIGHT-1M`` (every request), and ``X-MBX-ORDER-COUNT-10S`` /
+        ``-1M`` on new-order responses (an accepted order counts one; Binance does not promise them on
+        rejected orders, which count none here)."""
+        now = self._now()
+        weight = route.weight
+        if route.weight_without_symbol is not None and "&symbol=" not in f"&{query}":
+            weight = route.weight_without_symbol
+        headers = {"X-MBX-USED-WEIGHT-1M": str(self._count("X-MBX-USED-WEIGHT-1M", now, weight))}
+        if (method, path) == ("POST", "/fapi/v1/order"):
+            placed = 1 if result.status == 200 else 0
+            for name in ("X-MBX-ORDER-COUNT-10S", "X-MBX-ORDER-COUNT-1M"):
+                headers[name] = str(self._count(name, now, placed))
+        return replace(result, headers={**result.headers, **headers})
 
     def _dispatch(self, route: _Route, query: str, body: bytes, headers: Mapping[str, str]) -> PaperResponse:
         body_text = body.decode("utf-8", "replace")
@@ -321,18 +353,18 @@ class PaperExchange:
         return {}
 
 
-_ROUTES: dict[tuple[str, str], _Route] = {
+_ROUTES: dict[tuple[str, str], _Route] = {  # weights: facts file §2
     ("GET", "/fapi/v1/ping"): _Route(PaperExchange._ping, signed=False),
     ("GET", "/fapi/v1/time"): _Route(PaperExchange._time, signed=False),
     ("GET", "/fapi/v1/exchangeInfo"): _Route(PaperExchange._exchange_info_view, signed=False),
-    ("GET", "/fapi/v1/premiumIndex"): _Route(PaperExchange._premium_index, signed=False),
-    ("POST", "/fapi/v1/order"): _Route(PaperExchange._new_order, signed=True, trade=True),
+    ("GET", "/fapi/v1/premiumIndex"): _Route(PaperExchange._premium_index, signed=False, weight_without_symbol=10),
+    ("POST", "/fapi/v1/order"): _Route(PaperExchange._new_order, signed=True, trade=True, weight=0),
     ("DELETE", "/fapi/v1/order"): _Route(PaperExchange._cancel_order, signed=True, trade=True),
     ("DELETE", "/fapi/v1/allOpenOrders"): _Route(PaperExchange._cancel_all, signed=True, trade=True),
     ("GET", "/fapi/v1/order"): _Route(PaperExchange._query_order, signed=True),
-    ("GET", "/fapi/v1/openOrders"): _Route(PaperExchange._open_orders, signed=True),
-    ("GET", "/fapi/v2/account"): _Route(PaperExchange._account_info, signed=True),
-    ("GET", "/fapi/v2/positionRisk"): _Route(PaperExchange._position_risk, signed=True),
+    ("GET", "/fapi/v1/openOrders"): _Route(PaperExchange._open_orders, signed=True, weight_without_symbol=40),
+    ("GET", "/fapi/v2/account"): _Route(PaperExchange._account_info, signed=True, weight=5),
+    ("GET", "/fapi/v2/positionRisk"): _Route(PaperExchange._position_risk, signed=True, weight=5),
     ("GET", "/fapi/v1/leverageBracket"): _Route(PaperExchange._leverage_bracket, signed=True),
-    ("GET", "/fapi/v1/positionSide/dual"): _Route(PaperExchange._dual_side, signed=True),
+    ("GET", "/fapi/v1/positionSide/dual"): _Route(PaperExchange._dual_side, signed=True, weight=30),
 }

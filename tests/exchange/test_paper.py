@@ -871,3 +871,28 @@ def test_a_position_above_the_brackets_cap_at_its_leverage_is_refused_2027() -> 
     venue = in_process(make_exchange(initial_balance="100000", leverage={"BTCUSDT": 100}))
     with venue.client:
         assert venue.order(quantity="1", type="MARKET", side="BUY").status_code == 200  # 600,000 at 100x
+
+
+def test_responses_carry_binances_rate_limit_headers() -> None:
+    """Facts file §3: ``X-MBX-USED-WEIGHT-(n)(unit)`` (per-IP weight) on responses and
+    ``X-MBX-ORDER-COUNT-(n)(unit)`` on orders; weights per endpoint from §2 (a new order weighs 0 and
+    counts one order; openOrders without a symbol 40). The windows are fixed: a new minute starts at 0.
+    The paper exchange sent only content-type (review 2026-11-28)."""
+    now = {"ms": T0 - T0 % 60_000 + 1_000}
+    venue = in_process(make_exchange(clock=lambda: now["ms"]))
+    with venue.client:
+        t = now["ms"]
+        first = venue.signed("GET", "/fapi/v2/account", timestamp=t)
+        assert first.headers["x-mbx-used-weight-1m"] == "5"
+        placed = venue.signed("POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"}, timestamp=t)
+        assert placed.status_code == 200
+        assert (placed.headers["x-mbx-used-weight-1m"], placed.headers["x-mbx-order-count-10s"], placed.headers["x-mbx-order-count-1m"]) == ("5", "1", "1")
+        refused = venue.signed("POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "-1"}, timestamp=t)
+        assert refused.status_code == 400 and refused.headers["x-mbx-order-count-1m"] == "1"  # a refused order counts none
+        assert venue.signed("GET", "/fapi/v1/openOrders", timestamp=t).headers["x-mbx-used-weight-1m"] == "45"
+        assert venue.signed("GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"}, timestamp=t).headers["x-mbx-used-weight-1m"] == "46"
+        now["ms"] += 10_000  # a new 10-second window, the same minute
+        again = venue.signed("POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"}, timestamp=now["ms"])
+        assert (again.headers["x-mbx-order-count-10s"], again.headers["x-mbx-order-count-1m"]) == ("1", "2")
+        now["ms"] += 60_000  # a new minute
+        assert venue.signed("GET", "/fapi/v1/time", timestamp=now["ms"]).headers["x-mbx-used-weight-1m"] == "1"
