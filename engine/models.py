@@ -77,19 +77,53 @@ MAX_MARKETS = 200
 MAX_TIMESTAMP_MS = 10**14  # year 5138: far beyond any real clock, and cheap to check
 
 
+def _whole(value: Any) -> int | None:
+    """The integer a JSON integer, or a decimal number or decimal string without a fraction, stands for
+    ("5", 5.0, "1764028800000": ARCHITECTURE "numbers may be JSON numbers or decimal strings"); None
+    for anything else (a bool, a fraction, text that is no decimal). The exponent is checked before any
+    conversion: int(Decimal("1e9999999")) alone takes minutes."""
+    if type(value) is int:
+        return value
+    if isinstance(value, (str, Decimal)) and not isinstance(value, bool):
+        try:
+            number = parse_decimal(value)
+        except DecimalParseError:
+            return None
+        if number.is_finite() and abs(number.adjusted()) <= 15 and number == number.to_integral_value():
+            return int(number)
+    return None
+
+
 def _int_ms(value: Any) -> int:
-    """Integer milliseconds since the Unix epoch, 0 <= t < 10^14 (checked before any conversion:
-    int(Decimal("1e9999999")) alone takes minutes)."""
-    if isinstance(value, Decimal) and value.is_finite() and abs(value.adjusted()) <= 15 and value == value.to_integral_value():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
+    """Integer milliseconds since the Unix epoch, 0 <= t < 10^14 (:func:`_whole`)."""
+    value = _whole(value)
+    if value is None:
         raise PydanticCustomError("int_ms", "invalid timestamp: expected integer milliseconds since the Unix epoch")
     if not 0 <= value < MAX_TIMESTAMP_MS:
         raise PydanticCustomError("int_ms", "invalid timestamp: {value} is outside 0 .. 10^14 ms", {"value": value})
     return value
 
 
-Millis = Annotated[int, PlainValidator(_int_ms), WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP_MS - 1})]
+Millis = Annotated[int, PlainValidator(_int_ms), WithJsonSchema({
+    "anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP_MS - 1}, {"type": "string", "pattern": r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"}],
+    "description": "integer milliseconds since the Unix epoch (UTC): a JSON integer, or a decimal number or string without a fraction",
+})]
+
+
+def _leverage(value: Any) -> int:
+    """A position's leverage, a whole number 1..125 (Binance's positionRisk sends it as text: "5")."""
+    number = _whole(value)
+    if number is None:
+        raise PydanticCustomError("leverage", "invalid leverage: expected a whole number from 1 to 125")
+    if not 1 <= number <= 125:
+        raise PydanticCustomError("leverage", "invalid leverage: {value} is outside 1 .. 125", {"value": number})
+    return number
+
+
+Leverage = Annotated[int, PlainValidator(_leverage), WithJsonSchema({
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": 125}, {"type": "string", "pattern": r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"}],
+    "description": "a whole number from 1 to 125: a JSON integer, or a decimal number or string without a fraction",
+})]
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,32}$", description="exchange symbol, e.g. BTCUSDT")]
@@ -227,7 +261,7 @@ class Position(_Frozen):
     symbol: Symbol
     quantity: ExactDecimal = Field(description="signed: + long, - short")
     entry_price: ExactDecimal | None = None
-    leverage: int | None = Field(default=None, ge=1, le=125)
+    leverage: Leverage | None = None
     margin_mode: Literal["ISOLATED", "CROSSED"] | None = None
     position_side: Literal["BOTH", "LONG", "SHORT"] = "BOTH"
 

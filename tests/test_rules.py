@@ -326,3 +326,31 @@ def test_a_close_whose_reduce_only_is_not_the_boolean_true_is_rejected(value: st
     res = evaluate(text, ctx(), config()).result
     assert (res.result, res.reason_code, res.rule) == ("REJECTED", "INVALID_REDUCE_ONLY", 2)
     assert evaluate(json.dumps({"decision_id": "d-1", "decision_code": "AUTHORIZED_ACTION", "action": close}), ctx(), config()).result.reason_code == "DRY_RUN"
+
+
+@pytest.mark.parametrize("leverage", ["5", 5, "5.0", "5.00", "+5", Decimal("5.0"), Decimal("5")])
+def test_a_positions_leverage_and_the_timestamp_may_be_decimal_strings(leverage) -> None:
+    """ARCHITECTURE: "numbers may be JSON numbers or decimal strings". Binance's positionRisk sends the
+    leverage as text ("5"); a context holding it so, or ``5.0``, was refused ("Input should be a valid
+    integer", review 2026-11-28). The value, and so the input digest, is the integer's."""
+    plain = ExecutionContext.model_validate(base_context())
+    raw = base_context()
+    raw["account"]["positions"][0]["leverage"] = leverage
+    raw["timestamp"] = str(raw["timestamp"])
+    context = ExecutionContext.model_validate(raw)
+    assert context.account.positions[0].leverage == plain.account.positions[0].leverage == 5
+    assert context.model_dump(mode="json") == plain.model_dump(mode="json")
+    assert evaluate(json.dumps(decision()), context, config()).result.input_digest == evaluate(json.dumps(decision()), plain, config()).result.input_digest
+
+
+@pytest.mark.parametrize("leverage", ["5.5", 0, "126", "x", True, "1e400", None])
+def test_a_leverage_that_is_no_whole_number_from_1_to_125_is_refused(leverage) -> None:
+    from pydantic import ValidationError
+
+    raw = base_context()
+    raw["account"]["positions"][0]["leverage"] = leverage
+    if leverage is None:
+        assert ExecutionContext.model_validate(raw).account.positions[0].leverage is None  # unknown: the gates fail on it
+        return
+    with pytest.raises(ValidationError, match="leverage"):
+        ExecutionContext.model_validate(raw)
