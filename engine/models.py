@@ -126,6 +126,9 @@ Leverage = Annotated[int, PlainValidator(_leverage), WithJsonSchema({
 })]
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+# spec §2.1 "account_id (opaque)": any text of 1-128 characters without control characters (spaces and
+# letters beyond ASCII too); the decision's ids stay Identifier (printable ASCII, no space)
+OpaqueId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
 Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,32}$", description="exchange symbol, e.g. BTCUSDT")]
 
 
@@ -329,7 +332,7 @@ class ExecutionContext(_Frozen):
     exchange: Literal["BINANCE_PERP"]
     symbol: Symbol
     timestamp: Millis
-    account_id: Identifier
+    account_id: OpaqueId
     account: Account
     market: dict[Symbol, MarketData] = Field(max_length=MAX_MARKETS)
     health: Health

@@ -29,10 +29,10 @@ _CODES = [
     ReasonCode("DECISION_CODE_MISSING", "NOOP", 1, "the object has no decision_code: nothing authorizes an action"),
     ReasonCode("DECISION_CODE_DUPLICATED", "NOOP", 1, "decision_code appears more than once: not an unambiguous authorization, whatever the values"),
     # Rule 2: one code per field of the §3.2 schemas, plus forbidden combinations
-    ReasonCode("INVALID_DECISION_ID", "REJECTED", 2, "decision_id missing, empty, too long or not a string"),
+    ReasonCode("INVALID_DECISION_ID", "REJECTED", 2, "decision_id missing, empty, longer than 128 characters, not a string, or not printable ASCII without spaces (characters from ! to ~)"),
     ReasonCode("INVALID_ACTION", "REJECTED", 2, "action missing or not an object"),
     ReasonCode("INVALID_ACTION_TYPE", "REJECTED", 2, "action.type missing or not one of the five §3.1 types"),
-    ReasonCode("INVALID_ACTION_ID", "REJECTED", 2, "action_id missing, empty, too long or not a string"),
+    ReasonCode("INVALID_ACTION_ID", "REJECTED", 2, "action_id missing, empty, longer than 128 characters, not a string, or not printable ASCII without spaces (characters from ! to ~)"),
     ReasonCode("INVALID_SYMBOL", "REJECTED", 2, "symbol missing or not an exchange symbol (A-Z, 0-9)"),
     ReasonCode("INVALID_SIDE", "REJECTED", 2, "side missing or not LONG/SHORT"),
     ReasonCode("INVALID_QUANTITY", "REJECTED", 2, "quantity missing, not an exact decimal, or <= 0"),

@@ -354,3 +354,18 @@ def test_a_leverage_that_is_no_whole_number_from_1_to_125_is_refused(leverage) -
         return
     with pytest.raises(ValidationError, match="leverage"):
         ExecutionContext.model_validate(raw)
+
+
+@pytest.mark.parametrize("account_id,ok", [("acct 1", True), ("compte-é", True), ("a" * 128, True), ("", False), ("a\nb", False),
+                                           ("a\x07b", False), ("a" * 129, False)])
+def test_the_account_id_is_opaque_text(account_id: str, ok: bool) -> None:
+    """Spec §2.1 "account_id (opaque)": a space or a letter beyond ASCII refused the whole context
+    (review 2026-11-28); control characters and more than 128 characters still do."""
+    from pydantic import ValidationError
+
+    raw = {**base_context(), "account_id": account_id}
+    if ok:
+        assert ExecutionContext.model_validate(raw).account_id == account_id
+    else:
+        with pytest.raises(ValidationError, match="account_id"):
+            ExecutionContext.model_validate(raw)
