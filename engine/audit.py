@@ -203,14 +203,12 @@ class AuditLog:
         return full
 
 
-
 # Space is reserved ahead of the log's end (Linux fallocate with FALLOC_FL_KEEP_SIZE: the file's size,
 # and so every reader, sees nothing of it), so an append lands in blocks already allocated and its fsync
 # need not also commit their allocation: on the 2-core machine a 10 KB record's append + fsync took
-# 224-229 us into reserved space against 281-285 us without (issue 6; the figures are in
-# docs/performance.md). A log whose reserve is used up gets the next one; ``ep4 audit repair`` writes a
-# new file without it. Where the call is not there or fails (another system, a file system without
-# it), appends go on as before: it saves time and changes nothing else.
+# 50-65 us less in interleaved runs (issue 6; docs/performance.md, eleventh landing). A log whose
+# reserve is used up gets the next one. Where the call is not there or fails (another system, a file
+# system without it), appends go on as before: it saves time and changes nothing else.
 _RESERVE_BYTES = 1 << 20  # how much is reserved at a time
 _RESERVE_LOW = 64 << 10  # a new reserve when less than this is left beyond the record being written
 _FALLOC_FL_KEEP_SIZE = 1
