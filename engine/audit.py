@@ -221,20 +221,24 @@ def _reserve(fd: int, st: os.stat_result, size: int) -> None:
     global _fallocate
     if st.st_blocks * 512 >= st.st_size + size + _RESERVE_LOW or not stat.S_ISREG(st.st_mode):
         return
-    if _fallocate is None:
-        _fallocate = _libc_fallocate()
-    if _fallocate and _fallocate(fd, _FALLOC_FL_KEEP_SIZE, st.st_size, max(_RESERVE_BYTES, size + _RESERVE_LOW)) != 0:
-        _fallocate = False  # not supported here (EOPNOTSUPP, ...): never tried again by this process
+    call = _fallocate
+    try:
+        if call is None:
+            call = _fallocate = _libc_fallocate()
+        if call and call(fd, _FALLOC_FL_KEEP_SIZE, st.st_size, max(_RESERVE_BYTES, size + _RESERVE_LOW)) != 0:
+            _fallocate = False  # not supported here (EOPNOTSUPP, ...): never tried again by this process
+    except Exception:  # never the reason an append fails: the reserve only saves time
+        _fallocate = False
 
 
 def _libc_fallocate() -> Any:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        import ctypes
+        import ctypes  # a Python built without libffi has none (ImportError)
 
         call = ctypes.CDLL(None, use_errno=True).fallocate
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return False
     call.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
     call.restype = ctypes.c_int

@@ -105,8 +105,8 @@ def _int_ms(value: Any) -> int:
 
 
 Millis = Annotated[int, PlainValidator(_int_ms), WithJsonSchema({
-    "anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP_MS - 1}, {"type": "string", "pattern": r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"}],
-    "description": "integer milliseconds since the Unix epoch (UTC): a JSON integer, or a decimal number or string without a fraction",
+    "anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP_MS - 1}, {"type": "string", "pattern": r"^[0-9]{1,14}(\.0*)?$"}],
+    "description": "integer milliseconds since the Unix epoch (UTC), below 10^14: a JSON integer, or a decimal number or string without a fraction",
 })]
 
 
@@ -121,7 +121,7 @@ def _leverage(value: Any) -> int:
 
 
 Leverage = Annotated[int, PlainValidator(_leverage), WithJsonSchema({
-    "anyOf": [{"type": "integer", "minimum": 1, "maximum": 125}, {"type": "string", "pattern": r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"}],
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": 125}, {"type": "string", "pattern": r"^0*(12[0-5]|1[01][0-9]|[1-9][0-9]?)(\.0*)?$"}],
     "description": "a whole number from 1 to 125: a JSON integer, or a decimal number or string without a fraction",
 })]
 

@@ -80,7 +80,7 @@ _CODES = [
     ReasonCode("EXCHANGE_TIMEOUT", "FAILED_SAFE", 6, "no response within the read timeout: the order may or may not have been executed"),
     ReasonCode("EXCHANGE_NO_ACK", "FAILED_SAFE", 6, "the connection closed after the request was sent, without a response"),
     ReasonCode("EXCHANGE_UNREACHABLE", "FAILED_SAFE", 6, "the connection could not be made; the request was not sent"),
-    ReasonCode("ACK_MALFORMED", "FAILED_SAFE", 6, "HTTP 200 but the body is not the JSON object Binance sends (or not JSON ep4 can read), or any reply that repeats a key; the order is in doubt (`ep4 reconcile`)"),
+    ReasonCode("ACK_MALFORMED", "FAILED_SAFE", 6, "HTTP 200 but the body is not the JSON object Binance sends (or not JSON ep4 can read), or a reply other than 429 / 418 / 408 / 5xx that repeats a key; the order is in doubt (`ep4 reconcile`)"),
     ReasonCode("ACK_MISMATCH", "FAILED_SAFE", 6, "the ack differs from the intent (clientOrderId, symbol, side, type, quantity, price, reduce-only, positionSide), or its status contradicts its executedQty; the order is in doubt (`ep4 reconcile`)"),
     ReasonCode("ACK_UNKNOWN_STATUS", "FAILED_SAFE", 6, "the ack carries an order status ep4 does not know (or none that is text); the order is in doubt (`ep4 reconcile`)"),
     ReasonCode("ACK_TIMESTAMP_INCONSISTENT", "FAILED_SAFE", 6, "the ack's updateTime is 1000 ms or more before the request's timestamp (Binance would not have run it) or more than the bundle's tolerance after it; the order is in doubt (`ep4 reconcile`)"),

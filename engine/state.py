@@ -30,11 +30,11 @@ def arms_cooldown(
     already running: a refusal during a cooldown never moves its end, or a host that keeps asking
     would extend it for ever (pure: decided from the state view the decision was evaluated with).
 
-    A failure of Rules 5-6 (an exchange call that failed, or whose outcome is unknown, or the
-    write-ahead that could not be made) starts a new cooldown even during one: the calls a cooldown
-    lets through (cancels, reduce-only orders; gates/temporal.yaml) can fail too, and an order left in
-    doubt then is as much a reason to wait as the first one was. Asking again cannot produce such a
-    failure; only the exchange or the disk can."""
+    A failure of Rules 5-6 (an exchange call that failed, or whose outcome is unknown) starts a new
+    cooldown even during one: the calls a cooldown lets through (cancels, reduce-only orders;
+    gates/temporal.yaml) can fail too, and an order left in doubt then is as much a reason to wait as
+    the first one was. Asking again cannot produce such a failure; only the exchange can. (A
+    write-ahead that could not be made, STATE_UNAVAILABLE, has no ledger row to carry it.)"""
     if result != "FAILED_SAFE" or rule not in armed_by or reason_code in _NEVER_ARM:
         return False
     if rule in _CALL_RULES:

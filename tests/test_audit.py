@@ -244,3 +244,30 @@ def test_a_file_system_without_reserve_still_takes_every_append(tmp_path: Path, 
         log.append({"trace_id": f"t{i}", "execution_result": "NOOP"})
     assert len(calls) == 1 and audit._fallocate is False  # tried once, then not again
     assert verify_log(tmp_path / "audit.jsonl", None).records == 3
+
+
+def test_a_python_without_ctypes_still_appends(tmp_path: Path, monkeypatch) -> None:
+    """A Python built without libffi has no ctypes: the import raised ModuleNotFoundError out of
+    AuditLog.append on every record, after the exchange call had been made (review 2026-11-28)."""
+    import sys
+
+    from engine import audit
+
+    monkeypatch.setitem(sys.modules, "ctypes", None)  # import ctypes -> ModuleNotFoundError
+    monkeypatch.setattr(audit, "_fallocate", None)
+    log = AuditLog(tmp_path / "audit.jsonl")
+    for i in range(2):
+        log.append({"trace_id": f"t{i}", "execution_result": "NOOP"})
+    assert audit._fallocate is False and verify_log(tmp_path / "audit.jsonl", None).records == 2
+
+
+def test_a_reserve_call_that_raises_never_fails_an_append(tmp_path: Path, monkeypatch) -> None:
+    from engine import audit
+
+    def broken(*args):
+        raise TypeError("wrong argument types")
+
+    monkeypatch.setattr(audit, "_fallocate", broken)
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append({"trace_id": "t0", "execution_result": "NOOP"})
+    assert audit._fallocate is False and verify_log(tmp_path / "audit.jsonl", None).records == 1

@@ -369,3 +369,16 @@ def test_the_account_id_is_opaque_text(account_id: str, ok: bool) -> None:
     else:
         with pytest.raises(ValidationError, match="account_id"):
             ExecutionContext.model_validate(raw)
+
+
+def test_the_published_schema_takes_the_whole_number_texts_the_model_takes() -> None:
+    """``ep4 schema context``: the text forms of leverage and timestamp match exactly the whole numbers
+    in range (a bare decimal pattern took "5.5", "126" and "1e400", which the model refuses)."""
+    schema = ExecutionContext.model_json_schema()
+    text = json.dumps(schema)
+    leverage = re.search(r'"pattern": "(\^0\*\(12[^"]+)"', text).group(1).encode().decode("unicode_escape")
+    millis = re.search(r'"pattern": "(\^\[0-9\]\{1,14\}[^"]*)"', text).group(1).encode().decode("unicode_escape")
+    for value, ok in (("5", True), ("125", True), ("05", True), ("5.0", True), ("0", False), ("126", False), ("5.5", False), ("1e400", False)):
+        assert bool(re.fullmatch(leverage, value)) is ok, value
+    for value, ok in (("1764028800000", True), ("1764028800000.0", True), ("-1", False), ("1e20", False), ("1.5", False), ("1" * 15, False)):
+        assert bool(re.fullmatch(millis, value)) is ok, value

@@ -1243,7 +1243,7 @@ def _in_doubt_rows(rig: Rig, n: int) -> list[dict]:
 
 @pytest.mark.parametrize("status,body", [(429, {"code": -1003, "msg": "Too many requests; current limit is 2400 requests per minute."}),
                                          (418, {"code": -1003, "msg": "Way too many requests; IP banned until 1764029000000."})])
-def test_reconcile_stops_asking_when_the_exchange_says_back_off(rig: Rig, status: int, body: dict) -> None:
+def test_reconcile_stops_asking_when_the_exchange_says_back_off(rig: Rig, status: int, body: dict, capsys) -> None:
     """Facts file §4: 429 "Back off."; 418: banned for going on after 429s (bans escalate up to 3 days).
     Reconcile sent one GET per order in doubt whatever the answer: 4 GETs after a 429 (review
     2026-11-28). Now the first back-off ends it; the orders stay in doubt and the note says so."""
@@ -1264,6 +1264,18 @@ def test_reconcile_stops_asking_when_the_exchange_says_back_off(rig: Rig, status
     assert len(rig.ledger.in_doubt_rows()) == 3
     records = [json.loads(x) for x in rig.audit.path.read_text().splitlines()]
     assert records[-1]["kind"] == "reconcile" and records[-1]["finding"] == "UNKNOWN"
+    # `ep4 reconcile` says all three are still in doubt, not only the one it asked about
+    import engine.recovery
+    from engine.cli import main
+
+    real = engine.recovery.reconcile
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(engine.recovery, "reconcile", lambda ledger, audit, client, **kw: real(ledger, audit, BackOff(), **kw))
+    try:
+        assert main(["reconcile", "--state-dir", str(rig.state)]) == 1
+    finally:
+        monkey.undo()
+    assert "reconcile: 1 row(s) looked at, 3 still in doubt" in capsys.readouterr().out
     # later, the exchange answering again: every order is asked about
     assert [n.finding for n in reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=lambda: rig.now)] == ["NOT_FOUND"] * 3
 

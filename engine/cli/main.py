@@ -559,14 +559,15 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     try:
         audit.check_before_sending(ledger.audit_anchor())
         notes = reconcile(ledger, audit, venue.client, recv_window_ms=bundle.exchange_client.recvWindowMs, now_ms=venue.clock())
+        in_doubt = len(ledger.in_doubt_rows())  # those asked about and not settled, and any not asked (after a 429 / 418)
     finally:
         venue.close()
         ledger.close()
     for n in notes:
         print(f"{n.decision_id} / {n.action_id} (trace {n.trace_id}): {n.finding}" + (f" — {n.detail}" if n.detail else ""))
     unknown = [n for n in notes if n.finding == "UNKNOWN"]
-    print(f"reconcile: {len(notes)} row(s) looked at, {len(unknown)} still in doubt")
-    return 1 if unknown else 0
+    print(f"reconcile: {len(notes)} row(s) looked at, {max(in_doubt, len(unknown))} still in doubt")
+    return 1 if unknown or in_doubt else 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
