@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Callable
 from decimal import Decimal
+from typing import Callable
 
 from exchange.paper.decimals import DIVISION, ZERO, param_decimal
 from exchange.paper.errors import invalid_param, mandatory, not_required, reject
