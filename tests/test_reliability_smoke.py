@@ -5,6 +5,7 @@ its audit record mid-append (`--tear-audit-round`)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,5 +31,8 @@ def test_reliability_smoke(tmp_path: Path) -> None:
     assert "32 of 32 cells as expected" in text
     assert "Traceback" not in proc.stdout + proc.stderr
     # round 2 tore its outcome's audit record: the retry sent nothing and exited 2, `ep4 audit repair`
-    # set the torn bytes aside, and the zero-tolerance counts above held (CI once hit this by chance)
-    assert "| inside the audit append (a torn record, set aside by `ep4 audit repair`) | 1 |" in text
+    # set the torn bytes aside, and the zero-tolerance counts above held. A random kill can land inside
+    # an append's write too (a partial write: CI hit one by chance, 2026-11-28, so the row said 2), and
+    # is handled the same way: at least the forced one is there
+    torn = re.search(r"\| inside the audit append \(a torn record, set aside by `ep4 audit repair`\) \| (\d+) \|", text)
+    assert torn is not None and int(torn.group(1)) >= 1, text[-3000:]
