@@ -309,6 +309,15 @@ class PaperExchange:
             raise reject(-2013)
         return order_view(order, query=True)
 
+    def _open_order(self, params: Params, now: int) -> Any:
+        """GET /fapi/v1/openOrder: one order that is still open; -2013 "Order does not exist." once it
+        is filled or cancelled (facts file §2), as for one never placed."""
+        symbol = self._rules_for(params.require("symbol")).symbol
+        order = orders.find_order(self._account, symbol, params)
+        if order is None or not order.is_open:
+            raise reject(-2013)
+        return order_view(order, query=True)
+
     def _cancel_all(self, params: Params, now: int) -> Any:
         symbol = self._rules_for(params.require("symbol")).symbol
         orders.cancel_all(self._account, symbol, now)
@@ -362,6 +371,7 @@ _ROUTES: dict[tuple[str, str], _Route] = {  # weights: facts file §2
     ("DELETE", "/fapi/v1/order"): _Route(PaperExchange._cancel_order, signed=True, trade=True),
     ("DELETE", "/fapi/v1/allOpenOrders"): _Route(PaperExchange._cancel_all, signed=True, trade=True),
     ("GET", "/fapi/v1/order"): _Route(PaperExchange._query_order, signed=True),
+    ("GET", "/fapi/v1/openOrder"): _Route(PaperExchange._open_order, signed=True),
     ("GET", "/fapi/v1/openOrders"): _Route(PaperExchange._open_orders, signed=True, weight_without_symbol=40),
     ("GET", "/fapi/v2/account"): _Route(PaperExchange._account_info, signed=True, weight=5),
     ("GET", "/fapi/v2/positionRisk"): _Route(PaperExchange._position_risk, signed=True, weight=5),

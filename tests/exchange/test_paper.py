@@ -896,3 +896,19 @@ def test_responses_carry_binances_rate_limit_headers() -> None:
         assert (again.headers["x-mbx-order-count-10s"], again.headers["x-mbx-order-count-1m"]) == ("1", "2")
         now["ms"] += 60_000  # a new minute
         assert venue.signed("GET", "/fapi/v1/time", timestamp=now["ms"]).headers["x-mbx-used-weight-1m"] == "1"
+
+
+def test_open_order_answers_for_an_open_order_only(venue: Venue) -> None:
+    """Facts file §2: ``GET /fapi/v1/openOrder`` returns "Order does not exist" if the order is already
+    filled or cancelled. The paper exchange had no such route (404 -5000; review 2026-11-28)."""
+    resting = venue.order(side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.010", price="63000.0", newClientOrderId="rest-1").json()
+    one = venue.signed("GET", "/fapi/v1/openOrder", {"symbol": "BTCUSDT", "origClientOrderId": "rest-1"})
+    assert one.status_code == 200 and one.json() == venue.query("rest-1").json() and one.json()["status"] == "NEW"
+    assert venue.signed("GET", "/fapi/v1/openOrder", {"symbol": "BTCUSDT", "orderId": str(resting["orderId"])}).json() == one.json()
+    venue.order(side="BUY", type="MARKET", quantity="0.002", newClientOrderId="filled-1")
+    for client_id in ("filled-1", "never-sent"):
+        gone = venue.signed("GET", "/fapi/v1/openOrder", {"symbol": "BTCUSDT", "origClientOrderId": client_id})
+        assert error(gone) == (400, -2013) and gone.json()["msg"] == "Order does not exist."
+    venue.signed("DELETE", "/fapi/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": "rest-1"})
+    assert error(venue.signed("GET", "/fapi/v1/openOrder", {"symbol": "BTCUSDT", "origClientOrderId": "rest-1"})) == (400, -2013)
+    assert error(venue.signed("GET", "/fapi/v1/openOrder", {"symbol": "BTCUSDT"}))[1] == -1102
