@@ -86,6 +86,13 @@ CREATE INDEX IF NOT EXISTS executions_in_flight ON executions (status) WHERE sta
 """
 
 
+# the write-ahead row (Ledger.write_ahead); tests/bench/bench_exchange.py times the same statement bare
+WRITE_AHEAD_SQL = (
+    "INSERT INTO executions (decision_id, action_id, action_type, symbol, client_order_id, timestamp, "
+    "status, result, reason_code, attempted, opens, trace_id, input_digest, bundle_digest, constraints_digest) "
+    "VALUES (?, ?, ?, ?, ?, ?, 'IN_FLIGHT', NULL, NULL, 1, ?, ?, ?, ?, ?)"
+)
+
 _ANCHOR_SQL = (
     "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash WHERE excluded.seq > audit_anchor.seq"
@@ -506,9 +513,7 @@ class Ledger:
             self._inserted = True
         try:
             self._db.execute(
-                "INSERT INTO executions (decision_id, action_id, action_type, symbol, client_order_id, timestamp, "
-                "status, result, reason_code, attempted, opens, trace_id, input_digest, bundle_digest, constraints_digest) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'IN_FLIGHT', NULL, NULL, 1, ?, ?, ?, ?, ?)",
+                WRITE_AHEAD_SQL,
                 (record.decision_id, record.action_id, record.action_type, record.symbol, client_order_id,
                  record.timestamp, int(record.opens), trace_id, input_digest, bundle_digest, constraints_digest),
             )

@@ -184,10 +184,10 @@ def verify_ack(
             f"ack updateTime {update} is {update - sent_timestamp} ms from the request's timestamp {sent_timestamp} "
             f"(accepted: -{_SERVER_AHEAD_MS - 1} to +{tolerance_ms} ms)",
         )
-    executed = _dec(body.get("executedQty"))
-    if executed is None or executed < 0 or executed > Decimal(params["quantity"]):
+    executed, ordered = _dec(body.get("executedQty")), Decimal(params["quantity"])
+    if executed is None or executed < 0 or executed > ordered:
         return failed("ACK_MISMATCH", f"executedQty {body.get('executedQty')!r} is not between 0 and origQty {params['quantity']}")
-    contradiction = _status_contradiction(order_status, executed, Decimal(params["quantity"]))
+    contradiction = _status_contradiction(order_status, executed, ordered)
     if contradiction:
         return failed("ACK_MISMATCH", f"the ack's status {order_status} contradicts its executedQty {body.get('executedQty')} "
                       f"of origQty {params['quantity']} ({contradiction}): what was executed is unknown")

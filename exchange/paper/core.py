@@ -303,20 +303,21 @@ class PaperExchange:
         return order_view(orders.cancel_order(self._account, symbol, params, now))
 
     def _query_order(self, params: Params, now: int) -> Any:
+        return self._named_order(params, lambda order: orders.past_query_history(order, now))
+
+    def _named_order(self, params: Params, gone: Callable[[Order], bool]) -> Any:
+        """The order ``orderId`` / ``origClientOrderId`` names on ``symbol``; -2013 "Order does not
+        exist." when there is none, or when ``gone(order)`` says the endpoint no longer shows it."""
         symbol = self._rules_for(params.require("symbol")).symbol
         order = orders.find_order(self._account, symbol, params)
-        if order is None or orders.past_query_history(order, now):
+        if order is None or gone(order):
             raise reject(-2013)
         return order_view(order, query=True)
 
     def _open_order(self, params: Params, now: int) -> Any:
         """GET /fapi/v1/openOrder: one order that is still open; -2013 "Order does not exist." once it
         is filled or cancelled (facts file §2), as for one never placed."""
-        symbol = self._rules_for(params.require("symbol")).symbol
-        order = orders.find_order(self._account, symbol, params)
-        if order is None or not order.is_open:
-            raise reject(-2013)
-        return order_view(order, query=True)
+        return self._named_order(params, lambda order: not order.is_open)
 
     def _cancel_all(self, params: Params, now: int) -> Any:
         symbol = self._rules_for(params.require("symbol")).symbol

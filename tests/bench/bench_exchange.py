@@ -33,7 +33,7 @@ from engine.audit import AuditLog, _reserve  # noqa: E402
 from engine.bundle import load_bundle  # noqa: E402
 from engine.cli.inputs import load_constraints, load_context, open_shipped_paper  # noqa: E402
 from engine.executor import Executor  # noqa: E402
-from engine.ledger import _INDEXES, _SCHEMA, Ledger  # noqa: E402
+from engine.ledger import _INDEXES, _SCHEMA, WRITE_AHEAD_SQL, Ledger  # noqa: E402
 from engine.pipeline import Config  # noqa: E402
 from exchange import BinanceClient, Credentials, PaperServer, hmac_signature  # noqa: E402
 from exchange.paper.embedded import PAPER_API_KEY, PAPER_API_SECRET  # noqa: E402
@@ -144,7 +144,7 @@ def main() -> int:
             os.write(probe, b"x" * 512)
             os.fsync(probe)  # one durable write on the same disk, for the budget below
             t5 = time.perf_counter_ns()
-            rows.execute(_WRITE_AHEAD, (f"bench-{i}", "a", "ACTION_OPEN_POSITION", "BTCUSDT", f"bare-{i}", now["ms"], 1,
+            rows.execute(WRITE_AHEAD_SQL, (f"bench-{i}", "a", "ACTION_OPEN_POSITION", "BTCUSDT", f"bare-{i}", now["ms"], 1,
                                         res.trace_id, res.input_digest, res.bundle["digest"], res.constraints_digest))
             t6 = time.perf_counter_ns()
             record_size = record_size or _last_line_size(tmp / "audit.jsonl")
@@ -174,12 +174,6 @@ def main() -> int:
           f"same schema) + the audit record {r:.3f} ms ({record_size} bytes, append + fsync) = {w + r:.3f} ms; "
           f"ep4's overhead beyond them {e - b - w - r:.3f} ms")
     return 0
-
-
-_WRITE_AHEAD = (
-    "INSERT INTO executions (decision_id, action_id, action_type, symbol, client_order_id, timestamp, status, result, reason_code, "
-    "attempted, opens, trace_id, input_digest, bundle_digest, constraints_digest) VALUES (?, ?, ?, ?, ?, ?, 'IN_FLIGHT', NULL, NULL, 1, ?, ?, ?, ?, ?)"
-)
 
 
 def _last_line_size(path: Path) -> int:
