@@ -432,7 +432,9 @@ def kill_campaign(work: Path, *, kills: int, seed: int, max_rounds: int | None =
                         pass
                 os.kill(child.pid, signal.SIGKILL)
             code, out = wait_child(child)
-            results = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+            # whole lines only: a kill that lands while the child prints its result leaves the last line
+            # cut (no line end), which is no result (a fresh-clone CI run hit this, 2026-11-28)
+            results = [json.loads(x) for x in out.split("\n")[:-1] if x.startswith("{")]
             if pending_retry is not None:
                 if not results or (results[0]["result"], results[0]["reason_code"]) != ("NOOP", "DUPLICATE_EXECUTION"):
                     report.problems.append(f"round {n}: the retry of {pending_retry['decision_id']} was not a NOOP DUPLICATE_EXECUTION: {out[-600:]}")
