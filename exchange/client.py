@@ -266,18 +266,21 @@ class BinanceClient:
         self.base_url = _check_base_url(base_url, custom_transport=transport is not None)
         self.credentials = credentials
         connect, read = connect_timeout_ms / 1000, read_timeout_ms / 1000
-        self._client = httpx.Client(
-            base_url=self.base_url,
-            transport=transport if transport is not None else httpx.HTTPTransport(retries=0),
-            timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
-            follow_redirects=False,
-            trust_env=False,
-        )
+        self.timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+        self._transport: httpx.BaseTransport = transport if transport is not None else httpx.HTTPTransport(retries=0)
+        # what each request carries in ``extensions`` (httpx.Client.build_request's own form)
+        self._timeouts = self.timeout.as_dict()
+        self._closed = False
+        # where the path begins in a request's URL text: after the scheme and the authority
+        self._origin = len(self.base_url) - len(urlsplit(self.base_url).path)
 
     # -- lifecycle --
 
     def close(self) -> None:
-        self._client.close()
+        """Close the transport (its connections). A closed client sends nothing again."""
+        if not self._closed:
+            self._closed = True
+            self._transport.close()
 
     def __enter__(self) -> BinanceClient:
         return self
@@ -339,13 +342,32 @@ class BinanceClient:
         headers: dict[str, str],
         secrets: Sequence[str],
     ) -> ExchangeReply:
+        """ONE request, handed straight to the transport (``httpx.BaseTransport.handle_request``).
+
+        Not through ``httpx.Client``: what it adds to a request is either not wanted here or done
+        here. No redirect is followed and no auth flow runs (both were off). No cookie jar: a cookie
+        a server or a proxy set is never sent with a later signed request, so the request on the
+        wire is exactly the one the audit log records (method, path, params, the API key header and
+        the fixed :data:`_HEADERS`). The URL is the base URL's text followed by the path and the
+        query, parsed once (the Client parses a relative URL, joins it with the base and parses the
+        result again). The response is read whole and closed, as ``Client.send`` does. Issue 6:
+        this path costs ~0.2 ms less per request than ``Client.build_request`` + ``Client.send``
+        (tests/bench/bench_exchange.py)."""
+        if self._closed:
+            raise RuntimeError(f"{method} {path}: this BinanceClient is closed; nothing was sent")
         record = {"method": method, "path": path, "params": [[k, v] for k, v in pairs]}
-        request = self._client.build_request(method, f"{path}?{query}" if query else path, headers=headers)
-        if request.url.query != query.encode("ascii"):
-            # The signature covers the query text; httpx must send it byte for byte.
-            raise RuntimeError(f"{method} {path}: httpx changed the query string; refusing to send")
+        url = f"{self.base_url}{path}?{query}" if query else f"{self.base_url}{path}"
+        request = httpx.Request(method, url, headers=[*_HEADERS, *headers.items()], extensions={"timeout": self._timeouts})
+        if request.url.raw_path != (url[self._origin:]).encode("ascii"):
+            # The signature covers the query text; httpx must send it (and the path) byte for byte.
+            raise RuntimeError(f"{method} {path}: httpx changed the path or the query string; refusing to send")
         try:
-            response = self._client.send(request)
+            response = self._transport.handle_request(request)
+            try:
+                response.request = request
+                response.read()
+            finally:
+                response.close()
         except httpx.HTTPError as exc:
             return ExchangeReply(
                 _outcome(exc), None, None, _redact(f"{type(exc).__name__}: {exc}", secrets), record
@@ -353,6 +375,17 @@ class BinanceClient:
         # the body too: an error page or a proxy may echo the request (its path, X-MBX-APIKEY), and
         # the body travels on into results and the audit log
         return ExchangeReply("response", response.status_code, _redact(response.text, secrets), None, record)
+
+
+# The headers every request carries besides X-MBX-APIKEY: those httpx.Client sends by default (the
+# body's encodings httpx decodes itself), so the wire is what it was when requests went through it.
+# httpx.Request adds Host, and Content-Length: 0 to a POST / PUT without a body.
+_HEADERS = (
+    ("Accept", "*/*"),
+    ("Accept-Encoding", "gzip, deflate"),
+    ("Connection", "keep-alive"),
+    ("User-Agent", f"python-httpx/{httpx.__version__}"),
+)
 
 
 def _redact(text: str, secrets: Sequence[str]) -> str:

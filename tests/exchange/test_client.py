@@ -266,6 +266,50 @@ def test_error_statuses_are_responses_not_retried_nor_followed(status: int) -> N
     assert (reply.outcome, reply.http_status, reply.body, reply.error) == ("response", status, body, None)
 
 
+def test_the_request_on_the_wire_is_exactly_what_the_audit_log_records() -> None:
+    """Issue 6 sends through the transport, not httpx.Client: the same headers as before, the
+    timeouts with the request, a base URL's path kept, and no cookie jar: a cookie the server set is
+    never sent back with a later signed request (it is in no signature and in no audit record)."""
+    recorder = Recorder(lambda request: httpx.Response(200, text="{}", headers={"Set-Cookie": "AWSALB=sticky; Path=/"}))
+    client = BinanceClient("https://fapi.example/prefix/", Credentials.hmac(API_KEY, SECRET), transport=recorder.transport,
+                           connect_timeout_ms=500, read_timeout_ms=2000)
+    with client:
+        for method in ("POST", "GET", "DELETE"):
+            assert client.send_signed(method, "/fapi/v1/order", [("symbol", "BTCUSDT"), *SIGNED]).http_status == 200
+        client.get_public("/fapi/v1/time")
+    for request in recorder.requests:
+        names = [name.decode() for name, _ in request.headers.raw]
+        expected = ["Host", *(["Content-Length"] if request.method == "POST" else []), "Accept", "Accept-Encoding",
+                    "Connection", "User-Agent", *(["X-MBX-APIKEY"] if "signature" in request.url.params else [])]
+        assert names == expected, names
+        assert request.headers["Host"] == "fapi.example" and "cookie" not in request.headers
+        assert request.url.path.startswith("/prefix/fapi/v1/")
+        assert request.extensions["timeout"] == {"connect": 0.5, "read": 2.0, "write": 2.0, "pool": 0.5}
+    with pytest.raises(RuntimeError, match="closed; nothing was sent"):
+        client.send_signed("POST", "/fapi/v1/order", SIGNED)
+    assert len(recorder.requests) == 4
+
+
+def test_a_compressed_body_is_decoded_and_a_body_cut_short_is_no_response() -> None:
+    import gzip
+
+    body = b'{"orderId":1,"status":"NEW"}'
+    recorder = Recorder(lambda request: httpx.Response(200, content=gzip.compress(body), headers={"Content-Encoding": "gzip"}))
+    with mock_client(recorder) as client:
+        assert client.send_signed("POST", "/fapi/v1/order", SIGNED).body == body.decode()
+
+    class CutShort(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield b'{"orderId":'
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    recorder = Recorder(lambda request: httpx.Response(200, stream=CutShort()))
+    with mock_client(recorder) as client:
+        reply = client.send_signed("POST", "/fapi/v1/order", SIGNED)
+    assert (reply.outcome, reply.http_status, reply.body) == ("no_response", None, None)  # may have executed
+    assert reply.error is not None and reply.error.startswith("RemoteProtocolError: peer closed")
+
+
 def test_default_transport_timeouts_and_a_refused_loopback_connection() -> None:
     with socket.socket() as probe:  # a port with nothing listening on it
         probe.bind(("127.0.0.1", 0))
@@ -273,10 +317,8 @@ def test_default_transport_timeouts_and_a_refused_loopback_connection() -> None:
     with BinanceClient(
         f"http://127.0.0.1:{port}", None, connect_timeout_ms=1500, read_timeout_ms=2500
     ) as client:
-        inner = client._client
-        assert inner.timeout == httpx.Timeout(connect=1.5, read=2.5, write=2.5, pool=1.5)
-        assert inner.follow_redirects is False
-        transport = inner._transport
+        assert client.timeout == httpx.Timeout(connect=1.5, read=2.5, write=2.5, pool=1.5)
+        transport = client._transport
         assert isinstance(transport, httpx.HTTPTransport) and transport._pool._retries == 0
         reply = client.get_public("/fapi/v1/time")
     assert (
