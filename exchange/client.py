@@ -345,7 +345,9 @@ class BinanceClient:
         """ONE request, handed straight to the transport (``httpx.BaseTransport.handle_request``).
 
         Not through ``httpx.Client``: what it adds to a request is either not wanted here or done
-        here. No redirect is followed and no auth flow runs (both were off). No cookie jar: a cookie
+        here. No redirect is followed (it was off). No auth flow runs: the only one the Client
+        would have run, Basic auth from a user name and password in the base URL, cannot happen,
+        as _check_base_url refuses such a URL (a password would show in reprs). No cookie jar: a cookie
         a server or a proxy set is never sent with a later signed request, so the request on the
         wire is exactly the one the audit log records (method, path, params, the API key header and
         the fixed :data:`_HEADERS`). The URL is the base URL's text followed by the path and the
@@ -395,14 +397,32 @@ def _redact(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
+_PLAIN_PATH = re.compile(r"(/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)*/?")  # no dot segment, no empty one, nothing httpx would encode
+
+
 def _check_base_url(base_url: str, *, custom_transport: bool) -> str:
+    """The base URL, without a trailing slash, if requests can be sent to it as signed: an http(s)
+    URL without user name, password, query or fragment, whose path (if any) httpx sends as it is
+    written (BinanceClient._send refuses a request whose path or query httpx changed)."""
+    if not isinstance(base_url, str):
+        raise TypeError("base_url must be a str")
+    if "@" in base_url.partition("://")[2].partition("/")[0]:
+        # not echoed: the part before "@" may be a password
+        raise ValueError("base_url must not carry a user name or password (they would show in reprs, logs and errors)")
     try:
         parts = urlsplit(base_url)
         parts.port  # noqa: B018 - raises on a port that is not a number or out of range
     except ValueError as exc:
         raise ValueError(f"base_url {base_url!r} is not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+    if parts.scheme not in ("http", "https") or not parts.hostname or "?" in base_url or "#" in base_url:
         raise ValueError(f"base_url must be an http(s) URL without query or fragment, got {base_url!r}")
+    if not base_url.isascii():
+        raise ValueError(f"base_url must be ASCII (an international host name in its xn-- form), got {base_url!r}")
+    if not _PLAIN_PATH.fullmatch(parts.path):
+        raise ValueError(
+            f"base_url's path must be plain ASCII segments (letters, digits, '-', '_', '.', '~'; no '.' or '..' "
+            f"segment, no '//'), got {parts.path!r}"
+        )
     if parts.scheme == "http" and not custom_transport and not _is_loopback(parts.hostname):
         raise ValueError(
             f"refusing plain http to the non-loopback host {parts.hostname}: "

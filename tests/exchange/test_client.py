@@ -342,6 +342,18 @@ def test_base_url_checks() -> None:
     }
     BinanceClient("http://localhost:1/", None, **timeouts).close()
     BinanceClient("http://[::1]:1", None, **timeouts).close()
+    # a password in the URL would show in reprs and errors: refused, and not echoed
+    with pytest.raises(ValueError, match="user name or password") as refused:
+        BinanceClient("https://gwuser:gw-secret@fapi.example/gw", None, **timeouts)
+    assert "gw-secret" not in str(refused.value)
+    # a path httpx would rewrite (its signed request would then be refused at every call): refused at once
+    for path in ("/my prefix", "/a/../b", "/a/./b", "//x", "/a%20b", "/a?"):
+        with pytest.raises(ValueError, match="plain ASCII segments|query or fragment"):
+            BinanceClient("https://fapi.example" + path, None, **timeouts)
+    with pytest.raises(ValueError, match="must be ASCII"):
+        BinanceClient("https://fapi.example/préfixe", None, **timeouts)
+    for path in ("/gw/", "/v1.2/x_y~z-", "/.well-known"):
+        assert BinanceClient("https://fapi.example" + path, None, **timeouts).base_url == "https://fapi.example" + path.rstrip("/")
 
 
 # --- credentials ------------------------------------------------------------------------------
