@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from cryptography.exceptions import InvalidSignature
@@ -143,13 +144,16 @@ class CertificateProblem:
 
 def check_certificate(
     certificate: Any, bundle: Bundle, approvers: Iterable[Approver], *, corpus_digest: str | None = None,
-    outcomes: str | None = None,
+    outcomes: str | None = None, now: str | None = None,
 ) -> list[CertificateProblem]:
     """Every reason ``certificate`` does not certify ``bundle`` as loaded (empty: it does).
 
-    Checked always: the shape, the approval (a valid Ed25519 signature by a listed approver), the
-    bundle's name, version, digest and source files, and the ep4 version. The corpus and outcome
-    digests are checked when given (``ep4 certify`` measures them; ``ep4 execute`` does not)."""
+    Checked always: the shape, the approval (a valid Ed25519 signature by a listed approver, a
+    ``signed_at`` that is a UTC time ``YYYY-MM-DDTHH:MM:SSZ``), the bundle's name, version, digest
+    and source files, and the ep4 version. The corpus and outcome digests are checked when given
+    (``ep4 certify`` measures them; ``ep4 execute`` does not); ``now`` (the caller's clock, in the
+    same form: this module reads none) when given: a certificate signed more than
+    :data:`SIGNED_AT_SKEW_S` seconds after it is refused."""
     if not isinstance(certificate, dict) or certificate.get("kind") != CERTIFICATE_KIND:
         return [CertificateProblem("malformed", f"not an ep4 bundle certificate (kind must be {CERTIFICATE_KIND!r})")]
     try:
@@ -170,6 +174,13 @@ def check_certificate(
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         return [CertificateProblem("malformed", f"the certificate is missing or garbles a field ({type(exc).__name__}: {exc})")]
     problems: list[CertificateProblem] = []
+    signed_at = _utc_time(approval.get("signed_at"))
+    if signed_at is None:
+        problems.append(CertificateProblem(
+            "malformed", f"approval.signed_at {approval.get('signed_at')!r} is not a UTC time YYYY-MM-DDTHH:MM:SSZ"))
+    elif now is not None and (at := _utc_time(now)) is not None and (signed_at - at).total_seconds() > SIGNED_AT_SKEW_S:
+        problems.append(CertificateProblem(
+            "malformed", f"approval.signed_at {approval['signed_at']} is in the future (now {now}): the signer's clock or the certificate is wrong"))
     known = {a.key_id: a for a in approvers}
     approver = known.get(signer)
     if approver is None:
@@ -202,6 +213,20 @@ def check_certificate(
     if outcomes is not None and stated_outcomes != outcomes:
         problems.append(CertificateProblem("stale", f"outcomes digest {stated_outcomes} certified, the corpus now gives {outcomes}"))
     return problems
+
+
+# how far ahead of the checking host's clock a signing host's may have been
+SIGNED_AT_SKEW_S = 300
+
+
+def _utc_time(text: Any) -> datetime | None:
+    """``YYYY-MM-DDTHH:MM:SSZ`` (what ``ep4 certify --sign`` writes) as a time; None for anything else."""
+    if not isinstance(text, str) or len(text) != 20 or not text.isascii():
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return None
 
 
 def _changed_sources(certified: dict[str, str], now: dict[str, str]) -> list[str]:

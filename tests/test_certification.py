@@ -549,7 +549,7 @@ def test_odd_certificates_and_unwritable_outputs_are_one_clear_line(capsys, repo
     key, entry = new_key(capsys, repo / "keys" / "k.key")
     (repo / "approvers.json").write_text(json.dumps({"approvers": [entry]}))
     code, out, err = run(capsys, "certify", bundle, "--cases", CASES, "--sign", key, "--approvers", repo / "approvers.json",
-                         "--certificate", repo / "no" / "dir" / "c.cert.json", "--no-progress")
+                         "--certificate", repo / "no" / "dir" / "c.cert.json", "--first-release", "--no-progress")
     assert code == 2 and err.startswith("ep4: error: cannot write the certificate") and "unexpected" not in err, err
 
 
@@ -600,3 +600,119 @@ def test_a_certificate_that_is_not_an_object_and_a_key_listed_twice_are_clear_er
     assert code == 2 and "is listed twice" in err, out + err
     code, out, err = run(capsys, "diff", SHIPPED, SHIPPED, "--cases", corpus, "--constraints", repo / "nope.json")
     assert code == 2 and "go with --audit" in err
+
+
+def test_the_version_rule_cannot_be_skipped_by_removing_the_certificate(capsys, repo: Path) -> None:
+    """Review of issue 9 (spec §9 "new version"): a changed bundle was signed under its old version once
+    its certificate was deleted, emptied or given a fresh --certificate path, and a version going down
+    counted as new. --sign now needs the last certificate, or --first-release for a bundle never
+    certified; a new version must be higher than the last certified one; and a run with a version
+    problem re-pins nothing (re-pinned cases no longer showed the change)."""
+    bundle = repo / "policies" / SHIPPED.name
+    cert_path = repo / "policies" / "binance-perp-default.cert.json"
+    key, entry = new_key(capsys, repo / "keys" / "k.key")
+    approvers = repo / "policies" / "approvers.json"
+    data = json.loads(approvers.read_text())
+    data["approvers"].append(entry)
+    approvers.write_text(json.dumps(data))
+    cases = repo / "cases"
+    shutil.copytree(CASES, cases)
+    edit(bundle, 'value: {BTCUSDT: "0.5", ETHUSDT: "8"}', 'value: {BTCUSDT: "5", ETHUSDT: "8"}')
+    shipped = cert_path.read_text()
+    for damage in ("delete", "empty", "elsewhere"):
+        if damage == "delete":
+            cert_path.unlink()
+        elif damage == "empty":
+            cert_path.write_text("{}")
+        extra = ["--certificate", repo / "fresh.cert.json"] if damage == "elsewhere" else []
+        code, out, err = run(capsys, "certify", bundle, "--cases", cases, "--update", "--sign", key, "--no-progress", *extra)
+        assert code == 1 and "cannot be checked against the last certified one" in out and "--first-release" in out, (damage, out, err)
+        assert "NOT SIGNED (--sign)" in out and "NOT RE-PINNED (--update)" in out, out
+        assert not (repo / "fresh.cert.json").exists()
+        assert {"delete": not cert_path.exists(), "empty": cert_path.read_text() == "{}" if cert_path.exists() else False,
+                "elsewhere": cert_path.read_text() == shipped if cert_path.exists() else False}[damage], damage
+        cert_path.write_text(shipped)
+    # no pin was touched by those runs: the changed outcomes still show
+    code, out, _ = run(capsys, "certify", bundle, "--cases", cases, "--update", "--no-progress")
+    assert code == 1 and "VERSION outcomes changed on the corpus but metadata.version is still 1.1.0: " in out
+    assert "NOT RE-PINNED (--update): fix the version problem(s) first" in out
+    code, out, _ = run(capsys, "certify", bundle, "--cases", cases, "--no-progress")
+    assert code == 1 and "VERSION outcomes changed on the corpus but metadata.version is still 1.1.0: " in out
+    # going down, or to a pre-release of the same version, is not a new version
+    for version in ("1.0.9", "1.1.0-rc1"):
+        edit(bundle, "version: 1.1.0", f"version: {version}")
+        code, out, _ = run(capsys, "certify", bundle, "--cases", cases, "--update", "--sign", key, "--no-progress")
+        assert code == 1 and f"metadata.version {version} is not above the certified 1.1.0" in out, out
+        edit(bundle, f"version: {version}", "version: 1.1.0")
+    # --first-release where a certificate of the bundle exists is refused; and it goes with --sign
+    code, out, _ = run(capsys, "certify", bundle, "--cases", cases, "--sign", key, "--first-release", "--no-progress")
+    assert code == 1 and "this is not its first certificate" in out
+    code, _, err = run(capsys, "certify", bundle, "--cases", cases, "--first-release", "--no-progress")
+    assert code == 2 and "--first-release goes with --sign" in err
+    # the way that works: a higher version, re-pinned and signed in one run
+    edit(bundle, "version: 1.1.0", "version: 1.2.0")
+    code, out, err = run(capsys, "certify", bundle, "--cases", cases, "--update", "--sign", key, "--no-progress")
+    assert code == 0 and "valid (written)" in out, out + err
+    # a bundle never certified: --first-release says so, and it is signed
+    cert_path.unlink()
+    code, out, err = run(capsys, "certify", bundle, "--cases", cases, "--sign", key, "--first-release", "--no-progress")
+    assert code == 0 and "valid (written)" in out, out + err
+
+
+def test_signed_at_must_be_a_utc_time_not_in_the_future() -> None:
+    """Review of issue 9: approval.signed_at was never checked (2099, missing, an object all passed)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from engine.certification import Approver, check_certificate, sign_certificate
+
+    bundle = load_config_bundle(SHIPPED)
+    cert = json.loads((ROOT / "policies" / "binance-perp-default.cert.json").read_text())
+    payload = {k: v for k, v in cert.items() if k != "approval"}
+    key = Ed25519PrivateKey.generate()
+    approver = [Approver("A", key.public_key())]
+    now = "2026-11-28T12:00:00Z"
+    for signed_at, problem in (("2026-11-28T11:00:00Z", None), ("2026-11-28T12:05:00Z", None),
+                               ("2026-11-28T12:05:01Z", "is in the future (now 2026-11-28T12:00:00Z)"),
+                               ("2099-01-01T00:00:00Z", "is in the future"), ("2026-11-28 11:00:00", "is not a UTC time"),
+                               ("2026-02-30T11:00:00Z", "is not a UTC time"), (None, "is not a UTC time"),
+                               ({"x": [1, 2]}, "is not a UTC time")):
+        signed = sign_certificate(payload, key, approver="A", signed_at=signed_at)
+        messages = [p.message for p in check_certificate(signed, bundle, approver, now=now)]
+        if problem is None:
+            assert messages == [], (signed_at, messages)
+        else:
+            assert len(messages) == 1 and problem in messages[0], (signed_at, messages)
+    # the shipped certificate's own is one (its only problem here: its key is not listed)
+    assert [p.kind for p in check_certificate(cert, bundle, [], now="2026-12-01T00:00:00Z")] == ["unknown-key"]
+
+
+def test_junit_lists_the_cases_pinned_to_the_bundle_certified(capsys, repo: Path) -> None:
+    """Review of issue 9: the JUnit report left out the cases pinned to the very bundle being certified,
+    so 28 differences showed as one passing "certificate and version" test case."""
+    cases = repo / "tests" / "cases"  # where its bundles' includes (../../../gates) lead
+    shutil.copytree(CASES, cases)
+    own = [c for c in load_corpus([str(cases)]).cases if c.own_bundle]
+    target = (own[0].path.parent / own[0].own_bundle).resolve()
+    mine = {c.name for c in own if (c.path.parent / c.own_bundle).resolve() == target}
+    code, out, err = run(capsys, "certify", target, "--cases", cases, "--outcomes-only", "--no-progress", "--junit", repo / "j.xml")
+    assert code == 1 and "unexpected" not in err  # the corpus's general cases differ under this bundle
+    suite = ElementTree.parse(repo / "j.xml").getroot()
+    names = {tc.get("name") for tc in suite.iter("testcase")}
+    assert mine and mine <= names, sorted(mine - names)[:5]
+    assert int(suite.get("tests")) == len(names)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (5, '"bundle" must be the path of a bundle file'),
+    ("", '"bundle" must be the path of a bundle file'),
+    ("../policies/no-such-bundle.yaml", "pinned to the bundle ../policies/no-such-bundle.yaml, which is not a file"),
+])
+def test_a_case_pinned_to_no_bundle_is_unusable_input(capsys, tmp_path: Path, value: object, message: str) -> None:
+    """Review of issue 9: a case pinned to a bundle that does not exist was skipped by every run (its
+    pin checked by none, exit 0); a "bundle" that is not text was an unexpected TypeError."""
+    case = json.loads(sorted(CASES.glob("*.json"))[0].read_text())
+    case["bundle"] = value
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "odd.json").write_text(json.dumps(case))
+    code, out, err = run(capsys, "certify", SHIPPED, "--cases", tmp_path / "c", "--outcomes-only", "--no-progress")
+    assert code == 2 and message in err and "unexpected" not in err, err

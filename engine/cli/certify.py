@@ -326,6 +326,8 @@ class CertifyReport:
     seconds: float
     jobs: int
     completed: int = 0  # --update: pins that only lacked fields, completed (same outcome, more detail)
+    ran: list[str] = field(default_factory=list)  # the cases run, in order
+    not_repinned: str = ""  # --update refused: why
 
     @property
     def failed(self) -> bool:
@@ -366,9 +368,24 @@ def cmd_certify(args: argparse.Namespace) -> int:
             fields = ["expect"] if pinned is None else differing_fields(pinned, r.outcome)
         if fields:
             differences.append(_explain_difference(bundle, case, pinned, r.outcome, fields))
+    measured = outcomes_digest(outcomes)
+    cert_path = certificate_path(args.bundle or bundle.path, args.certificate)
+    old = _read_certificate(cert_path)
+    if args.first_release and not args.sign:
+        raise InputError("--first-release goes with --sign: it says the certificate being signed is the bundle's first")
+    # --outcomes-only compares outcomes with the pins and nothing else: no certificate, no version discipline.
+    # Decided before anything is re-pinned: a run that fails it writes no pin (re-pinned cases would no
+    # longer show the changed outcomes the version rule is about)
+    discipline = [] if args.outcomes_only else _version_discipline(
+        old, bundle, [d.case for d in differences], measured, cert_path=cert_path, signing=bool(args.sign),
+        first_release=args.first_release)
     repinned: list[str] = []
     completed = 0
-    if args.update:
+    if args.update and discipline:
+        not_repinned = "fix the version problem(s) first: nothing was re-pinned"
+    else:
+        not_repinned = ""
+    if args.update and not discipline:
         for d in differences:
             write_pin(by_name[d.case], d.actual)
             repinned.append(d.case)
@@ -379,11 +396,6 @@ def cmd_certify(args: argparse.Namespace) -> int:
                 write_pin(case, r.outcome)
                 completed += 1
         corpus = load_corpus(args.cases)  # the corpus digest covers the pins
-    measured = outcomes_digest(outcomes)
-    cert_path = certificate_path(args.bundle or bundle.path, args.certificate)
-    old = _read_certificate(cert_path)
-    # --outcomes-only compares outcomes with the pins and nothing else: no certificate, no version discipline
-    discipline = [] if args.outcomes_only else _version_discipline(old, bundle, [d.case for d in differences], measured)
     certificate: dict[str, Any] = {"path": str(cert_path)}
     if not args.outcomes_only:
         approvers_file = approvers_path(args.bundle or bundle.path, args.approvers)
@@ -398,7 +410,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
                 )
             payload = certificate_payload(bundle, corpus_paths=args.cases, corpus_digest=corpus.digest, cases=len(mine),
                                           skipped=len(skipped), outcomes=measured)
-            signed = sign_certificate(payload, key, approver=named, signed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            signed = sign_certificate(payload, key, approver=named, signed_at=_utc_now())
             tmp = cert_path.with_name(f".{cert_path.name}.tmp")
             try:
                 tmp.write_text(json.dumps(signed, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -409,7 +421,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
             old = signed
         elif args.sign:
             certificate["not_signed"] = (
-                "fix the version problem(s) first: bump metadata.version" if discipline
+                "fix the version problem(s) first (VERSION above)" if discipline
                 else "the corpus has differences: review them, re-pin with --update, then sign"
             )
         if old is None:
@@ -417,7 +429,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
         elif "unreadable" in old:
             certificate.update(status="unreadable", problems=[f"{cert_path}: {old['unreadable']}"])
         else:
-            problems = check_certificate(old, bundle, approvers, corpus_digest=corpus.digest, outcomes=measured)
+            problems = check_certificate(old, bundle, approvers, corpus_digest=corpus.digest, outcomes=measured, now=_utc_now())
             certificate.update(
                 status="valid" if not problems else "invalid",
                 problems=[p.message for p in problems],
@@ -426,7 +438,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
                 digest=certificate_digest(old),
             )
     report = CertifyReport(bundle, args.bundle or bundle.path, corpus, len(runs), skipped, differences, repinned, certificate,
-                           discipline, seconds, args.jobs, completed)
+                           discipline, seconds, args.jobs, completed, ran=[r.name for r in runs], not_repinned=not_repinned)
     text = {"text": _text, "markdown": _markdown, "json": _json}[args.format](report)
     if args.junit:  # before the report: a report that says "ok" and then an error is two answers
         try:
@@ -447,13 +459,48 @@ def _pinned_to(case: Case, bundle_path: Path | None) -> bool:
         return False
 
 
-def _version_discipline(old: Any, bundle: Bundle, changed_cases: list[str], measured: str) -> list[str]:
-    """Spec §9 "new version": a change to what the certificate covers needs a new metadata.version."""
-    if not isinstance(old, dict) or not isinstance(old.get("bundle"), dict):
+def _utc_now() -> str:
+    """The time a certificate is signed at, and checked against (``approval.signed_at``)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _version_key(version: str) -> tuple[tuple[int, int, int], bool] | None:
+    """Semantic-version order of ``metadata.version`` (MAJOR.MINOR.PATCH, a pre-release below its
+    release); None for text that is not one."""
+    import re
+
+    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?", version) if isinstance(version, str) else None
+    return ((int(m[1]), int(m[2]), int(m[3])), m[4] is None) if m else None
+
+
+def _version_discipline(old: Any, bundle: Bundle, changed_cases: list[str], measured: str, *, cert_path: Path | None = None,
+                        signing: bool = False, first_release: bool = False) -> list[str]:
+    """Spec §9 "new version": a change to what the certificate covers needs a new, higher
+    metadata.version. Signing needs the last certificate to compare with: where none can be read
+    (deleted, emptied, another bundle's, or a fresh --certificate path), --sign refuses unless
+    --first-release says the bundle was never certified (review of issue 9: deleting the
+    certificate let a changed bundle be signed under its old version)."""
+    readable = isinstance(old, dict) and isinstance(old.get("bundle"), dict) and "unreadable" not in old
+    ob = old["bundle"] if readable else {}
+    if first_release:
+        if readable and ob.get("name") == bundle.name:
+            return [f"--first-release, but {cert_path} certifies {bundle.name} {ob.get('version')}: this is not its first "
+                    "certificate; leave --first-release out"]
         return []
-    ob = old["bundle"]
-    if ob.get("name") != bundle.name or ob.get("version") != bundle.version:
-        return []  # a new version (or another bundle): nothing to compare against
+    if not readable or ob.get("name") != bundle.name:
+        if not signing:
+            return []  # nothing to compare with: the certificate check says what is missing
+        what = ("holds no certificate" if old is None else f"is not a readable certificate ({old['unreadable']})" if not readable
+                else f"certifies another bundle ({ob.get('name')})")
+        return [f"{cert_path} {what}, so metadata.version cannot be checked against the last certified one: restore the "
+                f"bundle's last certificate (a change to a certified bundle needs a new version), or pass --first-release "
+                f"if {bundle.name} was never certified"]
+    if ob.get("version") != bundle.version:
+        new, last = _version_key(bundle.version), _version_key(ob.get("version"))
+        if new is None or last is None or new <= last:
+            return [f"metadata.version {bundle.version} is not above the certified {ob.get('version')}: a new version "
+                    "must be higher than the last certified one"]
+        return []  # a new, higher version: nothing to compare against
     out = []
     certified_sources = {s.get("file"): s.get("sha256") for s in (ob.get("sources") if isinstance(ob.get("sources"), list) else []) if isinstance(s, dict) and isinstance(s.get("file"), str)}
     content_changed = ob.get("digest") != bundle.digest or certified_sources != dict(bundle.sources)
@@ -494,6 +541,8 @@ def _text(r: CertifyReport) -> str:
             lines.append(f"     gate {g['id']}: {g['before']} -> {g['after']}" + (f"; read {read}" if read else ""))
     for m in r.discipline:
         lines.append(f"VERSION {m}")
+    if r.not_repinned:
+        lines.append(f"NOT RE-PINNED (--update): {r.not_repinned}")
     c = r.certificate
     if c.get("not_signed"):
         lines.append(f"NOT SIGNED (--sign): {c['not_signed']}")
@@ -553,6 +602,8 @@ def _markdown(r: CertifyReport) -> str:
     else:
         out += ["No outcome differences.", ""]
     out += [f"* version: {m}" for m in r.discipline]
+    if r.not_repinned:
+        out.append(f"* **not re-pinned** (--update): {r.not_repinned}")
     c = r.certificate
     if c.get("not_signed"):
         out.append(f"* **not signed** (--sign): {c['not_signed']}")
@@ -572,6 +623,7 @@ def _json(r: CertifyReport) -> str:
         "differences": [d.as_json() for d in r.differences],
         "repinned": r.repinned,
         "pins_completed": r.completed,
+        "not_repinned": r.not_repinned or None,
         "version_problems": r.discipline,
         "certificate": r.certificate,
         "ok": not r.failed,
@@ -585,7 +637,7 @@ def _junit(r: CertifyReport) -> str:
                        failures=str(len(r.differences) + (1 if r.certificate.get("problems") or r.discipline else 0)),
                        time=f"{r.seconds:.3f}")
     diffs = {d.case: d for d in r.differences}
-    for name in sorted({c.name for c in r.corpus.cases if not c.own_bundle}):
+    for name in sorted(set(r.ran)):  # every case run, those pinned to this very bundle included
         tc = ET.SubElement(suite, "testcase", classname=r.bundle.name, name=name)
         d = diffs.get(name)
         if d is not None:
@@ -619,7 +671,7 @@ def live_certificate(bundle: Bundle, bundle_path: str | Path, *, certificate: st
     elif "unreadable" in cert:
         why = f"{path}: {cert['unreadable']}"
     elif not why:
-        problems = check_certificate(cert, bundle, listed)
+        problems = check_certificate(cert, bundle, listed, now=_utc_now())
         if not problems:
             return {"certificate": certificate_digest(cert)}
         why = f"{path}: " + "; ".join(p.message for p in problems)

@@ -132,6 +132,13 @@ def _read_case(path: Path) -> dict[str, Any]:
                            "constraints_override", "bundle", "expect", "source"}
     if unknown:
         raise CorpusError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
+    if "bundle" in data:  # the bundle the case is pinned to, relative to the case file
+        own = data["bundle"]
+        if not isinstance(own, str) or not own:
+            raise CorpusError(f"{path}: \"bundle\" must be the path of a bundle file, relative to the case file (got {own!r})")
+        if not (path.parent / own).is_file():
+            # it would be skipped by every run (no bundle is that file), its pin checked by none
+            raise CorpusError(f"{path}: pinned to the bundle {own}, which is not a file ({path.parent / own})")
     data["_text"] = text
     return data
 

@@ -30,6 +30,9 @@ def add_parsers(sub: Any, add_evaluator: Callable[[argparse.ArgumentParser], Non
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--update", action="store_true", help="re-pin the cases whose outcome differs (after review)")
     p.add_argument("--sign", metavar="KEYFILE", help="write a new certificate signed with this Ed25519 key (ep4 keys new)")
+    p.add_argument("--first-release", action="store_true",
+                   help="with --sign: the bundle has no certificate yet (without it, --sign refuses to sign where no "
+                        "certificate of the bundle can be read: the version rule needs the last one)")
     p.add_argument("--certificate", metavar="FILE", help="the certificate (default: BUNDLE with .cert.json)")
     p.add_argument("--approvers", metavar="FILE", help="approvers' public keys (default: $EP4_APPROVERS, else approvers.json next to the bundle)")
     p.add_argument("--outcomes-only", action="store_true", help="compare outcomes only; no certificate is read or written")
