@@ -429,7 +429,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
         elif "unreadable" in old:
             certificate.update(status="unreadable", problems=[f"{cert_path}: {old['unreadable']}"])
         else:
-            problems = check_certificate(old, bundle, approvers, corpus_digest=corpus.digest, outcomes=measured, now=_utc_now())
+            problems = check_certificate(old, bundle, approvers, corpus_digest=corpus.digest, outcomes=measured)
             certificate.update(
                 status="valid" if not problems else "invalid",
                 problems=[p.message for p in problems],
@@ -671,7 +671,7 @@ def live_certificate(bundle: Bundle, bundle_path: str | Path, *, certificate: st
     elif "unreadable" in cert:
         why = f"{path}: {cert['unreadable']}"
     elif not why:
-        problems = check_certificate(cert, bundle, listed, now=_utc_now())
+        problems = check_certificate(cert, bundle, listed)
         if not problems:
             return {"certificate": certificate_digest(cert)}
         why = f"{path}: " + "; ".join(p.message for p in problems)
