@@ -62,8 +62,11 @@ def parse_decimal(value: Any) -> Decimal:
         # _decimal_from_text inline for a text of at most MAX_DIGITS characters (which cannot hold more
         # digits, so only the exponent is checked, as _bounded does); anything else, or out of range, there
         if len(value) <= MAX_DIGITS and _DECIMAL_TEXT.fullmatch(value):
-            number = Decimal(value)
-            if not number or abs(number.adjusted()) <= MAX_EXPONENT:
+            try:
+                number = Decimal(value)
+            except decimal.DecimalException:  # an exponent beyond any context: _text_decimal's message
+                return _decimal_from_text(value)
+            if number.is_finite() and (not number or abs(number.adjusted()) <= MAX_EXPONENT):
                 return number
         return _decimal_from_text(value)
     if isinstance(value, bool):
@@ -83,11 +86,28 @@ def parse_decimal(value: Any) -> Decimal:
     raise DecimalParseError(f"expected a decimal number, got {type(value).__name__}")
 
 
+def _text_decimal(text: str) -> Decimal:
+    """``Decimal(text)`` of a text that matched _DECIMAL_TEXT, or DecimalParseError. Its exponent may
+    be beyond what any decimal context holds (``1e9999999999999999999``): Decimal() then raises
+    InvalidOperation, an ArithmeticError that no caller expects from bad input; or, where the host
+    turned that trap off, gives NaN, which would pass as a number. Either is out of range here, the
+    same whatever decimal settings the host has (spec §8.1)."""
+    try:
+        number = Decimal(text)
+    except decimal.DecimalException:
+        number = None
+    if number is None or not number.is_finite():
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise DecimalParseError(
+            f"{shown} is out of range: ep4 takes at most {MAX_DIGITS} significant digits and exponents within ±{MAX_EXPONENT}")
+    return number
+
+
 def _decimal_from_text(value: str) -> Decimal:
     if len(value) > _MAX_TEXT or not _DECIMAL_TEXT.fullmatch(value):
         shown = value if len(value) <= 40 else value[:40] + "…"
         raise DecimalParseError(f"{shown!r} is not a decimal number (ASCII digits, optional sign, point and exponent)")
-    return _bounded(Decimal(value), len(value))
+    return _bounded(_text_decimal(value), len(value))
 
 
 def _bounded(value: Decimal, text_length: int = 0) -> Decimal:
@@ -148,7 +168,7 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _json_number(text: str) -> Decimal:
     if len(text) > _MAX_TEXT:
         raise DecimalParseError(f"a number of {len(text)} characters is out of range")
-    return _bounded(Decimal(text), len(text))
+    return _bounded(_text_decimal(text), len(text))
 
 
 def _json_int(text: str) -> int:

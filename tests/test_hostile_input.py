@@ -313,3 +313,51 @@ def test_errors_combined_by_a_macro_cost_linear_time(macro: str) -> None:
         assert time.process_time() - t0 < 0.5
         messages.append(str(info.value))
     assert messages[0] == messages[1] and len(messages[0]) < 500
+
+
+EXPONENTS = ["1e9999999999999999999", "1E-99999999999999999999", "-1e999999999999999999999999999", "0e9999999999999999999"]
+
+
+@pytest.mark.parametrize("number", EXPONENTS)
+@pytest.mark.parametrize("trap", [True, False])
+def test_an_exponent_beyond_any_decimal_context_is_out_of_range_whatever_the_hosts_decimal_traps(number: str, trap: bool) -> None:
+    """Review: an exponent of 10**18 or more made Decimal() raise InvalidOperation (an ArithmeticError no
+    guard expected: a traceback, the rest of a batch lost, evaluate raising, even for a HOLD decision),
+    or, where a host had turned that trap off, became NaN and passed as a number. Now it is out of
+    range, the same under any decimal settings (spec §8.1), a zero with such an exponent too."""
+    import decimal
+
+    from engine.numbers import DecimalParseError, loads, parse_decimal
+
+    with decimal.localcontext() as ctx:
+        ctx.traps[decimal.InvalidOperation] = trap
+        for value in (number, number.replace("e", "E")):
+            with pytest.raises(DecimalParseError, match="out of range"):
+                parse_decimal(value)
+            with pytest.raises(DecimalParseError, match="out of range"):
+                loads(value)
+        # a quantity as text: Rule 2 names it; as a JSON number: the decision is not readable JSON
+        res = decide(decision_text(quantity=number))
+        assert (res.result, res.reason_code, res.rule) == ("REJECTED", "INVALID_QUANTITY", 2), res
+        res = decide(decision_text(quantity="Q").replace('"Q"', number))
+        assert (res.result, res.reason_code) == ("REJECTED", "INPUT_NOT_JSON"), res
+        # Rule 1 first: unauthorized is NOOP whatever the action holds
+        hold = json.dumps({"decision_id": "d", "decision_code": "HOLD", "action": {**LIMIT, "quantity": "Q"}}).replace('"Q"', number)
+        assert (decide(hold).result, decide(hold).reason_code) in (("NOOP", "NOT_AUTHORIZED"), ("REJECTED", "INPUT_NOT_JSON"))
+        hold = json.dumps({"decision_id": "d", "decision_code": "HOLD", "action": {**LIMIT, "quantity": number}})
+        assert (decide(hold).result, decide(hold).reason_code) == ("NOOP", "NOT_AUTHORIZED")
+        # a context number too is a validation error, not an exception of another kind
+        bad = base_context()
+        bad["account"]["available_margin"] = number
+        with pytest.raises(ValueError, match="out of range"):
+            ExecutionContext.model_validate(bad)
+
+
+def test_an_ack_with_an_exponent_beyond_range_is_malformed_not_an_exception() -> None:
+    """Review: a reply carrying such a number made Executor.execute raise after the call was made (the
+    FILLED reply lost, the row left in flight). Rule 6 now reads it as a reply it cannot read."""
+    from engine.verification import ExchangeReplyData, reply_json_repeats
+
+    body = '{"orderId":1,"status":"FILLED","cumQuote":1e9999999999999999999}'
+    assert reply_json_repeats(body)[0] is None
+    assert ExchangeReplyData(outcome="response", http_status=200, body=body, error=None).opaque()["body"] == body
