@@ -361,3 +361,12 @@ def test_an_ack_with_an_exponent_beyond_range_is_malformed_not_an_exception() ->
     body = '{"orderId":1,"status":"FILLED","cumQuote":1e9999999999999999999}'
     assert reply_json_repeats(body)[0] is None
     assert ExchangeReplyData(outcome="response", http_status=200, body=body, error=None).opaque()["body"] == body
+
+
+@pytest.mark.parametrize("literal", ["1e9999999999999999999", "1e101", "1e-101", "0x" + "f" * 200, "1" * 101])
+def test_a_gate_literal_out_of_range_is_reported_by_check(tmp_path: Path, literal: str) -> None:
+    """Review: a gate literal with an exponent beyond any decimal context made `ep4 check` (and every
+    bundle load) end in an unexpected InvalidOperation. Literals now have the bounds of every number
+    ep4 reads (engine.numbers), reported with the gate's file, line and column."""
+    problem = _gate_problem(tmp_path, f"health.api_latency_ms <= {literal}")
+    assert "out of range" in problem.message and problem.column > 1, problem.message

@@ -35,7 +35,7 @@ import celpy
 import lark
 from celpy.celparser import CELParseError
 
-from ..numbers import EXACT
+from ..numbers import EXACT, MAX_DIGITS, DecimalParseError, parse_decimal
 from .check import (MAX_COST, CheckError, FieldSpec, check_depth, check_names, estimate_cost, expression_kind, read_paths,
                     recent_windows, root_fields)
 from .functions import FUNCTIONS, HELPER_FUNCTIONS, LITERAL_FUNCTION
@@ -302,7 +302,14 @@ def _rewrite_numeric_literals(tree: lark.Tree) -> None:
         token = lit.children[0]
         text = token.value.rstrip("uU")
         if text.lower().lstrip("-").startswith("0x"):
+            if len(text) > MAX_DIGITS:  # int() of a long hex text is slow, and its value out of range anyway
+                raise CheckError(f"the number {text[:40]}… is out of range (at most {MAX_DIGITS} digits)",
+                                 getattr(token, "line", 1) or 1, getattr(token, "column", 1) or 1)
             text = str(int(text, 16))
+        try:  # the bounds every number ep4 reads has (engine.numbers): 1e9999999999999999999 is no Decimal at all
+            parse_decimal(text)
+        except DecimalParseError as exc:
+            raise CheckError(f"the number {exc}", getattr(token, "line", 1) or 1, getattr(token, "column", 1) or 1) from None
         arg = _env().compile('"' + text + '"')
         tree_class = type(node)  # keep the runner's own tree class
         node.children = [tree_class("ident_arg", [lark.Token("IDENT", LITERAL_FUNCTION), tree_class("exprlist", [arg])])]
