@@ -113,6 +113,27 @@ def test_a_line_that_is_not_utf8_is_one_rejected_result(tmp_path: Path, capsys) 
     assert code == 0 and [r["result"] for r in out] == ["NOOP", "REJECTED", "FAILED_SAFE"]  # 3rd: min interval
 
 
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_a_jsonl_line_ends_at_newline_only(source: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Review: a .jsonl file was also split at a lone carriage return, so a decision with a CR between
+    its fields became two REJECTED lines, and a line holding two decisions joined by a CR executed
+    both (standard input split on \n only: the same bytes gave other results)."""
+    import io
+
+    one = decision_text().replace('"d"', '"d-1"').replace(', "action"', ',\r"action"')
+    two = decision_text().replace('"d"', '"d-2"') + "\r" + decision_text().replace('"d"', '"d-3"')
+    data = (one + "\n" + two + "\r\n").encode()
+    if source == "file":
+        (tmp_path / "cr.jsonl").write_bytes(data)
+        argv = [str(tmp_path / "cr.jsonl")]
+    else:
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+        argv = ["-"]
+    code = main(["execute", *argv, "--context", str(EX / "context.json"), "--exchange", "dry-run"])
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0 and [(r["decision_id"], r["result"]) for r in out] == [("d-1", "NOOP"), (None, "REJECTED")], out
+
+
 # --- bundles ---
 
 

@@ -91,7 +91,7 @@ def read_decisions(source: str) -> Iterator[str]:
     if source == "-":
         stream: IO[str] = sys.stdin
         try:  # a line with bytes that are not UTF-8 becomes one REJECTED result, not the end of the run
-            sys.stdin.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
+            sys.stdin.reconfigure(errors="surrogateescape", newline="\n")  # type: ignore[union-attr]
         except (AttributeError, ValueError):
             pass
         jsonl: bool | None = None
@@ -99,7 +99,8 @@ def read_decisions(source: str) -> Iterator[str]:
         path = Path(source)
         try:
             # undecodable bytes become lone surrogates, which the JSON reader refuses for that line only
-            stream = path.open("r", encoding="utf-8", errors="surrogateescape", newline="")
+            # newline="\n": lines end at \n only (newline="" also ended one at a lone \r, inside a decision)
+            stream = path.open("r", encoding="utf-8", errors="surrogateescape", newline="\n")
         except FileNotFoundError:
             raise InputError(f"decisions file not found: {source}") from None
         except OSError as exc:
