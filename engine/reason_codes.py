@@ -52,7 +52,7 @@ _CODES = [
     ReasonCode("ACTION_NOOP", "SUCCESS", None, "ACTION_NOOP: nothing to do, nothing touched"),
     # Rule 3: resolving the action against the position snapshot (§6.2 ambiguous state), then gates
     ReasonCode("NO_POSITION", "FAILED_SAFE", 3, "CLOSE or ADJUST but the context holds no position for the symbol"),
-    ReasonCode("AMBIGUOUS_POSITION", "FAILED_SAFE", 3, "several position rows could be meant (hedge LONG and SHORT both open, or duplicate rows)"),
+    ReasonCode("AMBIGUOUS_POSITION", "FAILED_SAFE", 3, "several position rows could be meant (hedge LONG and SHORT both open, or duplicate rows), or a row does not fit the account's position mode (a one-way account with a LONG / SHORT position or open order)"),
     ReasonCode("CLOSE_EXCEEDS_POSITION", "FAILED_SAFE", 3, "CLOSE quantity larger than the position"),
     ReasonCode("ADJUST_WOULD_FLIP", "FAILED_SAFE", 3, "negative delta larger than the position: a decrease may never flip it"),
     ReasonCode("TRADING_HALTED", "FAILED_SAFE", 3, "the operator halted trading (ep4 halt): only cancels go through; does not arm the cooldown"),

@@ -1321,3 +1321,31 @@ def test_a_call_that_fails_during_a_cooldown_starts_a_new_one(rig: Rig) -> None:
     assert (fresh.result, fresh.reason_code) == ("FAILED_SAFE", "COOLDOWN_ACTIVE")
     rig.now = close.timestamp + cooldown + 500
     assert rig.run(OPEN("0.001"), advance_s=0)[0].result == "SUCCESS"
+
+
+@pytest.mark.parametrize(("mode", "side", "stated", "expected"), [
+    ("ONE_WAY", "BOTH", True, "MAX_POSITION_EXCEEDED"),  # counted: the ceiling sees it
+    ("ONE_WAY", "LONG", True, "AMBIGUOUS_POSITION"),
+    ("ONE_WAY", "SHORT", True, "AMBIGUOUS_POSITION"),
+    ("HEDGE", "LONG", True, "MAX_POSITION_EXCEEDED"),
+])
+def test_an_open_order_on_a_side_the_accounts_mode_lacks_is_ambiguous(mode: str, side: str, stated: bool, expected: str) -> None:
+    """Review: an open order on a hedge position side (LONG / SHORT) in a one-way account was counted on
+    no side, so a 5 BTC resting BUY did not count against the position ceiling. Spec §6.2: ambiguous
+    state -> FAILED_SAFE, not a guess. (Hedge mode with a BOTH order is not covered: an order row
+    without position_side reads as BOTH, and the shipped corpus pins such cases.)"""
+    from conftest import base_context, bundle_at
+    from engine.models import ExecutionContext
+
+    ctx = base_context()
+    ctx["account"]["position_mode"] = mode
+    if mode == "HEDGE":
+        for p in ctx["account"]["positions"]:
+            p["position_side"] = "LONG" if Decimal(str(p["quantity"])) >= 0 else "SHORT"
+    ctx["account"]["open_orders"] = [{"symbol": "BTCUSDT", "client_order_id": "x", "side": "BUY", "quantity": "5", "price": "62000",
+                                      "position_side": side}]
+    decision = json.dumps({"decision_id": "d", "decision_code": "AUTHORIZED_ACTION", "action": {
+        "type": "ACTION_OPEN_POSITION", "action_id": "a", "symbol": "BTCUSDT", "side": "LONG", "quantity": "0.002",
+        "order_type": "MARKET", "reduce_only": False}})
+    res = evaluate(decision, ExecutionContext.model_validate(ctx), Config(bundle_at(None), default_constraints(), "dry-run")).result
+    assert (res.result, res.reason_code) == ("FAILED_SAFE", expected), res.message
