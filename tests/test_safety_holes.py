@@ -1349,3 +1349,19 @@ def test_an_open_order_on_a_side_the_accounts_mode_lacks_is_ambiguous(mode: str,
         "order_type": "MARKET", "reduce_only": False}})
     res = evaluate(decision, ExecutionContext.model_validate(ctx), Config(bundle_at(None), default_constraints(), "dry-run")).result
     assert (res.result, res.reason_code) == ("FAILED_SAFE", expected), res.message
+
+
+def test_a_cancel_goes_through_with_a_ledger_ahead_of_the_context(rig: Rig) -> None:
+    """Review: one executed context from a clock far ahead left a record no later context could pass:
+    every decision, cancels included, was CLOCK_BEHIND_STATE for good, so an operator could not even
+    cancel. A cancel only removes risk and is judged as usual; everything else is still refused."""
+    res, _ = rig.run(OPEN("0.010"), advance_s=10)
+    assert res.result == "SUCCESS"
+    rig.now -= 60_000  # the next context's clock is a minute behind the ledger's newest record
+    cancel = rig.executor.execute(json.dumps({"decision_id": "d-cancel", "decision_code": "AUTHORIZED_ACTION",
+                                              "action": {"type": "ACTION_CANCEL_OPEN_ORDERS", "action_id": "a", "symbol": "BTCUSDT"}}),
+                                  rig.context())
+    assert (cancel.result, cancel.reason_code) == ("SUCCESS", "OPEN_ORDERS_CANCELLED"), cancel.message
+    stale = rig.executor.execute(json.dumps({"decision_id": "d-stale", "decision_code": "AUTHORIZED_ACTION",
+                                             "action": {"action_id": "a", **OPEN("0.010")}}), rig.context())
+    assert (stale.result, stale.reason_code) == ("FAILED_SAFE", "CLOCK_BEHIND_STATE")
