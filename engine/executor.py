@@ -45,9 +45,13 @@ class ExchangeClient(Protocol):
 
 def decision_text(raw: str | bytes | dict[str, Any] | Any) -> str:
     """The exact text the pure core evaluates, and the audit log keeps for replay (a host's object:
-    engine.authorization_gate.host_text, what ``evaluate`` reads it as too)."""
+    engine.authorization_gate.host_text, what ``evaluate`` reads it as too). Bytes that are not UTF-8
+    are kept as backslash escapes, as the CLI keeps a line of a decisions file (engine.numbers.
+    printable_text), so the text is not JSON and the decision is REJECTED as ``evaluate`` of the bytes
+    is; decoding them with U+FFFD in their place made another, readable decision of them (a HOLD one
+    NOOP, review)."""
     if isinstance(raw, (bytes, bytearray, memoryview)):
-        return bytes(raw).decode("utf-8", "replace")
+        return printable_text(bytes(raw).decode("utf-8", "surrogateescape"))
     return printable_text(raw) if isinstance(raw, str) else host_text(raw)
 
 

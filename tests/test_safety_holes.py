@@ -1365,3 +1365,17 @@ def test_a_cancel_goes_through_with_a_ledger_ahead_of_the_context(rig: Rig) -> N
     stale = rig.executor.execute(json.dumps({"decision_id": "d-stale", "decision_code": "AUTHORIZED_ACTION",
                                              "action": {"action_id": "a", **OPEN("0.010")}}), rig.context())
     assert (stale.result, stale.reason_code) == ("FAILED_SAFE", "CLOCK_BEHIND_STATE")
+
+
+@pytest.mark.parametrize("raw", [b'{"decision_id":"d1","decision_code":"HOLD","x":"\xff"}',
+                                 b'{"decision_id":"d2","decision_code":"AUTHORIZED_ACTION","action":{"type":"ACTION_NOOP","action_id":"a2"},"\xff":1}'])
+def test_bytes_that_are_not_utf8_are_rejected_by_the_executor_as_by_evaluate(rig: Rig, raw: bytes) -> None:
+    """Review: Executor.execute decoded bytes with U+FFFD in place of what was not UTF-8, and so judged
+    another, readable decision (a HOLD one NOOP, an authorized NOOP with a bad key SUCCESS) where
+    evaluate of the same bytes is REJECTED (docs/reliability.md: bytes that are not UTF-8 make that
+    decision REJECTED). The audit record keeps the bytes as backslash escapes."""
+    expected = evaluate(raw, rig.context(), Config(rig.bundle, default_constraints(), "dry-run")).result
+    res = rig.executor.execute(raw, rig.context())
+    assert (res.result, res.reason_code) == (expected.result, expected.reason_code) == ("REJECTED", "INPUT_NOT_JSON")
+    record = json.loads((rig.state / "audit.jsonl").read_text().splitlines()[-1])
+    assert "\\xff" in record["input"]["decision_text"] and "\ufffd" not in record["input"]["decision_text"]
