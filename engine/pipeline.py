@@ -303,15 +303,11 @@ def evaluate(
             )
 
     # §6.2 ambiguous state: a context older than the history it is judged against (a clock that went
-    # backwards, a stale snapshot) would skip the temporal gates; it is refused instead. A cancel is
-    # judged all the same: it only removes risk (as under the kill switch and a cooldown), its own
-    # frequency gate counts every record newer than its window's start, those "ahead" of it included
-    # (so it errs on refusing), and a ledger holding one record from a clock far ahead would
-    # otherwise refuse every cancel until that time (review)
+    # backwards, a stale snapshot) would skip the temporal gates; it is refused instead.
     newest, failed_ms = state.last_execution_ms, state.last_failed_safe_ms
     if newest is None or failed_ms is not None and failed_ms > newest:
         newest = failed_ms
-    if newest is not None and newest > context.timestamp and not isinstance(action, CancelOrdersAction):
+    if newest is not None and newest > context.timestamp:
         return _done(
             header, "FAILED_SAFE", "CLOCK_BEHIND_STATE", 3,
             f"context.timestamp {context.timestamp} is {newest - context.timestamp} ms older than the newest recorded "
