@@ -114,7 +114,15 @@ def read_decision(raw: str | bytes | dict[str, Any] | RawDecision) -> RawDecisio
         return raw
     if isinstance(raw, (bytearray, memoryview)):
         raw = bytes(raw)
-    elif not isinstance(raw, (str, bytes)):  # a host's object: read as the text it is recorded as
+    if isinstance(raw, bytes):
+        # read as the text the executor evaluates and records (engine.executor.decision_text): UTF-8, or
+        # what is not UTF-8 as backslash escapes, which no JSON reads (RFC 8259 §8.1: JSON exchanged
+        # between systems is UTF-8), so both give the same REJECTED result, digest and trace id
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raw = printable_text(raw.decode("utf-8", "surrogateescape"))
+    elif not isinstance(raw, str):  # a host's object: read as the text it is recorded as
         raw = host_text(raw)
     if isinstance(raw, str) and raw.startswith(HOST_VALUE_REFUSED):
         return RawDecision(raw, None, None, "INPUT_NOT_JSON", raw[len("ep4: "):])
@@ -122,7 +130,7 @@ def read_decision(raw: str | bytes | dict[str, Any] | RawDecision) -> RawDecisio
     try:
         data = loads(raw)
     except (ValueError, DecimalParseError, RecursionError) as exc:
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else printable_text(raw)
+        text = printable_text(raw)
         ids: tuple[str | None, str | None] = (None, None)
         if isinstance(exc, DecimalParseError):  # valid JSON holding a number out of ep4's range
             unauthorized, ids = _unauthorized_text(raw, text)
@@ -173,14 +181,14 @@ def _rule1(data: Any, ids: tuple[str | None, str | None], repeated: list[str], s
     return None
 
 
-def _unauthorized_text(raw: str | bytes, text: str) -> tuple[RawDecision | None, tuple[str | None, str | None]]:
+def _unauthorized_text(raw: str, text: str) -> tuple[RawDecision | None, tuple[str | None, str | None]]:
     """Rule 1 on JSON that ep4 cannot read exactly (a number out of range): read again with every
     number kept as its text, which holds any JSON number; an object that authorizes nothing is the
     NOOP it would be with readable numbers (the text is what it records), anything else None; and
     the ids the object holds (text ids: a number id is none)."""
     repeats_before = repeats_seen()
     try:
-        data = _TEXT_NUMBERS.decode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+        data = _TEXT_NUMBERS.decode(raw)
     except (ValueError, RecursionError):
         return None, (None, None)
     if not isinstance(data, dict):

@@ -50,7 +50,7 @@ def decision_text(raw: str | bytes | dict[str, Any] | Any) -> str:
     printable_text), so the text is not JSON and the decision is REJECTED as ``evaluate`` of the bytes
     is; decoding them with U+FFFD in their place made another, readable decision of them (a HOLD one
     NOOP, review)."""
-    if isinstance(raw, (bytes, bytearray, memoryview)):
+    if isinstance(raw, (bytes, bytearray, memoryview)):  # as engine.authorization_gate.read_decision reads bytes
         return printable_text(bytes(raw).decode("utf-8", "surrogateescape"))
     return printable_text(raw) if isinstance(raw, str) else host_text(raw)
 

@@ -714,3 +714,24 @@ def test_a_case_pinned_to_no_bundle_is_unusable_input(capsys, tmp_path: Path, va
     (tmp_path / "c" / "odd.json").write_text(json.dumps(case))
     code, out, err = run(capsys, "certify", SHIPPED, "--cases", tmp_path / "c", "--outcomes-only", "--no-progress")
     assert code == 2 and message in err and "unexpected" not in err, err
+
+
+def test_versions_are_ordered_as_semantic_versions() -> None:
+    """Review: two pre-releases of one version compared equal (1.2.0-rc2 was "not above" 1.2.0-rc1)."""
+    from engine.cli.certify import _version_key
+
+    ordered = ["0.9.9", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11",
+               "1.0.0-rc.1", "1.0.0", "1.0.1", "1.2.0-rc1", "1.2.0-rc2", "1.2.0", "1.10.0", "2.0.0"]
+    keys = [_version_key(v) for v in ordered]
+    assert all(a < b for a, b in zip(keys, keys[1:]))
+    assert _version_key("1.0.0+build.7") == _version_key("1.0.0") and _version_key("1.0") is None and _version_key(None) is None
+
+
+def test_a_case_pinned_to_a_bundle_name_too_long_to_look_up_is_unusable_input(capsys, tmp_path: Path) -> None:
+    """Review: is_file() of a 300-character name raised OSError (ENAMETOOLONG) out of ep4 certify."""
+    case = json.loads(sorted(CASES.glob("*.json"))[0].read_text())
+    case["bundle"] = "x" * 300 + ".yaml"
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "odd.json").write_text(json.dumps(case))
+    code, out, err = run(capsys, "certify", SHIPPED, "--cases", tmp_path / "c", "--outcomes-only", "--no-progress")
+    assert code == 2 and "cannot be looked up" in err and "unexpected" not in err, err

@@ -1371,8 +1371,10 @@ def test_bytes_that_are_not_utf8_are_rejected_by_the_executor_as_by_evaluate(rig
     another, readable decision (a HOLD one NOOP, an authorized NOOP with a bad key SUCCESS) where
     evaluate of the same bytes is REJECTED (docs/reliability.md: bytes that are not UTF-8 make that
     decision REJECTED). The audit record keeps the bytes as backslash escapes."""
-    expected = evaluate(raw, rig.context(), Config(rig.bundle, default_constraints(), "dry-run")).result
+    expected = evaluate(raw, rig.context(), Config(rig.bundle, default_constraints(), "paper")).result
     res = rig.executor.execute(raw, rig.context())
     assert (res.result, res.reason_code) == (expected.result, expected.reason_code) == ("REJECTED", "INPUT_NOT_JSON")
+    # the same text digested: the same input digest and trace id (review)
+    assert (res.input_digest, res.trace_id, res.message) == (expected.input_digest, expected.trace_id, expected.message)
     record = json.loads((rig.state / "audit.jsonl").read_text().splitlines()[-1])
     assert "\\xff" in record["input"]["decision_text"] and "\ufffd" not in record["input"]["decision_text"]

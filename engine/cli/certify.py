@@ -464,13 +464,21 @@ def _utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _version_key(version: str) -> tuple[tuple[int, int, int], bool] | None:
-    """Semantic-version order of ``metadata.version`` (MAJOR.MINOR.PATCH, a pre-release below its
-    release); None for text that is not one."""
+def _version_key(version: Any) -> tuple[Any, ...] | None:
+    """Semantic-version precedence (semver.org §11) of ``metadata.version``: MAJOR.MINOR.PATCH as
+    numbers; a pre-release below its release, its dot-separated identifiers compared one by one
+    (numeric ones as numbers and below text ones, text ones in ASCII order, fewer identifiers first);
+    build metadata ignored. None for text that is not a version."""
     import re
 
-    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?", version) if isinstance(version, str) else None
-    return ((int(m[1]), int(m[2]), int(m[3])), m[4] is None) if m else None
+    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?", version) if isinstance(version, str) else None
+    if m is None:
+        return None
+    core = (int(m[1]), int(m[2]), int(m[3]))
+    if m[4] is None:
+        return (core, 1, ())
+    ids = tuple((0, int(i), "") if i.isdigit() else (1, 0, i) for i in m[4].split("."))
+    return (core, 0, ids)
 
 
 def _version_discipline(old: Any, bundle: Bundle, changed_cases: list[str], measured: str, *, cert_path: Path | None = None,

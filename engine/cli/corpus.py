@@ -136,7 +136,11 @@ def _read_case(path: Path) -> dict[str, Any]:
         own = data["bundle"]
         if not isinstance(own, str) or not own:
             raise CorpusError(f"{path}: \"bundle\" must be the path of a bundle file, relative to the case file (got {own!r})")
-        if not (path.parent / own).is_file():
+        try:
+            exists = (path.parent / own).is_file()
+        except (OSError, ValueError) as exc:  # a name too long, a directory it may not look into, a NUL byte
+            raise CorpusError(f"{path}: pinned to the bundle {own[:80]!r}, which cannot be looked up ({exc})") from None
+        if not exists:
             # it would be skipped by every run (no bundle is that file), its pin checked by none
             raise CorpusError(f"{path}: pinned to the bundle {own}, which is not a file ({path.parent / own})")
     data["_text"] = text
