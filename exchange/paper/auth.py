@@ -7,6 +7,8 @@ defaults to 5000 ms. The futures docs give no maximum; the spot maximum (60000) 
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -41,6 +43,10 @@ class ApiCredential:
         return verify_ed25519(self.ed25519_public_key_pem, payload, signature)
 
 
+# what an API key can be: Binance's are 64 letters and digits; the paper key (ep4-paper-key) has dashes
+_API_KEY_FORMAT = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
 def check_signed_request(
     credentials: Mapping[str, ApiCredential],
     headers: Mapping[str, str],
@@ -53,7 +59,7 @@ def check_signed_request(
     With ``clock=None`` the server time is the request's own ``timestamp``.
     """
     api_key = headers.get("x-mbx-apikey", "")
-    if not api_key:
+    if not api_key or not _API_KEY_FORMAT.fullmatch(api_key):  # -2014 "API-key format invalid." (facts file)
         raise reject(-2014)
     credential = credentials.get(api_key)
     if credential is None:
@@ -77,7 +83,11 @@ def check_signed_request(
     return server_time
 
 
+_LONG_DIGITS = 19  # a Binance LONG (int64) has at most 19 digits; int() of 5,000 digits raised ValueError (a 500)
+
+
 def _millis(value: str | None) -> int | None:
-    if value is None or not value.isascii() or not value.isdigit():
+    """A LONG parameter (timestamp, recvWindow) as an int; None for anything else (-1102 / -1130)."""
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > _LONG_DIGITS:
         return None
     return int(value)

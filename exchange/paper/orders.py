@@ -150,7 +150,7 @@ def find_order(account: Account, symbol: str, params: Params) -> Order | None:
     if not order_id and not client_id:
         raise reject(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
     if order_id:
-        if not order_id.isascii() or not order_id.isdigit():
+        if not order_id.isascii() or not order_id.isdigit() or len(order_id) > 19:  # a LONG: int() of 5,000 digits raised
             raise mandatory("orderId")
         order = account.orders.get(int(order_id))
         return order if order is not None and order.symbol == symbol else None

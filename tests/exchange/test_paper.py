@@ -241,6 +241,12 @@ def test_signature_key_and_recv_window_checks(any_venue: Venue) -> None:
     assert error(v.signed("GET", "/fapi/v1/positionSide/dual", secret="other")) == (400, -1022)
     assert error(v.signed("GET", "/fapi/v1/positionSide/dual", key=None)) == (401, -2014)
     assert error(v.signed("GET", "/fapi/v1/positionSide/dual", key="unknown")) == (401, -2015)
+    assert error(v.signed("GET", "/fapi/v1/positionSide/dual", key="short!")) == (401, -2014)  # a malformed key (facts file)
+    # a LONG parameter of 5,000 digits: -1102, never a 500 (int() of it raised ValueError)
+    assert error(v.signed("GET", "/fapi/v1/positionSide/dual", timestamp="9" * 5000)) == (400, -1102)  # type: ignore[arg-type]
+    assert error(v.signed("GET", "/fapi/v1/positionSide/dual", recv_window="9" * 5000)) == (400, -1130)  # type: ignore[arg-type]
+    huge = v.signed("GET", "/fapi/v1/order", {"symbol": "BTCUSDT", "orderId": "9" * 5000})
+    assert error(huge) == (400, -1102), huge.text
     unsigned = v.client.get(
         "/fapi/v1/positionSide/dual", params={"timestamp": T0}, headers={"X-MBX-APIKEY": API_KEY}
     )
