@@ -918,3 +918,22 @@ def test_open_order_answers_for_an_open_order_only(venue: Venue) -> None:
     venue.signed("DELETE", "/fapi/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": "rest-1"})
     assert error(venue.signed("GET", "/fapi/v1/openOrder", {"symbol": "BTCUSDT", "origClientOrderId": "rest-1"})) == (400, -2013)
     assert error(venue.signed("GET", "/fapi/v1/openOrder", {"symbol": "BTCUSDT"}))[1] == -1102
+
+
+def test_an_unexpected_error_in_process_is_a_500_not_an_exception_out_of_the_client(monkeypatch, caplog) -> None:
+    """Review: an exception inside the paper exchange (a ValueError once, from a 5,000-digit orderId) came
+    out of BinanceClient.send_signed in-process, where over HTTP uvicorn answers 500. Now in-process is
+    the same: a 500, which Rule 6 reads as an unknown status, and the traceback logged."""
+    from exchange import BinanceClient, Credentials
+
+    exchange = make_exchange()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("boom")
+
+    monkeypatch.setattr(exchange, "handle", broken)
+    client = BinanceClient(BASE_URL, Credentials.hmac(API_KEY, SECRET), transport=PaperTransport(exchange),
+                           connect_timeout_ms=1000, read_timeout_ms=1000)
+    reply = client.send_signed("POST", "/fapi/v1/order", [("symbol", "BTCUSDT"), ("recvWindow", "5000"), ("timestamp", str(T0))])
+    assert (reply.outcome, reply.http_status, reply.body) == ("response", 500, "Internal Server Error")
+    assert "paper exchange: unexpected error on POST /fapi/v1/order" in caplog.text
