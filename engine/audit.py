@@ -167,6 +167,29 @@ class AuditLog:
             return False
         return stat.S_ISREG(st.st_mode) and st.st_size > 0
 
+    def holds_more_than_one_unanchored_refusal(self) -> bool:
+        """Whether the log holds anything beyond the one record a crash can leave without a ledger row:
+        the first decision's, refused by Rules 1-4 (no exchange call), appended just before the process
+        died and before its ledger row and anchor were written. Anything else beside an empty ledger
+        (a second record, a record of an exchange call, damaged bytes) means the ledger that recorded
+        them was lost, emptied or replaced."""
+        if not self.holds_records():
+            return False
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(_ONE_RECORD_MAX)
+        except OSError:
+            return True
+        first, newline, rest = head.partition(b"\n")
+        if not newline or rest:
+            return True
+        try:
+            record = json.loads(first)
+        except (ValueError, RecursionError):
+            return True
+        return not (isinstance(record, dict) and record.get("kind") == "execution" and record.get("seq") == 1
+                    and record.get("reply") is None and record.get("sent_timestamp") is None)
+
     def last_record(self) -> dict[str, Any] | None:
         """The newest record (read from the end of the file), or None for an empty log."""
         try:
@@ -201,6 +224,9 @@ class AuditLog:
         if anchor and self.anchor is not None:
             self.anchor.set_audit_anchor(full["seq"], full["hash"])
         return full
+
+
+_ONE_RECORD_MAX = 4 << 20  # more than any one record (a context is at most 1 MiB): a longer first line is not one
 
 
 # Space is reserved ahead of the log's end (Linux fallocate with FALLOC_FL_KEEP_SIZE: the file's size,

@@ -157,15 +157,19 @@ class Executor:
             self.on_phase(name)
 
     def __post_init__(self) -> None:
-        # A ledger made just now, with nothing in it, beside an audit log that already holds records: the
-        # ledger that recorded those executions was lost or replaced, so which decisions were sent is
-        # unknown (a duplicate would be sent again). Nothing is sent (spec §6.1: when uncertain, do nothing).
-        if self.ledger.new_and_empty() and self.audit.holds_records():
+        # A ledger with nothing in it (no row, no audit anchor) beside an audit log that already holds
+        # records: the ledger that recorded those executions was lost, emptied or replaced, so which
+        # decisions were sent is unknown (a duplicate would be sent again). Nothing is sent (spec §6.1:
+        # when uncertain, do nothing). Whether this open created the ledger or an earlier one did does
+        # not matter: a refused run leaves the empty ledger it created behind, and the next run sent
+        # again (review). The one record a crash can leave before the first ledger row (a refusal of
+        # the first decision: AuditLog.holds_more_than_one_unanchored_refusal) is not such a log.
+        if self.ledger.empty() and self.audit.holds_more_than_one_unanchored_refusal():
             raise AuditError(
-                f"the ledger {self.ledger.path} was just created, but the audit log {self.audit.path} already holds "
-                "records: the ledger that recorded those executions is missing or was replaced, so ep4 cannot tell "
-                "which decisions were already sent. Nothing was sent. Restore that ledger, or start a new state "
-                "directory with a new audit log"
+                f"the ledger {self.ledger.path} holds no execution and no audit anchor, but the audit log {self.audit.path} "
+                "already holds records: the ledger that recorded those executions is missing, was emptied or was replaced, "
+                "so ep4 cannot tell which decisions were already sent. Nothing was sent. Restore that ledger, or start a "
+                "new state directory with a new audit log"
             )
         # a write-ahead row a dead process left IN_FLIGHT gets its audit record now (issue 7, hole 7)
         from .recovery import recover_in_flight

@@ -482,7 +482,11 @@ class Ledger:
 
     def new_and_empty(self) -> bool:
         """Created by this open and nothing recorded in it since: no row, no audit anchor."""
-        return self.created and self.audit_anchor() is None and self._db.execute("SELECT 1 FROM executions LIMIT 1").fetchone() is None
+        return self.created and self.empty()
+
+    def empty(self) -> bool:
+        """Nothing recorded in it: no row, no audit anchor (whether this open created it or not)."""
+        return self.audit_anchor() is None and self._db.execute("SELECT 1 FROM executions LIMIT 1").fetchone() is None
 
     # --- writes ---
 

@@ -930,11 +930,62 @@ def test_a_lost_ledger_beside_an_audit_log_with_records_stops_sending(rig: Rig, 
             path.unlink() if lose == "delete" else path.write_bytes(b"")
     ledger = Ledger(rig.state)
     assert ledger.created
-    with pytest.raises(AuditError, match="was just created, but the audit log .* already holds records") as err:
+    with pytest.raises(AuditError, match="holds no execution and no audit anchor, but the audit log .* already holds records") as err:
         Executor(rig.executor.config, ledger, AuditLog(rig.audit.path, ledger), rig.client)
     assert "Nothing was sent" in str(err.value)
+    # review: the refused run left its new, empty ledger behind, and the next open took it for a real
+    # one and sent the decision again; it is refused as well
+    ledger.close()
+    ledger = Ledger(rig.state)
+    assert not ledger.created
+    with pytest.raises(AuditError, match="holds no execution and no audit anchor"):
+        Executor(rig.executor.config, ledger, AuditLog(rig.audit.path, ledger), rig.client)
     assert len(rig.paper.orders) == 1
     rig.ledger = ledger  # closed by the rig
+
+
+def test_a_ledger_whose_tables_were_emptied_stops_sending(rig: Rig) -> None:
+    """Review: DELETE FROM executions / audit_anchor (the tables kept) sent a decision the log shows
+    executed again on the very next run."""
+    import sqlite3
+
+    from engine.audit import AuditError, AuditLog
+    from engine.executor import Executor
+    from engine.ledger import Ledger
+
+    res, _ = rig.run(OPEN("0.010"), decision_id="d-once")
+    assert res.result == "SUCCESS"
+    rig.ledger.close()
+    with sqlite3.connect(rig.state / "ledger.sqlite") as db:
+        db.execute("DELETE FROM executions")
+        db.execute("DELETE FROM audit_anchor")
+    ledger = Ledger(rig.state)
+    rig.ledger = ledger
+    with pytest.raises(AuditError, match="holds no execution and no audit anchor"):
+        Executor(rig.executor.config, ledger, AuditLog(rig.audit.path, ledger), rig.client)
+    assert len(rig.paper.orders) == 1
+
+
+def test_the_one_record_a_crash_leaves_before_the_first_ledger_row_does_not_lock_the_directory(rig: Rig) -> None:
+    """A first decision refused by Rules 1-4 appends its audit record, then writes its ledger row and
+    anchor: a process that died between the two leaves one record beside an empty ledger. That log is
+    not taken for a lost ledger's (the directory would be locked for good); a second record, or one of
+    an exchange call, is."""
+    from engine.audit import AuditError, AuditLog
+    from engine.executor import Executor
+    from engine.ledger import Ledger
+
+    noop = json.dumps({"decision_id": "d-noop", "decision_code": "HOLD", "action": {"type": "ACTION_NOOP", "action_id": "a"}})
+    res = rig.executor.execute(noop, rig.context())
+    assert res.result == "NOOP"
+    rig.ledger.close()
+    for path in rig.state.glob("ledger.sqlite*"):
+        path.unlink()
+    ledger = Ledger(rig.state)
+    rig.ledger = ledger
+    executor = Executor(rig.executor.config, ledger, AuditLog(rig.audit.path, ledger), rig.client)  # opens
+    assert executor.execute(json.dumps({"decision_id": "d-1", "decision_code": "AUTHORIZED_ACTION",
+                                        "action": {"action_id": "a", **OPEN("0.010")}}), rig.context()).result == "SUCCESS"
 
 
 def test_a_ledger_made_before_its_log_has_records_is_not_taken_for_a_lost_one(tmp_path) -> None:
