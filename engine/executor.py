@@ -25,7 +25,7 @@ from .order import OrderRequest, build_request
 from .pipeline import Config, Evaluation, context_json, evaluate, execution_record, recent_json
 from .verification import BACK_OFF_CODES, ExchangeReplyData, verify_ack
 
-__all__ = ["ExchangeClient", "Executor", "PHASES", "audit_record", "decision_text", "forced_cancel_request", "forced_cancel_result"]
+__all__ = ["ExchangeClient", "Executor", "PHASES", "audit_record", "decision_text", "forced_cancel_request", "forced_cancel_result", "venue_label"]
 
 # The durable steps of one exchange call, in order. ``Executor.on_phase`` (None by default) is told
 # each one as it happens; the crash campaign (`make reliability`, tests/reliability.py) uses it to
@@ -171,6 +171,8 @@ class Executor:
                 "so ep4 cannot tell which decisions were already sent. Nothing was sent. Restore that ledger, or start a "
                 "new state directory with a new audit log"
             )
+        # where this executor's calls go, noted with each write-ahead row: `ep4 reconcile` asks only that venue
+        self.venue = venue_label(self.config.mode, getattr(self.client, "base_url", None))
         # a write-ahead row a dead process left IN_FLIGHT gets its audit record now (issue 7, hole 7)
         from .recovery import recover_in_flight
 
@@ -245,7 +247,7 @@ class Executor:
             fresh = self.ledger.write_ahead(
                 self._pending(ev, context), client_order_id=ev.request.client_order_id, trace_id=header["trace_id"],
                 input_digest=header["input_digest"], bundle_digest=header["bundle"]["digest"],
-                constraints_digest=header["constraints_digest"],
+                constraints_digest=header["constraints_digest"], venue=self.venue,
             )
         except LedgerError as exc:
             result = ExecutionResult(
@@ -320,7 +322,7 @@ class Executor:
         with self.ledger.state_lock():
             if not self.ledger.write_ahead(
                 record, client_order_id=None, trace_id=header["trace_id"], input_digest=header["input_digest"],
-                bundle_digest=header["bundle"]["digest"], constraints_digest=header["constraints_digest"],
+                bundle_digest=header["bundle"]["digest"], constraints_digest=header["constraints_digest"], venue=self.venue,
             ):
                 return failed
         request = request.sent_at(context.timestamp + _elapsed_ms(received))
@@ -333,6 +335,12 @@ class Executor:
         self.ledger.complete(record.model_copy(update={"result": result.result, "reason_code": result.reason_code}),
                              arms=False, anchor=(full["seq"], full["hash"]))  # the cancel follows a failure that armed it
         return result
+
+
+def venue_label(mode: str, base_url: Any) -> str:
+    """Where calls go: the execution mode, and the client's base URL when it has one (an embedded paper
+    exchange has its own fixed one)."""
+    return f"{mode} {base_url}" if isinstance(base_url, str) and base_url else mode
 
 
 def _elapsed_ms(since: float) -> int:

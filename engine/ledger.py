@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS executions (
     constraints_digest TEXT NOT NULL,
     arms_cooldown      INTEGER,
     reconciled         TEXT,
+    venue              TEXT,
     UNIQUE (decision_id, action_id)
 );
 CREATE INDEX IF NOT EXISTS executions_ts ON executions (timestamp);
@@ -89,8 +90,8 @@ CREATE INDEX IF NOT EXISTS executions_in_flight ON executions (status) WHERE sta
 # the write-ahead row (Ledger.write_ahead); tests/bench/bench_exchange.py times the same statement bare
 WRITE_AHEAD_SQL = (
     "INSERT INTO executions (decision_id, action_id, action_type, symbol, client_order_id, timestamp, "
-    "status, result, reason_code, attempted, opens, trace_id, input_digest, bundle_digest, constraints_digest) "
-    "VALUES (?, ?, ?, ?, ?, ?, 'IN_FLIGHT', NULL, NULL, 1, ?, ?, ?, ?, ?)"
+    "status, result, reason_code, attempted, opens, trace_id, input_digest, bundle_digest, constraints_digest, venue) "
+    "VALUES (?, ?, ?, ?, ?, ?, 'IN_FLIGHT', NULL, NULL, 1, ?, ?, ?, ?, ?, ?)"
 )
 
 _ANCHOR_SQL = (
@@ -176,7 +177,7 @@ class Ledger:
                     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'executions'").fetchone() is None
                 self._db.executescript(_SCHEMA)
                 columns = {row[1] for row in self._db.execute("PRAGMA table_info(executions)")}
-                for column in ("arms_cooldown INTEGER", "reconciled TEXT"):  # ledgers from before issue 7
+                for column in ("arms_cooldown INTEGER", "reconciled TEXT", "venue TEXT"):  # ledgers from before issue 7 / 2026-11-28
                     if column.split()[0] not in columns:
                         self._db.execute(f"ALTER TABLE executions ADD COLUMN {column}")
                 self._db.executescript(_INDEXES)
@@ -230,7 +231,7 @@ class Ledger:
         finally:
             os.close(fd)
 
-    _ROW_COLS = "decision_id, action_id, action_type, symbol, client_order_id, timestamp, status, result, reason_code, trace_id"
+    _ROW_COLS = "decision_id, action_id, action_type, symbol, client_order_id, timestamp, status, result, reason_code, trace_id, venue"
 
     def _rows(self, where: str, args: tuple = ()) -> list[dict[str, Any]]:
         names = [c.strip() for c in self._ROW_COLS.split(",")]
@@ -510,16 +511,17 @@ class Ledger:
 
     def write_ahead(
         self, record: ExecutionRecord, *, client_order_id: str | None, trace_id: str, input_digest: str,
-        bundle_digest: str, constraints_digest: str,
+        bundle_digest: str, constraints_digest: str, venue: str | None = None,
     ) -> bool:
-        """Durably note an attempt before the exchange call. False if the decision is already known."""
+        """Durably note an attempt before the exchange call. False if the decision is already known.
+        ``venue``: where the call goes (the mode and the base URL), which `ep4 reconcile` must ask."""
         if self._window is not None:  # the next view reads the rows written since (before the write: see complete)
             self._inserted = True
         try:
             self._db.execute(
                 WRITE_AHEAD_SQL,
                 (record.decision_id, record.action_id, record.action_type, record.symbol, client_order_id,
-                 record.timestamp, int(record.opens), trace_id, input_digest, bundle_digest, constraints_digest),
+                 record.timestamp, int(record.opens), trace_id, input_digest, bundle_digest, constraints_digest, venue),
             )
         except sqlite3.IntegrityError:
             return False

@@ -106,13 +106,25 @@ QUERY_HISTORY_MS = 90 * 24 * 3600 * 1000
 
 
 def reconcile(
-    ledger: Ledger, audit: AuditLog, client: ReadClient, *, recv_window_ms: int, now_ms: Callable[[], int] | None = None
+    ledger: Ledger, audit: AuditLog, client: ReadClient, *, recv_window_ms: int, now_ms: Callable[[], int] | None = None,
+    venue: str | None = None,
 ) -> list[RecoveryNote]:
     """Ask the exchange about every order in doubt (read-only) and audit the answer. ``now_ms`` is
-    the clock the queries are signed with (default: this host's clock)."""
+    the clock the queries are signed with (default: this host's clock). ``venue`` (engine.executor.
+    venue_label of the client asked): an order the ledger notes as sent to another venue is not asked
+    about there and stays in doubt: another exchange, or another paper account, would answer -2013
+    for it, and a live order in doubt would be recorded as never executed (review)."""
     clock = now_ms or (lambda: int(time.time() * 1000))
     notes = recover_in_flight(ledger, audit)
-    rows = ledger.in_doubt_rows()
+    rows = []
+    for row in ledger.in_doubt_rows():
+        sent_to = row.get("venue")
+        if venue is not None and sent_to is not None and sent_to != venue:
+            notes.append(RecoveryNote(row["decision_id"], row["action_id"], row["trace_id"], "UNKNOWN",
+                                      f"sent to {sent_to}, not to {venue}, which this reconcile asks: not asked; still in doubt "
+                                      "(run ep4 reconcile with that --exchange and --base-url)"))
+        else:
+            rows.append(row)
     for index, row in enumerate(rows):
         now = clock()
         params = [("symbol", row["symbol"]), ("origClientOrderId", row["client_order_id"]),

@@ -1319,6 +1319,9 @@ def test_reconcile_stops_asking_when_the_exchange_says_back_off(rig: Rig, status
     import engine.recovery
     from engine.cli import main
 
+    from exchange.paper.embedded import save_paper
+
+    save_paper(rig.paper, rig.state)  # the embedded paper exchange the orders went to, as ep4 execute keeps it
     real = engine.recovery.reconcile
     monkey = pytest.MonkeyPatch()
     monkey.setattr(engine.recovery, "reconcile", lambda ledger, audit, client, **kw: real(ledger, audit, BackOff(), **kw))
@@ -1429,3 +1432,55 @@ def test_bytes_that_are_not_utf8_are_rejected_by_the_executor_as_by_evaluate(rig
     assert (res.input_digest, res.trace_id, res.message) == (expected.input_digest, expected.trace_id, expected.message)
     record = json.loads((rig.state / "audit.jsonl").read_text().splitlines()[-1])
     assert "\\xff" in record["input"]["decision_text"] and "\ufffd" not in record["input"]["decision_text"]
+
+
+def test_reconcile_asks_only_the_venue_an_order_was_sent_to(rig: Rig, tmp_path, capsys) -> None:
+    """Review: a bare `ep4 reconcile` asked a new, empty embedded paper exchange about orders sent to a
+    live venue (or to `ep4 paper serve`): -2013 for each, recorded as never executed, and the rows
+    marked reconciled, so a later reconcile against the right venue looked at none. The ledger now
+    notes the venue of each call; reconcile asks only that one, and will not make an embedded paper
+    exchange just to ask it."""
+    from engine.cli import main
+    from engine.ledger import Ledger
+    from engine.recovery import reconcile
+
+    rows = _in_doubt_rows(rig, 2)
+    assert {r["venue"] for r in rows} == {rig.executor.venue} == {"paper http://paper.ep4.invalid"}
+    asked = []
+
+    class Elsewhere:
+        def get_signed(self, path, params):
+            asked.append(params)
+            raise AssertionError("not to be asked")
+
+    notes = reconcile(rig.ledger, rig.audit, Elsewhere(), recv_window_ms=5000, now_ms=lambda: rig.now,
+                      venue="binance-testnet https://testnet.binancefuture.com")
+    assert asked == [] and [n.finding for n in notes] == ["UNKNOWN"] * 2
+    assert all("sent to paper http://paper.ep4.invalid, not to binance-testnet" in n.detail for n in notes)
+    assert len(rig.ledger.in_doubt_rows()) == 2  # still in doubt, not marked
+    notes = reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=lambda: rig.now, venue=rig.executor.venue)
+    assert [n.finding for n in notes] == ["NOT_FOUND"] * 2
+    # the CLI: no embedded paper exchange in the state directory is not one to make and ask
+    Ledger(tmp_path / "s").close()
+    assert main(["reconcile", "--state-dir", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "no embedded paper exchange in" in err and "--base-url" in err
+    assert not (tmp_path / "s" / "paper-exchange.json").exists()
+
+
+def test_reconcile_counts_a_row_in_flight_elsewhere_as_in_doubt(rig: Rig, capsys) -> None:
+    """Review: with another process's call in flight, reconcile left IN_FLIGHT rows alone (rightly) but
+    said "0 still in doubt" and exited 0, though a dead process's orphan among them was FILLED."""
+    from engine.cli import main
+    from engine.models import ExecutionRecord
+    from exchange.paper.embedded import save_paper
+
+    save_paper(rig.paper, rig.state)
+    record = ExecutionRecord(decision_id="d-orphan", action_id="a", action_type="ACTION_OPEN_POSITION", symbol="BTCUSDT",
+                             result="FAILED_SAFE", reason_code="OUTCOME_UNKNOWN", timestamp=rig.now, attempted=True, opens=True)
+    assert rig.ledger.write_ahead(record, client_order_id="ep4-" + "0" * 32, trace_id="t-orphan", input_digest="sha256:0",
+                                  bundle_digest="sha256:0", constraints_digest="sha256:0", venue=rig.executor.venue)
+    with rig.ledger.in_flight():  # another process's call in flight
+        code = main(["reconcile", "--state-dir", str(rig.state)])
+    out = capsys.readouterr().out
+    assert code == 1 and "1 row(s) still in flight" in out and "1 still in doubt" in out, out

@@ -553,21 +553,35 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
     if not (state_dir / "ledger.sqlite").exists():
         raise UsageError(f"no ledger in {state_dir}: nothing to reconcile")
+    if args.exchange == "paper" and not (args.base_url or os.environ.get("EP4_BASE_URL")) and not (state_dir / "paper-exchange.json").exists():
+        # the embedded paper exchange would be made new, empty, just to be asked: it would answer -2013 for
+        # every order, and orders sent elsewhere (a live venue, `ep4 paper serve`) would be taken for never executed
+        raise UsageError(f"no embedded paper exchange in {state_dir} (no paper-exchange.json): the orders in doubt were sent "
+                         "elsewhere; name that venue with --exchange and --base-url")
     ledger = Ledger(state_dir)
     audit = AuditLog(Path(args.audit) if args.audit else state_dir / "audit.jsonl", ledger)
     venue = open_venue(args.exchange, bundle=bundle, state_dir=state_dir, base_url=args.base_url, follow_context=False)
     try:
         audit.check_before_sending(ledger.audit_anchor())
-        notes = reconcile(ledger, audit, venue.client, recv_window_ms=bundle.exchange_client.recvWindowMs, now_ms=venue.clock())
+        from ..executor import venue_label
+
+        notes = reconcile(ledger, audit, venue.client, recv_window_ms=bundle.exchange_client.recvWindowMs, now_ms=venue.clock(),
+                          venue=venue_label(args.exchange, getattr(venue.client, "base_url", None)))
         in_doubt = len(ledger.in_doubt_rows())  # those asked about and not settled, and any not asked (after a 429 / 418)
+        # rows still IN_FLIGHT: a call in flight in another process (recovery waits for it), or an orphan of a
+        # process that died while another had a call in flight; either is still in doubt
+        in_flight = len(ledger.in_flight_rows())
     finally:
         venue.close()
         ledger.close()
     for n in notes:
         print(f"{n.decision_id} / {n.action_id} (trace {n.trace_id}): {n.finding}" + (f" — {n.detail}" if n.detail else ""))
+    if in_flight:
+        print(f"{in_flight} row(s) still in flight (a call another process is making, or one a dead process left while "
+              "another had a call in flight): not asked; run ep4 reconcile again once no call is in flight")
     unknown = [n for n in notes if n.finding == "UNKNOWN"]
-    print(f"reconcile: {len(notes)} row(s) looked at, {max(in_doubt, len(unknown))} still in doubt")
-    return 1 if unknown or in_doubt else 0
+    print(f"reconcile: {len(notes)} row(s) looked at, {max(in_doubt, len(unknown)) + in_flight} still in doubt")
+    return 1 if unknown or in_doubt or in_flight else 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -148,7 +148,7 @@ def main() -> int:
             os.fsync(probe)  # one durable write on the same disk, for the budget below
             t5 = time.perf_counter_ns()
             rows.execute(WRITE_AHEAD_SQL, (f"bench-{i}", "a", "ACTION_OPEN_POSITION", "BTCUSDT", f"bare-{i}", now["ms"], 1,
-                                        res.trace_id, res.input_digest, res.bundle["digest"], res.constraints_digest))
+                                        res.trace_id, res.input_digest, res.bundle["digest"], res.constraints_digest, executor.venue))
             t6 = time.perf_counter_ns()
             record_size = record_size or _last_line_size(tmp / "audit.jsonl")
             _reserve(records, os.fstat(records), record_size)
