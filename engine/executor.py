@@ -215,6 +215,19 @@ class Executor:
             self._phase("write-ahead")
             return self._call(ev, text, context, state, received, refs)
 
+    def _send(self, request: OrderRequest) -> ExchangeReplyData:
+        """The one call (Rule 5). A client that raises instead of reporting (a host's own client; a
+        BinanceClient without credentials raises CredentialsError) leaves the write-ahead row already
+        written: the attempt is then an outcome unknown (no_response, FAILED_SAFE, in doubt for
+        reconcile), audited like any other, instead of an exception that left the row in flight
+        without an audit record (spec §8.2; review). Only the exception's type is recorded: its text
+        is the client's and may hold what must not reach the audit log."""
+        try:
+            return _reply_data(self.client.send_signed(request.method, request.path, request.params))
+        except Exception as exc:
+            return ExchangeReplyData(outcome="no_response", http_status=None, body=None,
+                                     error=f"the exchange client raised {type(exc).__name__}: whether the request was sent is unknown")
+
     def _arms(self, result: ExecutionResult, state: StateView) -> bool:
         return self.config.bundle.arms_cooldown(result.result, result.rule, result.timestamp or 0, state, result.reason_code)
 
@@ -274,7 +287,7 @@ class Executor:
         assert ev.request is not None and ev.intent is not None
         request = ev.request.sent_at(context.timestamp + _elapsed_ms(received))
         self._phase("sending")
-        reply = _reply_data(self.client.send_signed(request.method, request.path, request.params))
+        reply = self._send(request)
         self._phase("replied")
         result = verify_ack(
             ev.header, request, reply, sent_timestamp=request.timestamp,
@@ -326,7 +339,7 @@ class Executor:
             ):
                 return failed
         request = request.sent_at(context.timestamp + _elapsed_ms(received))
-        reply = _reply_data(self.client.send_signed(request.method, request.path, request.params))
+        reply = self._send(request)
         result = forced_cancel_result(header, request, reply, failed)
         full = self.audit.append(
             audit_record("forced_cancel", result, text=text, context=context, state=state, reply=reply, sent_timestamp=request.timestamp, refs=refs),

@@ -1484,3 +1484,27 @@ def test_reconcile_counts_a_row_in_flight_elsewhere_as_in_doubt(rig: Rig, capsys
         code = main(["reconcile", "--state-dir", str(rig.state)])
     out = capsys.readouterr().out
     assert code == 1 and "1 row(s) still in flight" in out and "1 still in doubt" in out, out
+
+
+def test_a_client_that_raises_after_the_write_ahead_row_is_an_audited_outcome_unknown(rig: Rig) -> None:
+    """Review: a client raising instead of reporting (a BinanceClient built with Credentials.from_env of an
+    environment without keys raises CredentialsError) left the write-ahead row IN_FLIGHT with no audit
+    record (spec §8.2), and the exception went out of Executor.execute. Now the attempt is FAILED_SAFE,
+    outcome unknown (in doubt for reconcile), audited; only the exception's type is recorded."""
+    from engine.audit import verify_log
+    from engine.executor import Executor
+
+    class Raising:
+        base_url = "http://paper.ep4.invalid"
+
+        def send_signed(self, method, path, params):
+            raise RuntimeError("secret-in-message-Z9")
+
+    executor = Executor(rig.executor.config, rig.ledger, rig.audit, Raising())
+    res = executor.execute(json.dumps({"decision_id": "d-raise", "decision_code": "AUTHORIZED_ACTION",
+                                       "action": {"action_id": "a", **OPEN("0.010")}}), rig.context())
+    assert (res.result, res.reason_code) == ("FAILED_SAFE", "EXCHANGE_NO_ACK")
+    assert rig.ledger.in_flight_rows() == [] and any(r["decision_id"] == "d-raise" for r in rig.ledger.in_doubt_rows())
+    text = rig.audit.path.read_text()
+    assert "the exchange client raised RuntimeError" in text and "secret-in-message-Z9" not in text
+    assert verify_log(rig.audit.path, rig.ledger.audit_anchor(), rig.ledger.trace_ids()).problems == []
