@@ -415,6 +415,10 @@ def verify_log(
                 anchored_hash = rec.get("hash")
             if isinstance(rec.get("trace_id"), str):
                 report.traces.add(rec["trace_id"])
+            if ledger_traces is not None:
+                problem = _without_its_row(rec, ledger_traces)
+                if problem:
+                    report.problems.append(f"{where} (seq {seq}): {problem}")
             report.records += 1
     except OSError as exc:
         report.problems.append(f"cannot read {path}: {exc}")
@@ -432,6 +436,27 @@ def verify_log(
                 f"unaudited: the ledger holds decision {decision_id} / action {action_id} (trace {trace}) but no audit record names it"
             )
     return report
+
+
+def _without_its_row(rec: dict[str, Any], ledger_traces: dict[str, tuple[str, str]]) -> str | None:
+    """Why a record the ledger must hold a row for (an exchange call: its write-ahead row is written
+    before the call; a forced cancel; a recovery or a reconcile, which are about a row) names none, or
+    another decision than its row; None when it does or need not. A record appended with a correct
+    hash after the anchor (a forged "recovery ... SUCCESS ORDER_FILLED") passed verify (review).
+    Refusals need none: those of inputs that never became a decision have no row, and a crash can
+    come between a refusal's record and its row."""
+    kind = rec.get("kind")
+    called = kind == "execution" and (rec.get("reply") is not None or rec.get("sent_timestamp") is not None)
+    if not (called or kind in ("forced_cancel", "recovery", "reconcile")):
+        return None
+    trace = rec.get("trace_id")
+    ids = ledger_traces.get(trace) if isinstance(trace, str) else None
+    if ids is None:
+        return f"a {kind} record of trace {trace} that no ledger row holds: forged, or from another state directory"
+    if (rec.get("policy_decision_id"), rec.get("action_id")) != ids:
+        return (f"a {kind} record of trace {trace} names decision {rec.get('policy_decision_id')} / action {rec.get('action_id')}, "
+                f"the ledger's row of that trace {ids[0]} / {ids[1]}")
+    return None
 
 
 @dataclass

@@ -1508,3 +1508,31 @@ def test_a_client_that_raises_after_the_write_ahead_row_is_an_audited_outcome_un
     text = rig.audit.path.read_text()
     assert "the exchange client raised RuntimeError" in text and "secret-in-message-Z9" not in text
     assert verify_log(rig.audit.path, rig.ledger.audit_anchor(), rig.ledger.trace_ids()).problems == []
+
+
+@pytest.mark.parametrize("forged", ["recovery", "execution", "reconcile", "wrong-ids"])
+def test_verify_names_a_record_of_a_call_that_no_ledger_row_holds(rig: Rig, forged: str) -> None:
+    """Review: a record appended with a correct hash after the anchor ("recovery ... SUCCESS ORDER_FILLED" for
+    a decision the ledger never saw) passed `ep4 audit verify` with the ledger, and the next execution
+    anchored it. A record of an exchange call, a forced cancel, a recovery or a reconcile must name a
+    ledger row, with its ids."""
+    from engine.audit import record_hash, verify_log
+    from engine.numbers import canonical_json
+
+    res, _ = rig.run(OPEN("0.010"))
+    assert res.result == "SUCCESS"
+    lines = rig.audit.path.read_text().splitlines()
+    last = json.loads(lines[-1])
+    rec = {"kind": forged if forged in ("recovery", "reconcile") else "execution", "seq": last["seq"] + 1, "prev_hash": last["hash"],
+           "trace_id": res.trace_id if forged == "wrong-ids" else "ep4-forged", "policy_decision_id": "d-x", "action_id": "a-x",
+           "execution_result": "SUCCESS", "timestamp": 1, "reason_code": "ORDER_FILLED", "exchange_response": None,
+           "reply": {"outcome": "response"}, "sent_timestamp": 1}
+    rec["hash"] = record_hash(rec)
+    with open(rig.audit.path, "a") as f:
+        f.write(canonical_json(rec) + "\n")
+    problems = verify_log(rig.audit.path, rig.ledger.audit_anchor(), rig.ledger.trace_ids()).problems
+    assert len(problems) == 1, problems
+    assert ("no ledger row holds" if forged != "wrong-ids" else "the ledger's row of that trace") in problems[0]
+    # the genuine log, before it, is clean
+    rig.audit.path.write_text("\n".join(lines) + "\n")
+    assert verify_log(rig.audit.path, rig.ledger.audit_anchor(), rig.ledger.trace_ids()).problems == []
