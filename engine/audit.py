@@ -168,27 +168,33 @@ class AuditLog:
         return stat.S_ISREG(st.st_mode) and st.st_size > 0
 
     def holds_more_than_one_unanchored_refusal(self) -> bool:
-        """Whether the log holds anything beyond the one record a crash can leave without a ledger row:
-        the first decision's, refused by Rules 1-4 (no exchange call), appended just before the process
-        died and before its ledger row and anchor were written. Anything else beside an empty ledger
-        (a second record, a record of an exchange call, damaged bytes) means the ledger that recorded
-        them was lost, emptied or replaced."""
+        """Whether the log holds anything beyond what can stand beside an empty ledger without one having
+        been lost: trading-state records (``ep4 halt`` / ``resume`` before any decision; one whose anchor a
+        crash kept from being written) and, last, the one record a crash can leave before the first
+        ledger row (the first decision's, refused by Rules 1-4, appended just before the process died).
+        Anything else (a record of an exchange call, a second decision, damaged bytes, more than
+        _REMNANTS_MAX records) means the ledger that recorded them was lost, emptied or replaced."""
         if not self.holds_records():
             return False
         try:
             with open(self.path, "rb") as f:
-                head = f.read(_ONE_RECORD_MAX)
+                for count, line in enumerate(f):
+                    if count >= _REMNANTS_MAX or not line.endswith(b"\n"):
+                        return True
+                    try:
+                        record = json.loads(line)
+                    except (ValueError, RecursionError):
+                        return True
+                    if not isinstance(record, dict):
+                        return True
+                    if record.get("kind") == "trading_state":
+                        continue
+                    refusal = (record.get("kind") == "execution" and record.get("reply") is None
+                               and record.get("sent_timestamp") is None)
+                    return not refusal or bool(f.read(1))  # a refusal, and nothing after it
         except OSError:
             return True
-        first, newline, rest = head.partition(b"\n")
-        if not newline or rest:
-            return True
-        try:
-            record = json.loads(first)
-        except (ValueError, RecursionError):
-            return True
-        return not (isinstance(record, dict) and record.get("kind") == "execution" and record.get("seq") == 1
-                    and record.get("reply") is None and record.get("sent_timestamp") is None)
+        return False
 
     def last_record(self) -> dict[str, Any] | None:
         """The newest record (read from the end of the file), or None for an empty log."""
@@ -226,7 +232,7 @@ class AuditLog:
         return full
 
 
-_ONE_RECORD_MAX = 4 << 20  # more than any one record (a context is at most 1 MiB): a longer first line is not one
+_REMNANTS_MAX = 64  # trading-state changes before any decision: more than this beside an empty ledger is not that
 
 
 # Space is reserved ahead of the log's end (Linux fallocate with FALLOC_FL_KEEP_SIZE: the file's size,
@@ -438,6 +444,58 @@ def verify_log(
     return report
 
 
+def needs_a_ledger_row(rec: Any) -> bool:
+    """A record the ledger holds a row for, whatever happened after it was written: an exchange call
+    (its write-ahead row is written before the call), a forced cancel, a recovery or a reconcile
+    (both about a row). Refusals need none: those of inputs that never became a decision have no row,
+    and a crash can come between a refusal's record and its row."""
+    if not isinstance(rec, dict):
+        return False
+    kind = rec.get("kind")
+    return kind in ("forced_cancel", "recovery", "reconcile") or (
+        kind == "execution" and (rec.get("reply") is not None or rec.get("sent_timestamp") is not None))
+
+
+def records_after(path: str | Path, seq: int) -> list[dict[str, Any]]:
+    """The records after seq ``seq``, oldest first, read from the end (at most MAX_RECORDS_AHEAD: a log
+    further ahead of its anchor is refused by the tail check anyway); lines that are not records are
+    left to that check."""
+    out: list[dict[str, Any]] = []
+    try:
+        with open(path, "rb") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+            for line in _lines_backwards(f):
+                if not line:
+                    continue
+                try:
+                    rec = json.loads(line)
+                except (ValueError, RecursionError):
+                    break
+                if not isinstance(rec, dict) or not isinstance(rec.get("seq"), int) or rec["seq"] <= seq or len(out) >= MAX_RECORDS_AHEAD:
+                    break
+                out.append(rec)
+    except OSError:
+        return []
+    out.reverse()
+    return out
+
+
+def first_record_needing_a_row(path: str | Path) -> dict[str, Any] | None:
+    """The first record of the log that the ledger must hold a row for (needs_a_ledger_row), read from
+    the start until one is found."""
+    try:
+        for _, text in read_records(path):
+            try:
+                rec = json.loads(text)
+            except (ValueError, RecursionError):
+                continue
+            if needs_a_ledger_row(rec):
+                return rec
+    except OSError:
+        return None
+    return None
+
+
 def _without_its_row(rec: dict[str, Any], ledger_traces: dict[str, tuple[str, str]]) -> str | None:
     """Why a record the ledger must hold a row for (an exchange call: its write-ahead row is written
     before the call; a forced cancel; a recovery or a reconcile, which are about a row) names none, or
@@ -445,10 +503,9 @@ def _without_its_row(rec: dict[str, Any], ledger_traces: dict[str, tuple[str, st
     hash after the anchor (a forged "recovery ... SUCCESS ORDER_FILLED") passed verify (review).
     Refusals need none: those of inputs that never became a decision have no row, and a crash can
     come between a refusal's record and its row."""
-    kind = rec.get("kind")
-    called = kind == "execution" and (rec.get("reply") is not None or rec.get("sent_timestamp") is not None)
-    if not (called or kind in ("forced_cancel", "recovery", "reconcile")):
+    if not needs_a_ledger_row(rec):
         return None
+    kind = rec.get("kind")
     trace = rec.get("trace_id")
     ids = ledger_traces.get(trace) if isinstance(trace, str) else None
     if ids is None:

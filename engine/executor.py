@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from .audit import AuditError, AuditLog, SerialisedDict, SerialisedList
+from .audit import AuditError, AuditLog, SerialisedDict, SerialisedList, first_record_needing_a_row, needs_a_ledger_row, records_after
 from .authorization_gate import host_text, RawDecision, read_decision
 from .intent import Intent
 from .ledger import Ledger, LedgerError
@@ -171,6 +171,20 @@ class Executor:
                 "so ep4 cannot tell which decisions were already sent. Nothing was sent. Restore that ledger, or start a "
                 "new state directory with a new audit log"
             )
+        # A ledger that lacks the row of an exchange call the log records (restored from an older backup,
+        # rows deleted, or emptied and then anchored again by `ep4 halt` / `resume` / `audit repair`,
+        # which the check above no longer sees): that decision would be sent again (review). Checked
+        # on the records after the anchor (those the tail check reads too) and, for a ledger without
+        # any call row, on the log from its start up to its first call.
+        lacking = self._record_the_ledger_lacks()
+        if lacking is not None:
+            raise AuditError(
+                f"the audit log {self.audit.path} records {lacking.get('kind')} seq {lacking.get('seq')} of decision "
+                f"{lacking.get('policy_decision_id')} / action {lacking.get('action_id')} (trace {lacking.get('trace_id')}), an "
+                f"exchange call, but the ledger {self.ledger.path} holds no row of it: the ledger is not the one that "
+                "recorded the log (lost, emptied, or restored from an older copy), so ep4 cannot tell which decisions "
+                "were already sent. Nothing was sent. Restore that ledger, or start a new state directory with a new audit log"
+            )
         # where this executor's calls go, noted with each write-ahead row: `ep4 reconcile` asks only that venue
         self.venue = venue_label(self.config.mode, getattr(self.client, "base_url", None))
         # a write-ahead row a dead process left IN_FLIGHT gets its audit record now (issue 7, hole 7)
@@ -180,6 +194,22 @@ class Executor:
             self.recovered = recover_in_flight(self.ledger, self.audit)
         except AuditError as exc:  # e.g. the dead process's outcome record is torn: nothing goes out before it is seen to
             raise AuditError(f"{exc}. Nothing was sent: an interrupted execution must be recorded before anything else is") from None
+
+    def _record_the_ledger_lacks(self) -> dict[str, Any] | None:
+        """A record of the log that needs a ledger row (engine.audit.needs_a_ledger_row) the ledger does
+        not hold, among the records after its anchor, and (when it holds no call row at all) the log's
+        first such record; None when there is none."""
+        ledger, path = self.ledger, self.audit.path
+        anchor = ledger.audit_anchor()
+        candidates = records_after(path, anchor[0]) if anchor is not None else []
+        if not ledger.holds_calls():
+            first = first_record_needing_a_row(path)
+            if first is not None:
+                candidates.append(first)
+        for rec in candidates:
+            if needs_a_ledger_row(rec) and ledger.trace_of(rec.get("policy_decision_id"), rec.get("action_id")) != rec.get("trace_id"):
+                return rec
+        return None
 
     def state_view(self, ids: RawDecision, context: ExecutionContext) -> tuple[StateView, list[int | None]]:
         """The state view (with the operator's trading state) and its rows' ledger seqs."""

@@ -485,6 +485,17 @@ class Ledger:
         """Created by this open and nothing recorded in it since: no row, no audit anchor."""
         return self.created and self.empty()
 
+    def trace_of(self, decision_id: Any, action_id: Any) -> str | None:
+        """The trace id of the row of (decision_id, action_id), if the ledger holds one."""
+        if not isinstance(decision_id, str) or not isinstance(action_id, str):
+            return None
+        row = self._db.execute("SELECT trace_id FROM executions WHERE decision_id = ? AND action_id = ?", (decision_id, action_id)).fetchone()
+        return row[0] if row else None
+
+    def holds_calls(self) -> bool:
+        """Whether any row is of an exchange call (attempted), through its partial index."""
+        return self._db.execute("SELECT 1 FROM executions WHERE attempted = 1 LIMIT 1").fetchone() is not None
+
     def empty(self) -> bool:
         """Nothing recorded in it: no row, no audit anchor (whether this open created it or not)."""
         return self.audit_anchor() is None and self._db.execute("SELECT 1 FROM executions LIMIT 1").fetchone() is None

@@ -1536,3 +1536,60 @@ def test_verify_names_a_record_of_a_call_that_no_ledger_row_holds(rig: Rig, forg
     # the genuine log, before it, is clean
     rig.audit.path.write_text("\n".join(lines) + "\n")
     assert verify_log(rig.audit.path, rig.ledger.audit_anchor(), rig.ledger.trace_ids()).problems == []
+
+
+@pytest.mark.parametrize("how", ["halt-after-loss", "older-backup", "rows-deleted"])
+def test_a_ledger_lacking_the_row_of_a_recorded_call_stops_sending(rig: Rig, how: str, capsys) -> None:
+    """Review: the lost-ledger refusal looked only at an empty ledger. `ep4 halt` / `resume` (or `audit repair
+    --force`) on the empty ledger a refused run left behind wrote an anchor, and the next run sent the
+    decision again; so did a ledger restored from an older backup (the log ahead of its anchor), and one
+    whose rows were deleted with the anchor kept. A record of an exchange call the ledger has no row
+    for now stops the executor from opening."""
+    import shutil
+    import sqlite3
+
+    from engine.audit import AuditError, AuditLog
+    from engine.cli import main
+    from engine.executor import Executor
+    from engine.ledger import Ledger
+
+    res, _ = rig.run(OPEN("0.010"), decision_id="d-first")
+    assert res.result == "SUCCESS"
+    if how == "older-backup":
+        rig.ledger.close()
+        shutil.copy(rig.state / "ledger.sqlite", rig.state.parent / "backup.sqlite")
+        rig.ledger = Ledger(rig.state)
+        rig.executor = Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
+        assert rig.run(OPEN("0.010"), decision_id="d-second", advance_s=5)[0].result == "SUCCESS"
+    rig.ledger.close()
+    if how == "halt-after-loss":
+        for path in rig.state.glob("ledger.sqlite*"):
+            path.unlink()
+        Ledger(rig.state).close()  # what a refused run leaves behind
+        assert main(["halt", "--state-dir", str(rig.state), "--reason", "r"]) == 0
+        assert main(["resume", "--state-dir", str(rig.state), "--reason", "r"]) == 0
+    elif how == "older-backup":
+        for path in rig.state.glob("ledger.sqlite*"):
+            path.unlink()
+        shutil.copy(rig.state.parent / "backup.sqlite", rig.state / "ledger.sqlite")
+    else:
+        with sqlite3.connect(rig.state / "ledger.sqlite") as db:
+            db.execute("DELETE FROM executions")
+    capsys.readouterr()
+    ledger = Ledger(rig.state)
+    rig.ledger = ledger
+    with pytest.raises(AuditError, match="an exchange call, but the ledger .* holds no row of it") as err:
+        Executor(rig.executor.config, ledger, AuditLog(rig.audit.path, ledger), rig.client)
+    assert "Nothing was sent" in str(err.value)
+
+
+def test_a_trading_state_record_beside_an_empty_ledger_does_not_lock_the_directory(tmp_path) -> None:
+    """Review: `ep4 halt --create` on a new directory, its record written and the process killed before
+    the anchor, left one trading_state record beside an empty ledger, and every execute then refused."""
+    from engine.audit import AuditLog
+    from engine.ledger import Ledger
+
+    ledger = Ledger(tmp_path)
+    AuditLog(tmp_path / "audit.jsonl").append({"kind": "trading_state", "from": "ACTIVE", "to": "HALTED", "reason": "r", "by": "me", "timestamp": 1})
+    assert ledger.empty() and not AuditLog(tmp_path / "audit.jsonl", ledger).holds_more_than_one_unanchored_refusal()
+    ledger.close()
