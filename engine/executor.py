@@ -186,7 +186,7 @@ class Executor:
                 "were already sent. Nothing was sent. Restore that ledger, or start a new state directory with a new audit log"
             )
         # where this executor's calls go, noted with each write-ahead row: `ep4 reconcile` asks only that venue
-        self.venue = venue_label(self.config.mode, getattr(self.client, "base_url", None))
+        self.venue = venue_label(self.config.mode, self.client)
         # a write-ahead row a dead process left IN_FLIGHT gets its audit record now (issue 7, hole 7)
         from .recovery import recover_in_flight
 
@@ -380,10 +380,11 @@ class Executor:
         return result
 
 
-def venue_label(mode: str, base_url: Any) -> str:
-    """Where calls go: the execution mode, and the client's base URL when it has one (an embedded paper
-    exchange has its own fixed one)."""
-    return f"{mode} {base_url}" if isinstance(base_url, str) and base_url else mode
+def venue_label(mode: str, client: Any) -> str:
+    """Where calls go: the execution mode, and what the client says of where it sends (``venue``: the
+    base URL, and for an in-process paper exchange which paper account; else its ``base_url``)."""
+    where = getattr(client, "venue", None) or getattr(client, "base_url", None)
+    return f"{mode} {where}" if isinstance(where, str) and where else mode
 
 
 def _elapsed_ms(since: float) -> int:

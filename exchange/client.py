@@ -291,6 +291,13 @@ class BinanceClient:
     def __repr__(self) -> str:
         return f"BinanceClient(base_url={self.base_url!r}, credentials={self.credentials!r})"
 
+    @property
+    def venue(self) -> str:
+        """Where requests go: the base URL, and the account behind a transport that says which
+        (an in-process paper exchange: ``PaperTransport.venue_id``)."""
+        account = getattr(self._transport, "venue_id", None)
+        return f"{self.base_url}#{account}" if isinstance(account, str) and account else self.base_url
+
     # -- requests --
 
     def send_signed(self, method: str, path: str, params: Params) -> ExchangeReply:

@@ -1440,12 +1440,14 @@ def test_reconcile_asks_only_the_venue_an_order_was_sent_to(rig: Rig, tmp_path, 
     marked reconciled, so a later reconcile against the right venue looked at none. The ledger now
     notes the venue of each call; reconcile asks only that one, and will not make an embedded paper
     exchange just to ask it."""
+    import shutil
+
     from engine.cli import main
     from engine.ledger import Ledger
     from engine.recovery import reconcile
 
     rows = _in_doubt_rows(rig, 2)
-    assert {r["venue"] for r in rows} == {rig.executor.venue} == {"paper http://paper.ep4.invalid"}
+    assert {r["venue"] for r in rows} == {rig.executor.venue} == {f"paper http://paper.ep4.invalid#paper-account:{rig.paper.account_id}"}
     asked = []
 
     class Elsewhere:
@@ -1456,12 +1458,31 @@ def test_reconcile_asks_only_the_venue_an_order_was_sent_to(rig: Rig, tmp_path, 
     notes = reconcile(rig.ledger, rig.audit, Elsewhere(), recv_window_ms=5000, now_ms=lambda: rig.now,
                       venue="binance-testnet https://testnet.binancefuture.com")
     assert asked == [] and [n.finding for n in notes] == ["UNKNOWN"] * 2
-    assert all("sent to paper http://paper.ep4.invalid, not to binance-testnet" in n.detail for n in notes)
+    assert all(f"sent to {rig.executor.venue}, not to binance-testnet" in n.detail for n in notes)
     assert len(rig.ledger.in_doubt_rows()) == 2  # still in doubt, not marked
+    # another paper account in the state directory (all in-process ones share a base URL) is not asked
+    from engine.cli.inputs import open_shipped_paper
+    from exchange.paper.embedded import save_paper
+
+    other = open_shipped_paper(None, mark_prices={"BTCUSDT": "64010.5"}, clock=lambda: rig.now)
+    assert other.account_id != rig.paper.account_id
+    save_paper(other, rig.state)
+    capsys.readouterr()
+    assert main(["reconcile", "--state-dir", str(rig.state)]) == 1
+    out = capsys.readouterr().out
+    assert "not asked; still in doubt" in out and "2 still in doubt" in out, out
+    assert len(rig.ledger.in_doubt_rows()) == 2
+    (tmp_path / "s").mkdir()
+    for name in ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm", "audit.jsonl"):
+        if (rig.state / name).exists():
+            shutil.copy(rig.state / name, tmp_path / "s" / name)  # the same rows in doubt, no paper exchange
     notes = reconcile(rig.ledger, rig.audit, rig.client, recv_window_ms=5000, now_ms=lambda: rig.now, venue=rig.executor.venue)
     assert [n.finding for n in notes] == ["NOT_FOUND"] * 2
-    # the CLI: no embedded paper exchange in the state directory is not one to make and ask
-    Ledger(tmp_path / "s").close()
+    # the CLI: no embedded paper exchange in the state directory is not one to make and ask, when orders
+    # are in doubt (with none, there is nothing to ask: 0 and 0, exit 0)
+    Ledger(tmp_path / "empty").close()
+    assert main(["reconcile", "--state-dir", str(tmp_path / "empty")]) == 0
+    assert "0 row(s) looked at, 0 still in doubt" in capsys.readouterr().out
     assert main(["reconcile", "--state-dir", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert "no embedded paper exchange in" in err and "--base-url" in err

@@ -553,12 +553,17 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
     if not (state_dir / "ledger.sqlite").exists():
         raise UsageError(f"no ledger in {state_dir}: nothing to reconcile")
+    ledger = Ledger(state_dir)
     if args.exchange == "paper" and not (args.base_url or os.environ.get("EP4_BASE_URL")) and not (state_dir / "paper-exchange.json").exists():
         # the embedded paper exchange would be made new, empty, just to be asked: it would answer -2013 for
         # every order, and orders sent elsewhere (a live venue, `ep4 paper serve`) would be taken for never executed
-        raise UsageError(f"no embedded paper exchange in {state_dir} (no paper-exchange.json): the orders in doubt were sent "
-                         "elsewhere; name that venue with --exchange and --base-url")
-    ledger = Ledger(state_dir)
+        waiting = len(ledger.in_doubt_rows()) + len(ledger.in_flight_rows())
+        ledger.close()
+        if waiting:
+            raise UsageError(f"no embedded paper exchange in {state_dir} (no paper-exchange.json): the {waiting} order(s) in "
+                             "doubt were sent elsewhere; name that venue with --exchange and --base-url")
+        print("reconcile: 0 row(s) looked at, 0 still in doubt")
+        return 0
     audit = AuditLog(Path(args.audit) if args.audit else state_dir / "audit.jsonl", ledger)
     venue = open_venue(args.exchange, bundle=bundle, state_dir=state_dir, base_url=args.base_url, follow_context=False)
     try:
@@ -566,7 +571,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         from ..executor import venue_label
 
         notes = reconcile(ledger, audit, venue.client, recv_window_ms=bundle.exchange_client.recvWindowMs, now_ms=venue.clock(),
-                          venue=venue_label(args.exchange, getattr(venue.client, "base_url", None)))
+                          venue=venue_label(args.exchange, venue.client))
         in_doubt = len(ledger.in_doubt_rows())  # those asked about and not settled, and any not asked (after a 429 / 418)
         # rows still IN_FLIGHT: a call in flight in another process (recovery waits for it), or an orphan of a
         # process that died while another had a call in flight; either is still in doubt

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -85,6 +86,7 @@ class PaperExchange:
             liquidity={s: config_decimal(q) for s, q in (liquidity or {}).items()},
         )
         self._init(exchange_info, leverage_brackets, account, credentials, clock)
+        self.account_id = uuid.uuid4().hex
 
     def _init(
         self,
@@ -123,6 +125,10 @@ class PaperExchange:
         exchange = cls.__new__(cls)
         account = Account.from_json(document["account"])
         exchange._init(document["exchange_info"], document["leverage_brackets"], account, credentials, clock)
+        # which paper account this is (ep4 reconcile asks only the account an order went to); a file
+        # written before it was kept gets one now, kept from its next save on
+        kept = document.get("account_id")
+        exchange.account_id = kept if isinstance(kept, str) and kept else uuid.uuid4().hex
         return exchange
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -130,6 +136,7 @@ class PaperExchange:
         with self._lock:
             document = {
                 "version": STATE_VERSION,
+                "account_id": self.account_id,
                 "exchange_info": self._exchange_info,
                 "leverage_brackets": self._brackets.raw,
                 "account": self._account.to_json(),

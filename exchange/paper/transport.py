@@ -40,6 +40,12 @@ class PaperTransport(httpx.BaseTransport):
         # is given, e.g. to persist it: an order the caller saw acknowledged is kept, as on an exchange
         self._after_change = after_change
 
+    @property
+    def venue_id(self) -> str:
+        """Which paper account this transport reaches (BinanceClient.venue): every in-process paper
+        exchange has the same base URL, so the URL alone does not say which account an order went to."""
+        return f"paper-account:{self._exchange.account_id}"
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
             answer = self._exchange.handle(
