@@ -196,20 +196,7 @@ class Executor:
             raise AuditError(f"{exc}. Nothing was sent: an interrupted execution must be recorded before anything else is") from None
 
     def _record_the_ledger_lacks(self) -> dict[str, Any] | None:
-        """A record of the log that needs a ledger row (engine.audit.needs_a_ledger_row) the ledger does
-        not hold, among the records after its anchor, and (when it holds no call row at all) the log's
-        first such record; None when there is none."""
-        ledger, path = self.ledger, self.audit.path
-        anchor = ledger.audit_anchor()
-        candidates = records_after(path, anchor[0]) if anchor is not None else []
-        if not ledger.holds_calls():
-            first = first_record_needing_a_row(path)
-            if first is not None:
-                candidates.append(first)
-        for rec in candidates:
-            if needs_a_ledger_row(rec) and ledger.trace_of(rec.get("policy_decision_id"), rec.get("action_id")) != rec.get("trace_id"):
-                return rec
-        return None
+        return record_the_ledger_lacks(self.ledger, self.audit.path)
 
     def state_view(self, ids: RawDecision, context: ExecutionContext) -> tuple[StateView, list[int | None]]:
         """The state view (with the operator's trading state) and its rows' ledger seqs."""
@@ -378,6 +365,25 @@ class Executor:
         self.ledger.complete(record.model_copy(update={"result": result.result, "reason_code": result.reason_code}),
                              arms=False, anchor=(full["seq"], full["hash"]))  # the cancel follows a failure that armed it
         return result
+
+
+def record_the_ledger_lacks(ledger: Ledger, path: Any) -> dict[str, Any] | None:
+    """A record of the log at ``path`` that needs a ledger row (engine.audit.needs_a_ledger_row) the
+    ledger does not hold, among the records after its anchor, and (when it holds no call row at all)
+    the log's first such record; None when there is none. The executor refuses to open on one;
+    `ep4 halt` / `resume` / `reduce-only` then record without moving the anchor, and `ep4 audit
+    repair` refuses, so no writer moves the anchor past records whose rows are missing (review:
+    a restored older ledger, then halt and resume, sent a decision again)."""
+    anchor = ledger.audit_anchor()
+    candidates = records_after(path, anchor[0]) if anchor is not None else []
+    if not ledger.holds_calls():
+        first = first_record_needing_a_row(path)
+        if first is not None:
+            candidates.append(first)
+    for rec in candidates:
+        if needs_a_ledger_row(rec) and ledger.trace_of(rec.get("policy_decision_id"), rec.get("action_id")) != rec.get("trace_id"):
+            return rec
+    return None
 
 
 def venue_label(mode: str, client: Any) -> str:

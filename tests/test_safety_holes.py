@@ -1599,9 +1599,43 @@ def test_a_ledger_lacking_the_row_of_a_recorded_call_stops_sending(rig: Rig, how
     capsys.readouterr()
     ledger = Ledger(rig.state)
     rig.ledger = ledger
-    with pytest.raises(AuditError, match="an exchange call, but the ledger .* holds no row of it") as err:
+    with pytest.raises(AuditError, match="an exchange call, but the ledger .* holds no row of it|holds no execution and no audit anchor") as err:
         Executor(rig.executor.config, ledger, AuditLog(rig.audit.path, ledger), rig.client)
     assert "Nothing was sent" in str(err.value)
+
+
+def test_halt_resume_or_repair_never_move_the_anchor_past_a_call_the_ledger_lacks(rig: Rig, capsys) -> None:
+    """Review: an older copy of the ledger restored (t-2's row missing), then `ep4 halt` and `ep4 resume`:
+    each moved the anchor to the end of the log, past t-2's record, and t-2 was sent again. Now a switch
+    is recorded without moving the anchor (a warning says so), `ep4 audit repair` refuses, and the
+    executor still refuses to open."""
+    import shutil
+
+    from engine.audit import AuditError, AuditLog
+    from engine.cli import main
+    from engine.executor import Executor
+    from engine.ledger import Ledger
+
+    assert rig.run(OPEN("0.010"), decision_id="t-1")[0].result == "SUCCESS"
+    rig.ledger.close()
+    shutil.copy(rig.state / "ledger.sqlite", rig.state.parent / "backup.sqlite")
+    rig.ledger = Ledger(rig.state)
+    rig.executor = Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
+    assert rig.run(OPEN("0.010"), decision_id="t-2", advance_s=5)[0].result == "SUCCESS"
+    rig.ledger.close()
+    for path in rig.state.glob("ledger.sqlite*"):
+        path.unlink()
+    shutil.copy(rig.state.parent / "backup.sqlite", rig.state / "ledger.sqlite")
+    capsys.readouterr()
+    for command in ("halt", "resume"):
+        assert main([command, "--state-dir", str(rig.state), "--reason", "r"]) == 0
+        assert "the ledger's anchor is not moved" in capsys.readouterr().err
+    assert main(["audit", "repair", str(rig.audit.path), "--force"]) == 2
+    assert "do not belong together" in capsys.readouterr().err
+    ledger = Ledger(rig.state)
+    rig.ledger = ledger
+    with pytest.raises(AuditError, match="holds no row of it"):
+        Executor(rig.executor.config, ledger, AuditLog(rig.audit.path, ledger), rig.client)
 
 
 def test_a_trading_state_record_beside_an_empty_ledger_does_not_lock_the_directory(tmp_path) -> None:
@@ -1614,3 +1648,28 @@ def test_a_trading_state_record_beside_an_empty_ledger_does_not_lock_the_directo
     AuditLog(tmp_path / "audit.jsonl").append({"kind": "trading_state", "from": "ACTIVE", "to": "HALTED", "reason": "r", "by": "me", "timestamp": 1})
     assert ledger.empty() and not AuditLog(tmp_path / "audit.jsonl", ledger).holds_more_than_one_unanchored_refusal()
     ledger.close()
+
+
+def test_a_new_embedded_paper_account_is_saved_before_any_call_names_it(tmp_path) -> None:
+    """Review: the paper account's id (which the write-ahead rows name, and reconcile asks) was saved only
+    after a change: a process killed on its first call left rows naming an account the next run made
+    anew under another id, so reconcile could never settle them. A new account is saved at once."""
+    import json as _json
+
+    from engine.cli.inputs import load_config_bundle
+    from engine.cli.venue import open_venue
+    from engine.executor import venue_label
+
+    bundle = load_config_bundle(None)
+    first = open_venue("paper", bundle=bundle, state_dir=tmp_path, base_url=None, follow_context=True)
+    try:
+        saved = _json.loads((tmp_path / "paper-exchange.json").read_text())["account_id"]
+        label = venue_label("paper", first.client)
+    finally:
+        first.close()
+    assert label.endswith(f"#paper-account:{saved}")
+    again = open_venue("paper", bundle=bundle, state_dir=tmp_path, base_url=None, follow_context=True)
+    try:
+        assert venue_label("paper", again.client) == label
+    finally:
+        again.close()

@@ -153,6 +153,15 @@ def _open_venue(mode: str, *, bundle: Bundle, state_dir: Path, base_url: str | N
         except BaseException:
             stack.close()
             raise
+        if not paper.account_id_saved:
+            # a new paper account (or a file from before account ids) is saved at once: the write-ahead rows
+            # name its id (ep4 reconcile asks only that account), so a process that dies on its first call
+            # must leave the id behind, not an account the next run makes anew under another id
+            try:
+                save_paper(paper, state_dir)
+            except OSError as exc:
+                stack.close()
+                raise InputError(f"cannot write the paper exchange's state in {state_dir}: {exc}") from None
         # saved after each request that may change it, before its answer: a process that dies after an
         # acknowledged order leaves the order in the paper account, as an exchange would keep it
         transport = PaperTransport(paper, after_change=lambda: save_paper(paper, state_dir))

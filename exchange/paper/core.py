@@ -87,6 +87,7 @@ class PaperExchange:
         )
         self._init(exchange_info, leverage_brackets, account, credentials, clock)
         self.account_id = uuid.uuid4().hex
+        self.account_id_saved = False  # whether a saved file holds it (save: True)
 
     def _init(
         self,
@@ -129,6 +130,7 @@ class PaperExchange:
         # written before it was kept gets one now, kept from its next save on
         kept = document.get("account_id")
         exchange.account_id = kept if isinstance(kept, str) and kept else uuid.uuid4().hex
+        exchange.account_id_saved = isinstance(kept, str) and bool(kept)
         return exchange
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -152,6 +154,7 @@ class PaperExchange:
         except BaseException:
             os.unlink(tmp)
             raise
+        self.account_id_saved = True
 
     # -- the one entry point -----------------------------------------------------------------
 
