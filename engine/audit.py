@@ -189,8 +189,7 @@ class AuditLog:
                         return True
                     if record.get("kind") == "trading_state":
                         continue
-                    refusal = (record.get("kind") == "execution" and record.get("reply") is None
-                               and record.get("sent_timestamp") is None)
+                    refusal = record.get("kind") == "execution" and not needs_a_ledger_row(record)
                     return not refusal or bool(f.read(1))  # a refusal, and nothing after it
         except OSError:
             return True
@@ -497,12 +496,9 @@ def first_record_needing_a_row(path: str | Path) -> dict[str, Any] | None:
 
 
 def _without_its_row(rec: dict[str, Any], ledger_traces: dict[str, tuple[str, str]]) -> str | None:
-    """Why a record the ledger must hold a row for (an exchange call: its write-ahead row is written
-    before the call; a forced cancel; a recovery or a reconcile, which are about a row) names none, or
-    another decision than its row; None when it does or need not. A record appended with a correct
-    hash after the anchor (a forged "recovery ... SUCCESS ORDER_FILLED") passed verify (review).
-    Refusals need none: those of inputs that never became a decision have no row, and a crash can
-    come between a refusal's record and its row."""
+    """Why a record the ledger must hold a row for (needs_a_ledger_row) names none, or another decision
+    than its row; None when it does or need not. A record appended with a correct hash after the
+    anchor (a forged "recovery ... SUCCESS ORDER_FILLED") passed verify (review)."""
     if not needs_a_ledger_row(rec):
         return None
     kind = rec.get("kind")

@@ -9,7 +9,7 @@ from typing import Any
 from .models import AUTHORIZED_ACTION
 from .memo import frozen_builder
 from .numbers import TEXT_NUMBERS_DECODER as _TEXT_NUMBERS
-from .numbers import DecimalParseError, canonical_json, duplicate_keys, loads, parse_decimal, printable_text, repeats_seen
+from .numbers import DecimalParseError, bytes_text, canonical_json, duplicate_keys, loads, parse_decimal, printable_text, repeats_seen
 
 __all__ = ["HOST_VALUE_REFUSED", "RawDecision", "authorization_gate", "host_text", "read_decision"]
 
@@ -114,14 +114,8 @@ def read_decision(raw: str | bytes | dict[str, Any] | RawDecision) -> RawDecisio
         return raw
     if isinstance(raw, (bytearray, memoryview)):
         raw = bytes(raw)
-    if isinstance(raw, bytes):
-        # read as the text the executor evaluates and records (engine.executor.decision_text): UTF-8, or
-        # what is not UTF-8 as backslash escapes, which no JSON reads (RFC 8259 §8.1: JSON exchanged
-        # between systems is UTF-8), so both give the same REJECTED result, digest and trace id
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raw = printable_text(raw.decode("utf-8", "surrogateescape"))
+    if isinstance(raw, bytes):  # the text the executor evaluates and records too (engine.executor.decision_text)
+        raw = bytes_text(raw)
     elif not isinstance(raw, str):  # a host's object: read as the text it is recorded as
         raw = host_text(raw)
     if isinstance(raw, str) and raw.startswith(HOST_VALUE_REFUSED):

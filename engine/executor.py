@@ -20,12 +20,12 @@ from .intent import Intent
 from .ledger import Ledger, LedgerError
 from .models import ExecutionContext, ExecutionRecord, ExecutionResult, StateView
 from .memo import KeptById, memo
-from .numbers import canonical_json, json_piece, printable_text
+from .numbers import bytes_text, canonical_json, json_piece, printable_text
 from .order import OrderRequest, build_request
 from .pipeline import Config, Evaluation, context_json, evaluate, execution_record, recent_json
 from .verification import BACK_OFF_CODES, ExchangeReplyData, verify_ack
 
-__all__ = ["ExchangeClient", "Executor", "PHASES", "audit_record", "decision_text", "forced_cancel_request", "forced_cancel_result", "venue_label"]
+__all__ = ["ExchangeClient", "Executor", "PHASES", "audit_record", "decision_text", "forced_cancel_request", "forced_cancel_result", "record_named", "record_the_ledger_lacks", "venue_label"]
 
 # The durable steps of one exchange call, in order. ``Executor.on_phase`` (None by default) is told
 # each one as it happens; the crash campaign (`make reliability`, tests/reliability.py) uses it to
@@ -51,7 +51,7 @@ def decision_text(raw: str | bytes | dict[str, Any] | Any) -> str:
     is; decoding them with U+FFFD in their place made another, readable decision of them (a HOLD one
     NOOP, review)."""
     if isinstance(raw, (bytes, bytearray, memoryview)):  # as engine.authorization_gate.read_decision reads bytes
-        return printable_text(bytes(raw).decode("utf-8", "surrogateescape"))
+        return bytes_text(bytes(raw))
     return printable_text(raw) if isinstance(raw, str) else host_text(raw)
 
 
@@ -176,11 +176,10 @@ class Executor:
         # which the check above no longer sees): that decision would be sent again (review). Checked
         # on the records after the anchor (those the tail check reads too) and, for a ledger without
         # any call row, on the log from its start up to its first call.
-        lacking = self._record_the_ledger_lacks()
+        lacking = record_the_ledger_lacks(self.ledger, self.audit.path)
         if lacking is not None:
             raise AuditError(
-                f"the audit log {self.audit.path} records {lacking.get('kind')} seq {lacking.get('seq')} of decision "
-                f"{lacking.get('policy_decision_id')} / action {lacking.get('action_id')} (trace {lacking.get('trace_id')}), an "
+                f"the audit log {self.audit.path} records {record_named(lacking)}, an "
                 f"exchange call, but the ledger {self.ledger.path} holds no row of it: the ledger is not the one that "
                 "recorded the log (lost, emptied, or restored from an older copy), so ep4 cannot tell which decisions "
                 "were already sent. Nothing was sent. Restore that ledger, or start a new state directory with a new audit log"
@@ -194,9 +193,6 @@ class Executor:
             self.recovered = recover_in_flight(self.ledger, self.audit)
         except AuditError as exc:  # e.g. the dead process's outcome record is torn: nothing goes out before it is seen to
             raise AuditError(f"{exc}. Nothing was sent: an interrupted execution must be recorded before anything else is") from None
-
-    def _record_the_ledger_lacks(self) -> dict[str, Any] | None:
-        return record_the_ledger_lacks(self.ledger, self.audit.path)
 
     def state_view(self, ids: RawDecision, context: ExecutionContext) -> tuple[StateView, list[int | None]]:
         """The state view (with the operator's trading state) and its rows' ledger seqs."""
@@ -384,6 +380,12 @@ def record_the_ledger_lacks(ledger: Ledger, path: Any) -> dict[str, Any] | None:
         if needs_a_ledger_row(rec) and ledger.trace_of(rec.get("policy_decision_id"), rec.get("action_id")) != rec.get("trace_id"):
             return rec
     return None
+
+
+def record_named(rec: dict[str, Any]) -> str:
+    """An audit record as messages name it: its kind, seq, ids and trace."""
+    return (f"{rec.get('kind')} seq {rec.get('seq')} of decision {rec.get('policy_decision_id')} / action "
+            f"{rec.get('action_id')} (trace {rec.get('trace_id')})")
 
 
 def venue_label(mode: str, client: Any) -> str:

@@ -481,10 +481,6 @@ class Ledger:
         row = self._db.execute("SELECT seq, hash FROM audit_anchor WHERE id = 1").fetchone()
         return (row[0], row[1]) if row else None
 
-    def new_and_empty(self) -> bool:
-        """Created by this open and nothing recorded in it since: no row, no audit anchor."""
-        return self.created and self.empty()
-
     def trace_of(self, decision_id: Any, action_id: Any) -> str | None:
         """The trace id of the row of (decision_id, action_id), if the ledger holds one."""
         if not isinstance(decision_id, str) or not isinstance(action_id, str):

@@ -19,6 +19,7 @@ __all__ = [
     "DecimalParseError",
     "InvalidText",
     "printable_text",
+    "bytes_text",
     "canonical_json",
     "json_piece",
     "decimal_text",
@@ -225,6 +226,13 @@ def printable_text(text: str) -> str:
 
 
 _NOT_A_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
+
+
+def bytes_text(data: bytes) -> str:
+    """Bytes as the text ep4 evaluates and records: UTF-8, and what is not UTF-8 as backslash escapes
+    (printable_text), which no JSON reads (RFC 8259 §8.1: JSON exchanged between systems is UTF-8), so
+    such bytes are one REJECTED decision, the same from ``evaluate`` and from the executor."""
+    return printable_text(data.decode("utf-8", "surrogateescape"))
 
 
 def _has_surrogate(value: Any) -> bool:

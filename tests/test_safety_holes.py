@@ -1559,6 +1559,23 @@ def test_verify_names_a_record_of_a_call_that_no_ledger_row_holds(rig: Rig, forg
     assert verify_log(rig.audit.path, rig.ledger.audit_anchor(), rig.ledger.trace_ids()).problems == []
 
 
+def _back_up_the_ledger_between_two_calls(rig: Rig, first: str, second: str) -> None:
+    """Execute ``first``, copy the ledger to backup.sqlite beside the state directory, execute ``second``:
+    the backup then lacks the row of a call the audit log records."""
+    import shutil
+
+    from engine.audit import AuditLog
+    from engine.executor import Executor
+    from engine.ledger import Ledger
+
+    assert rig.run(OPEN("0.010"), decision_id=first)[0].result == "SUCCESS"
+    rig.ledger.close()
+    shutil.copy(rig.state / "ledger.sqlite", rig.state.parent / "backup.sqlite")
+    rig.ledger = Ledger(rig.state)
+    rig.executor = Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
+    assert rig.run(OPEN("0.010"), decision_id=second, advance_s=5)[0].result == "SUCCESS"
+
+
 @pytest.mark.parametrize("how", ["halt-after-loss", "older-backup", "rows-deleted"])
 def test_a_ledger_lacking_the_row_of_a_recorded_call_stops_sending(rig: Rig, how: str, capsys) -> None:
     """Review: the lost-ledger refusal looked only at an empty ledger. `ep4 halt` / `resume` (or `audit repair
@@ -1574,14 +1591,11 @@ def test_a_ledger_lacking_the_row_of_a_recorded_call_stops_sending(rig: Rig, how
     from engine.executor import Executor
     from engine.ledger import Ledger
 
-    res, _ = rig.run(OPEN("0.010"), decision_id="d-first")
-    assert res.result == "SUCCESS"
     if how == "older-backup":
-        rig.ledger.close()
-        shutil.copy(rig.state / "ledger.sqlite", rig.state.parent / "backup.sqlite")
-        rig.ledger = Ledger(rig.state)
-        rig.executor = Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
-        assert rig.run(OPEN("0.010"), decision_id="d-second", advance_s=5)[0].result == "SUCCESS"
+        _back_up_the_ledger_between_two_calls(rig, "d-first", "d-second")
+    else:
+        res, _ = rig.run(OPEN("0.010"), decision_id="d-first")
+        assert res.result == "SUCCESS"
     rig.ledger.close()
     if how == "halt-after-loss":
         for path in rig.state.glob("ledger.sqlite*"):
@@ -1616,12 +1630,7 @@ def test_halt_resume_or_repair_never_move_the_anchor_past_a_call_the_ledger_lack
     from engine.executor import Executor
     from engine.ledger import Ledger
 
-    assert rig.run(OPEN("0.010"), decision_id="t-1")[0].result == "SUCCESS"
-    rig.ledger.close()
-    shutil.copy(rig.state / "ledger.sqlite", rig.state.parent / "backup.sqlite")
-    rig.ledger = Ledger(rig.state)
-    rig.executor = Executor(rig.executor.config, rig.ledger, AuditLog(rig.audit.path, rig.ledger), rig.client)
-    assert rig.run(OPEN("0.010"), decision_id="t-2", advance_s=5)[0].result == "SUCCESS"
+    _back_up_the_ledger_between_two_calls(rig, "t-1", "t-2")
     rig.ledger.close()
     for path in rig.state.glob("ledger.sqlite*"):
         path.unlink()

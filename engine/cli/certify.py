@@ -11,6 +11,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -464,14 +465,15 @@ def _utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+_SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?")
+
+
 def _version_key(version: Any) -> tuple[Any, ...] | None:
     """Semantic-version precedence (semver.org §11) of ``metadata.version``: MAJOR.MINOR.PATCH as
     numbers; a pre-release below its release, its dot-separated identifiers compared one by one
     (numeric ones as numbers and below text ones, text ones in ASCII order, fewer identifiers first);
     build metadata ignored. None for text that is not a version."""
-    import re
-
-    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?", version) if isinstance(version, str) else None
+    m = _SEMVER.fullmatch(version) if isinstance(version, str) else None
     if m is None:
         return None
     core = (int(m[1]), int(m[2]), int(m[3]))

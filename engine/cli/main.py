@@ -452,13 +452,12 @@ def cmd_audit_repair(args: argparse.Namespace) -> int:
             print(f"ok  {log}: the tail is sound; nothing to repair (--force appends a repair record anyway)")
             return 0
         if ledger is not None:
-            from ..executor import record_the_ledger_lacks
+            from ..executor import record_named, record_the_ledger_lacks
 
             lacking = record_the_ledger_lacks(ledger, log)
             if lacking is not None:  # a repair moves the anchor: never past records whose rows are missing (review)
                 raise UsageError(
-                    f"the ledger in {directory.resolve()} lacks the row of {lacking.get('kind')} seq {lacking.get('seq')} "
-                    f"({lacking.get('policy_decision_id')} / {lacking.get('action_id')}) that {log} records: the ledger and the log "
+                    f"the ledger in {directory.resolve()} lacks the row of {record_named(lacking)} that {log} records: the ledger and the log "
                     "do not belong together (the log's own ledger lost, emptied or replaced by an older copy, or a wrong "
                     "--state-dir); nothing was changed: restore the ledger that recorded the log")
         with ledger.state_lock() if args.halt else contextlib.nullcontext():
@@ -522,7 +521,7 @@ def _switch_trading_state(ledger: Any, audit: Any, target: str, reason: str, by:
     written first (a full or failing disk is an error here, before anything is recorded), then its
     audit record, then it is put in place: a record never says a switch that did not happen. Returns
     the state before."""
-    from ..executor import record_the_ledger_lacks
+    from ..executor import record_named, record_the_ledger_lacks
 
     before = ledger.trading_state()
     now_ms = int(time.time() * 1000)
@@ -531,8 +530,8 @@ def _switch_trading_state(ledger: Any, audit: Any, target: str, reason: str, by:
     # to open until the ledger is restored (moving it let a decision be sent again: review)
     lacking = record_the_ledger_lacks(ledger, audit.path)
     if lacking is not None:
-        print(f"WARNING: the ledger lacks the row of {lacking.get('kind')} seq {lacking.get('seq')} ({lacking.get('policy_decision_id')} / "
-              f"{lacking.get('action_id')}) that the audit log records: the switch is recorded, the ledger's anchor is not moved, "
+        print(f"WARNING: the ledger lacks the row of {record_named(lacking)} that the audit log records: the switch is recorded, "
+              "the ledger's anchor is not moved, "
               "and ep4 execute refuses to send until the ledger that recorded the log is restored", file=sys.stderr)
     _, prepared = ledger.prepare_trading_state(target, reason=reason, by=by, at_ms=now_ms)
     try:
